@@ -1,0 +1,527 @@
+"""A real local Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, controller-manager,
+scheduler and kwok (fake kubelets), plus the sandbox's own helpers (EMQX simulator, volume provisioner).
+
+Pod IPs come from a loopback range so that processes on this machine can listen on them and no
+traffic ever leaves it. The API refuses loopback addresses in Endpoints/EndpointSlices, so the
+endpoint controllers are switched off (Services keep their selectors; nothing routes through them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import build
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POD_CIDR = "127.16.0.0/16"
+NODE_IP = "127.15.0.1"
+SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs are only allocated, never routed or contacted
+NODE_COUNT = 3
+STORAGE_CLASS = "sandbox-local"
+ADMIN_USER = "sandbox-admin"
+
+# Pods of EMQX clusters become Running but not Ready; the EMQX simulator owns their Ready condition.
+EMQX_POD_STAGE = """\
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: emqx-pod-running
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.labels["apps.emqx.io/instance"]'
+      operator: 'Exists'
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Pending']
+  weight: 10000
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: Initialized
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "True"
+        type: PodScheduled
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        type: Ready
+        reason: ContainersNotReady
+      - lastTransitionTime: {{ $now | Quote }}
+        status: "False"
+        type: ContainersReady
+        reason: ContainersNotReady
+      containerStatuses:
+      {{ range .spec.containers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: false
+        started: true
+        restartCount: 0
+        state:
+          running:
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      initContainerStatuses:
+      {{ range .spec.initContainers }}
+      - image: {{ .image | Quote }}
+        name: {{ .name | Quote }}
+        ready: true
+        restartCount: 0
+        state:
+          terminated:
+            exitCode: 0
+            finishedAt: {{ $now | Quote }}
+            reason: Completed
+            startedAt: {{ $now | Quote }}
+      {{ end }}
+      {{ $hostIPs := NodeIPsWith .spec.nodeName }}
+      {{ with $hostIPs }}
+      hostIP: {{ index . 0 | Quote }}
+      hostIPs:
+      {{ range . }}
+      - ip: {{ . | Quote }}
+      {{ end }}
+      {{ end }}
+      {{ $podIPs := PodIPsWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+      {{ with $podIPs }}
+      podIP: {{ index . 0 | Quote }}
+      podIPs:
+      {{ range . }}
+      - ip: {{ . | Quote }}
+      {{ end }}
+      {{ end }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+"""
+
+
+class SandboxError(SystemExit):
+    """A one-line, user-facing failure (exit code 1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"sandbox: {message}")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("EMQX_SANDBOX_DIR") or REPO_ROOT / ".sandbox")
+
+
+@dataclass
+class Component:
+    name: str
+    pid: int
+    log: str
+    port: int | None = None
+
+
+@dataclass
+class SandboxState:
+    directory: str
+    api_port: int
+    kubeconfig: str
+    bin_dir: str
+    sim_control_url: str = ""
+    components: list[Component] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> SandboxState | None:
+        path = (directory or state_dir()) / "state.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        raw["components"] = [Component(**c) for c in raw.get("components", [])]
+        return cls(**raw)
+
+    def save(self) -> None:
+        data = dict(self.__dict__)
+        data["components"] = [c.__dict__ for c in self.components]
+        Path(self.directory, "state.json").write_text(json.dumps(data, indent=2))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _require_free(port: int, what: str) -> None:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise SandboxError(f"port 127.0.0.1:{port} for {what} is taken ({exc.strerror})") from None
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SandboxError(f"openssl {args[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def make_pki(pki: Path) -> None:
+    """CA, apiserver serving cert, admin client cert and the service-account signing key."""
+    if shutil.which("openssl") is None:
+        raise SandboxError("openssl is not installed (apt-get install openssl)")
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=sandbox-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=pki)
+    (pki / "apiserver.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
+        ("admin", f"/O=system:masters/CN={ADMIN_USER}", "client.ext"),
+    ):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", f"{name}.key",
+                 "-out", f"{name}.csr", cwd=pki)
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "3650", "-extfile", ext, "-out", f"{name}.crt", cwd=pki)
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, pki: Path, api_port: int) -> None:
+    import base64
+
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {
+            "server": f"https://127.0.0.1:{api_port}", "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": ADMIN_USER, "user": {
+            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": ADMIN_USER, "namespace": "default"}}],
+        "current-context": "sandbox",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+
+
+class ControlPlane:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.pki = directory / "pki"
+        self.logs = directory / "logs"
+        self.components: list[Component] = []
+
+    def _spawn(self, name: str, argv: list[str], port: int | None = None, env: dict[str, str] | None = None) -> None:
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=env, cwd=self.dir,
+            )
+        self.components.append(Component(name, proc.pid, str(log_path), port))
+
+    def _check_alive(self, name: str) -> None:
+        comp = next(c for c in self.components if c.name == name)
+        if not _pid_alive(comp.pid):
+            tail = _tail(Path(comp.log))
+            raise SandboxError(f"{name} exited during start-up; see {comp.log}{tail}")
+
+    def _wait_http(self, name: str, url: str, timeout: float, context: ssl.SSLContext | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive(name)
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                comp = next(c for c in self.components if c.name == name)
+                raise SandboxError(f"{name} not healthy at {url} after {timeout:.0f}s; see {comp.log}")
+            time.sleep(0.2)
+
+    def start(self, bin_dir: Path, api_port: int | None = None) -> SandboxState:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        make_pki(self.pki)
+        etcd_port, etcd_peer = free_port(), free_port()
+        api_port = api_port or free_port()
+        _require_free(api_port, "kube-apiserver")
+        kcm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
+        kubeconfig = self.dir / "kubeconfig"
+        write_kubeconfig(kubeconfig, self.pki, api_port)
+        state = SandboxState(str(self.dir), api_port, str(kubeconfig), str(bin_dir))
+
+        self._spawn("etcd", [
+            str(bin_dir / "etcd"), "--name=sandbox", f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=sandbox=http://127.0.0.1:{etcd_peer}",
+            "--listen-metrics-urls=", "--unsafe-no-fsync=true", "--auto-compaction-retention=1",
+            "--quota-backend-bytes=2147483648", "--log-level=warn",
+        ], etcd_port)
+        state.components = self.components
+        state.save()
+        self._wait_http("etcd", f"http://127.0.0.1:{etcd_port}/health", 30)
+
+        pki = self.pki
+        self._spawn("kube-apiserver", [
+            str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            "--endpoint-reconciler-type=none", f"--cert-dir={self.dir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
+            "--allow-privileged=true", "--profiling=false",
+        ], api_port)
+        state.save()
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self._wait_http("kube-apiserver", f"https://127.0.0.1:{api_port}/readyz", 120, ctx)
+
+        self._spawn("kube-controller-manager", [
+            str(bin_dir / "kube-controller-manager"), f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={kcm_port}",
+            # Endpoints may not hold loopback addresses: the endpoint controllers would fail in a loop.
+            "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--node-monitor-grace-period=60s", "--profiling=false",
+        ], kcm_port)
+        sched_config = self.dir / "scheduler.yaml"
+        sched_config.write_text(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
+            f"clientConnection: {{kubeconfig: {json.dumps(str(kubeconfig))}, qps: 200, burst: 400}}\n"
+            "leaderElection: {leaderElect: false}\n"
+        )
+        self._spawn("kube-scheduler", [
+            str(bin_dir / "kube-scheduler"), f"--config={sched_config}", "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}", "--profiling=false",
+        ], sched_port)
+
+        stages = self.dir / "kwok-stages.yaml"
+        default_stages = (bin_dir / "kwok").resolve().parent / "kwok-default-stages.yaml"
+        if not default_stages.exists():
+            raise SandboxError(f"kwok stages missing at {default_stages}: run `python -m sandbox build`")
+        stages.write_text(default_stages.read_text() + "\n---\n" + EMQX_POD_STAGE)
+        self._spawn("kwok", [
+            str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={stages}",
+            "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--cidr={POD_CIDR}", f"--node-ip={NODE_IP}", "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{kwok_port}",
+        ], kwok_port)
+        state.save()
+        for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
+            self._wait_http(name, f"https://127.0.0.1:{port}/healthz", 60, _insecure_context())
+        self._wait_http("kwok", f"http://127.0.0.1:{kwok_port}/healthz", 60)
+        return state
+
+
+def _insecure_context() -> ssl.SSLContext:
+    # KCM and scheduler serve /healthz with a self-signed cert generated at start; only liveness is read.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return ("\n  " + "\n  ".join(text)) if text else ""
+
+
+def stop_components(components: list[Component], timeout: float = 10) -> None:
+    for comp in reversed(components):
+        if _pid_alive(comp.pid):
+            try:
+                os.killpg(comp.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+    deadline = time.monotonic() + timeout
+    for comp in components:
+        while _pid_alive(comp.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(comp.pid):
+            try:
+                os.killpg(comp.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _kubectl(state: SandboxState, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [str(Path(state.bin_dir) / "kubectl"), f"--kubeconfig={state.kubeconfig}", *args],
+        input=stdin, capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        raise SandboxError(f"kubectl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+NODE_TEMPLATE = """\
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  annotations: {{node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}}
+  labels: {{kubernetes.io/hostname: {name}, kubernetes.io/os: linux, kubernetes.io/arch: amd64,
+            type: kwok, topology.kubernetes.io/zone: zone-{zone}}}
+spec: {{}}
+status:
+  allocatable: {{cpu: "32", memory: 256Gi, pods: "110"}}
+  capacity: {{cpu: "32", memory: 256Gi, pods: "110"}}
+---
+"""
+
+STORAGE_CLASS_MANIFEST = f"""\
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: {STORAGE_CLASS}
+  annotations: {{storageclass.kubernetes.io/is-default-class: "true"}}
+provisioner: sandbox.local/hostpath
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+"""
+
+
+def seed_cluster(state: SandboxState) -> None:
+    nodes = "".join(NODE_TEMPLATE.format(name=f"kwok-node-{i}", zone=i) for i in range(NODE_COUNT))
+    _kubectl(state, "apply", "-f", "-", stdin=nodes + STORAGE_CLASS_MANIFEST)
+    _kubectl(state, "wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
+    # The default ServiceAccount appears shortly after KCM starts; pods cannot be created before.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            _kubectl(state, "get", "serviceaccount", "default", "-n", "default")
+            return
+        except SandboxError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_helper(state: SandboxState, name: str, module: str, *args: str) -> Component:
+    log_path = Path(state.directory) / "logs" / f"{name}.log"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--kubeconfig", state.kubeconfig, *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        )
+    comp = Component(name, proc.pid, str(log_path))
+    state.components.append(comp)
+    state.save()
+    return comp
+
+
+def up(
+    with_simulator: bool = True, with_provisioner: bool = True, directory: Path | None = None
+) -> SandboxState:
+    directory = directory or state_dir()
+    existing = SandboxState.load(directory)
+    if existing is not None:
+        dead = [c.name for c in existing.components if not _pid_alive(c.pid)]
+        if not dead:
+            return existing
+        raise SandboxError(
+            f"a sandbox in {directory} has crashed components ({', '.join(dead)}); "
+            "run `python -m sandbox down` first"
+        )
+    bin_dir = build.require_binaries(["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                      "kwok", "kubectl"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    plane = ControlPlane(directory)
+    try:
+        state = plane.start(bin_dir)
+        seed_cluster(state)
+        if with_provisioner:
+            start_helper(state, "provisioner", "sandbox.provisioner", "--root", str(directory / "volumes"))
+        if with_simulator:
+            port = free_port()
+            state.sim_control_url = f"http://127.0.0.1:{port}"
+            start_helper(state, "emqx-simulator", "sandbox.emqxsim", "--control-addr", f"127.0.0.1:{port}")
+            _wait_simulator(state)
+        state.save()
+    except BaseException:
+        stop_components(plane.components)
+        raise
+    return state
+
+
+def _wait_simulator(state: SandboxState, timeout: float = 30) -> None:
+    comp = next(c for c in state.components if c.name == "emqx-simulator")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(comp.pid):
+            raise SandboxError(f"emqx-simulator exited during start-up; see {comp.log}{_tail(Path(comp.log))}")
+        try:
+            with urllib.request.urlopen(state.sim_control_url + "/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise SandboxError(f"emqx-simulator did not answer at {state.sim_control_url}; see {comp.log}")
+
+
+def down(directory: Path | None = None) -> bool:
+    directory = directory or state_dir()
+    state = SandboxState.load(directory)
+    if state is None:
+        if directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+        return False
+    stop_components(state.components)
+    shutil.rmtree(directory, ignore_errors=True)
+    return True
+
+
+def status() -> list[tuple[str, str, str]]:
+    state = SandboxState.load()
+    if state is None:
+        return []
+    return [(c.name, "running" if _pid_alive(c.pid) else "DEAD", c.log) for c in state.components]

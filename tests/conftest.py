@@ -1,0 +1,94 @@
+"""Session fixtures: one real local control plane (sandbox) per test session, a namespace per test.
+
+Set EMQX_SANDBOX_DIR to the directory of a running `python -m sandbox up` to reuse it; otherwise
+the first integration test starts a private sandbox and the session stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import cluster
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[cluster.SandboxState]:
+    reuse_dir = os.environ.get("EMQX_SANDBOX_DIR")
+    if reuse_dir:
+        state = cluster.SandboxState.load(Path(reuse_dir))
+        if state is None:
+            pytest.fail(f"EMQX_SANDBOX_DIR={reuse_dir} holds no running sandbox (python -m sandbox up)")
+        yield state
+        return
+    directory = Path(tempfile.mkdtemp(prefix="emqx-sandbox-"))
+    state = cluster.up(directory=directory)
+    try:
+        yield state
+    finally:
+        cluster.down(directory)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(sandbox: cluster.SandboxState) -> str:
+    return sandbox.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: str) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def bin_dir(sandbox: cluster.SandboxState) -> Path:
+    return Path(sandbox.bin_dir)
+
+
+@pytest.fixture(scope="session")
+def kubectl(sandbox: cluster.SandboxState) -> Any:
+    """Run the real kubectl against the sandbox: kubectl("get", "pods", "-n", ns) -> CompletedProcess."""
+
+    def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(Path(sandbox.bin_dir) / "kubectl"), f"--kubeconfig={sandbox.kubeconfig}", *args],
+            input=stdin, capture_output=True, text=True, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture
+def namespace(api_client: Any) -> Iterator[str]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"sandbox.local/test": "true"}}})
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background", _request_timeout=10)
+        except Exception:  # noqa: BLE001 - best-effort cleanup
+            pass
+
+
+@pytest.fixture(scope="session")
+def emqx_sim(sandbox: cluster.SandboxState) -> Any:
+    from sandbox.emqxsim.client import SimClient
+
+    if not sandbox.sim_control_url:
+        pytest.fail("the sandbox was started without the EMQX simulator")
+    return SimClient(sandbox.sim_control_url)
