@@ -7,6 +7,7 @@ and message, so callers can report EMQX's own words in conditions and Events.
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -36,13 +37,52 @@ class EmqxApiError(Exception):
         return self.status is None
 
 
+class _BearerLogin(httpx.Auth):
+    """Dashboard-user login for EMQX before 5.0.14, which has no bootstrap API keys.
+
+    POST /api/v5/login gives a JWT; it is reused until EMQX answers 401, then renewed once.
+    """
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self._login_url = f"{base_url}/api/v5/login"
+        self._username = username
+        self._password = password
+        self._token: str | None = None
+
+    def _login_request(self) -> httpx.Request:
+        return httpx.Request("POST", self._login_url, json={"username": self._username, "password": self._password})
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._token is None:
+            login = yield self._login_request()
+            if login.status_code != 200:
+                login.read()
+                request.headers["Authorization"] = "Bearer invalid"
+                yield request
+                return
+            login.read()
+            self._token = str(login.json().get("token", ""))
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            login = yield self._login_request()
+            login.read()
+            if login.status_code == 200:
+                self._token = str(login.json().get("token", ""))
+                request.headers["Authorization"] = f"Bearer {self._token}"
+                yield request
+
+
 class EmqxApi:
     def __init__(
         self, base_url: str, api_key: str, api_secret: str, timeout: float = DEFAULT_TIMEOUT,
-        client: httpx.Client | None = None,
+        client: httpx.Client | None = None, login: bool = False,
     ) -> None:
+        """Authenticate with an API key (Basic), or with `login=True` as a dashboard user (Bearer)."""
         self.base_url = base_url.rstrip("/")
-        self._auth = httpx.BasicAuth(api_key, api_secret)
+        self._auth: httpx.Auth = (
+            _BearerLogin(self.base_url, api_key, api_secret) if login else httpx.BasicAuth(api_key, api_secret)
+        )
         self._timeout = timeout
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None

@@ -33,7 +33,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
         operator_process.start(state)
         print("sandbox: operator started from the working tree", file=sys.stderr)
-    print(f"sandbox: point your shell at it with: eval \"$(python -m sandbox env)\"", file=sys.stderr)
+    print("sandbox: point your shell at it with: eval \"$(python -m sandbox env)\"", file=sys.stderr)
     return 0
 
 

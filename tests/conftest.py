@@ -92,3 +92,54 @@ def emqx_sim(sandbox: cluster.SandboxState) -> Any:
     if not sandbox.sim_control_url:
         pytest.fail("the sandbox was started without the EMQX simulator")
     return SimClient(sandbox.sim_control_url)
+
+
+class OperatorHandle:
+    """A running operator process (from the working tree) and its metrics endpoint."""
+
+    def __init__(self, log: str, metrics_url: str) -> None:
+        self.log = log
+        self.metrics_url = metrics_url
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def reconcile_count(self, namespace: str, name: str) -> int:
+        total = 0
+        for line in self.metrics().splitlines():
+            if line.startswith("emqx_operator_reconcile_total{") and \
+                    f'namespace="{namespace}",name="{name}"' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
+
+    def wait_reconciles(self, namespace: str, name: str, count: int = 2, timeout: float = 60) -> None:
+        """Wait until the operator has completed `count` more reconciles of the resource."""
+        from tests.helpers import wait_for
+
+        start = self.reconcile_count(namespace, name)
+        wait_for(lambda: self.reconcile_count(namespace, name) >= start + count, timeout,
+                 f"{count} more reconciles of {namespace}/{name}")
+
+
+@pytest.fixture(scope="session")
+def operator(sandbox: cluster.SandboxState) -> Iterator[OperatorHandle]:
+    import signal
+
+    from sandbox import operator_process
+
+    operator_process.install_crd(sandbox)
+    proc, comp, live_port = operator_process.spawn(
+        sandbox, name=f"operator-test-{os.getpid()}", extra_args=["--resync-seconds", "3"]
+    )
+    try:
+        operator_process.wait_live(comp, live_port)
+        yield OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -115,7 +115,8 @@ class ClusterApi:
             )
         except ApiException as exc:
             raise _api_error(exc, method, path) from None
-        data = response[0].data
+        raw = response[0] if isinstance(response, tuple) else response
+        data = raw.data
         return json.loads(data) if data else None
 
     # reads -----------------------------------------------------------------------------------

@@ -1,0 +1,277 @@
+"""Status model -> text (tabulate), JSON or YAML; colours; the `--wait` progress view.
+
+tabulate and yaml are imported inside the functions that need them, so verbs that fail early
+(or print help) never load them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from kubectl_emqx.status_model import (
+    ClusterStatus,
+    ClusterSummary,
+    Node,
+    NodeCounts,
+    Progress,
+    age_seconds,
+    to_data,
+)
+
+OUTPUT_FORMATS = ("json", "yaml")
+SETTLED_PHASES = frozenset({"Ready"})
+BAD_PHASES = frozenset({"Failed", "Degraded"})
+NODE_HEADERS = ("NODE", "ROLE", "STATUS", "VERSION", "OTP", "UPTIME", "CONNECTIONS")
+LIST_HEADERS = ("NAME", "NAMESPACE", "IMAGE", "CORES", "REPLICANTS", "STATUS", "AGE")
+EVENT_HEADERS = ("LAST SEEN", "TYPE", "REASON", "MESSAGE")
+
+
+@dataclass(frozen=True)
+class Style:
+    """Colours on or off; every helper returns the text unchanged when off."""
+
+    color: bool = False
+
+    def _paint(self, text: str, **style: Any) -> str:
+        return click.style(text, **style) if self.color else text
+
+    def heading(self, text: str) -> str:
+        return self._paint(text, bold=True)
+
+    def good(self, text: str) -> str:
+        return self._paint(text, fg="green")
+
+    def warn(self, text: str) -> str:
+        return self._paint(text, fg="yellow")
+
+    def bad(self, text: str) -> str:
+        return self._paint(text, fg="red")
+
+    def phase(self, phase: str) -> str:
+        if phase in SETTLED_PHASES:
+            return self.good(phase)
+        if phase in BAD_PHASES:
+            return self.bad(phase)
+        return self.warn(phase)
+
+    def counts(self, counts: NodeCounts) -> str:
+        text = f"{counts.ready}/{counts.desired}"
+        return self.good(text) if counts.ready == counts.desired else self.bad(text)
+
+    def condition_status(self, status: str, healthy: bool) -> str:
+        return self.good(status) if healthy else self.bad(status)
+
+
+def use_color(choice: str, isatty: bool, environ: dict[str, str] | None = None) -> bool:
+    """--color auto|always|never; auto means a terminal and no NO_COLOR (no-color.org)."""
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    import os
+
+    env = os.environ if environ is None else environ
+    return isatty and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+
+
+# --- durations --------------------------------------------------------------------------------
+
+
+def format_duration(seconds: int | float | None) -> str:
+    """3h12m, 2d4h, 12m5s, 45s: the two largest units, as kubectl's AGE column."""
+    if seconds is None:
+        return "-"
+    remaining = int(seconds)
+    if remaining < 60:
+        return f"{remaining}s"
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, remaining = divmod(remaining, size)
+        if amount or parts:
+            parts.append(f"{amount}{unit}")
+        if len(parts) == 2:
+            break
+    if len(parts) == 2 and parts[1].startswith("0"):
+        parts.pop()
+    return "".join(parts)
+
+
+# --- structured output ------------------------------------------------------------------------
+
+
+def structured(model: Any, output: str) -> str:
+    """-o json|yaml of a status-model object (or list of them, or plain data)."""
+    data = to_data(model)
+    if output == "json":
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    raise ValueError(f"unknown output format {output!r}")
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], no_headers: bool = False) -> str:
+    from tabulate import tabulate
+
+    if no_headers:
+        return str(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    return str(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+
+
+def list_text(
+    rows: Sequence[ClusterSummary], style: Style, no_headers: bool = False, now: datetime | None = None
+) -> str:
+    if not rows:
+        return ""
+    body = [
+        (
+            row.name,
+            row.namespace,
+            row.image or "-",
+            style.counts(row.cores),
+            style.counts(row.replicants) if row.replicants.desired else "0/0",
+            style.phase(row.phase),
+            format_duration(age_seconds(row.created, now)),
+        )
+        for row in rows
+    ]
+    return table(body, LIST_HEADERS, no_headers) + "\n"
+
+
+def node_rows(nodes: Sequence[Node], style: Style) -> list[tuple[str, ...]]:
+    return [
+        (
+            node.pod or short_node_name(node.node),
+            node.role,
+            style.good(node.status) if node.status == "running" else style.bad(node.status),
+            node.version or "-",
+            (node.otp_release or "-").split("/", 1)[0],
+            format_duration(node.uptime_seconds),
+            "-" if node.connections is None else str(node.connections),
+        )
+        for node in nodes
+    ]
+
+
+def short_node_name(node: str) -> str:
+    """emqx@n-core-0.n-headless.ns.svc.cluster.local -> emqx@n-core-0; IP hosts stay whole."""
+    name, _, host = node.partition("@")
+    if not host:
+        return node
+    try:
+        ipaddress.ip_address(host)
+        return node
+    except ValueError:
+        return f"{name}@{host.split('.', 1)[0]}"
+
+
+def status_text(
+    status: ClusterStatus, style: Style, no_headers: bool = False, now: datetime | None = None
+) -> str:
+    now = now or datetime.now(UTC)
+    sections = [summary_block(status, style)]
+
+    def section(title: str, content: str) -> None:
+        if not content:
+            return
+        sections.append(content if no_headers else f"{style.heading(title)}\n{content}")
+
+    if status.nodes:
+        section("Nodes", table(node_rows(status.nodes, style), NODE_HEADERS, no_headers))
+    else:
+        section("Nodes", "(EMQX has not reported any node yet)")
+    if status.events:
+        event_rows = [
+            (
+                format_duration(age_seconds(event.last_seen, now)),
+                style.warn(event.type) if event.type == "Warning" else event.type,
+                event.reason,
+                event.message + (f" (x{event.count})" if event.count > 1 else ""),
+            )
+            for event in status.events
+        ]
+        section("Events", table(event_rows, EVENT_HEADERS, no_headers))
+    if status.errors:
+        section(
+            "Errors (parts of the status could not be read)",
+            "\n".join(style.bad(f"- {error}") for error in status.errors),
+        )
+    return "\n\n".join(sections) + "\n"
+
+
+def summary_block(status: ClusterStatus, style: Style) -> str:
+    image = status.current_image or status.image or "-"
+    if status.target_image and status.target_image != status.current_image:
+        image = f"{status.current_image or '-'} -> {status.target_image}"
+    elif status.image and status.current_image and status.image != status.current_image:
+        image = f"{status.current_image} -> {status.image}"
+    phase = style.phase(status.phase)
+    if status.message:
+        phase += f" ({status.message})"
+    replicants = style.counts(status.replicants) if status.replicants.desired else "none"
+    pairs = [
+        ("Name", f"{status.namespace}/{status.name}"),
+        ("Image", image),
+        ("Phase", phase),
+        ("Cores", f"{style.counts(status.cores)} ready"),
+        ("Replicants", replicants if replicants == "none" else f"{replicants} ready"),
+        ("Conditions", condition_summary(status, style) or "-"),
+    ]
+    if (
+        status.generation is not None
+        and status.observed_generation is not None
+        and status.observed_generation < status.generation
+    ):
+        pairs.append(
+            ("Generation", style.warn(f"{status.generation} (operator has seen {status.observed_generation})"))
+        )
+    width = max(len(key) for key, _ in pairs) + 1
+    return "\n".join(f"{(key + ':').ljust(width)} {value}" for key, value in pairs)
+
+
+def condition_summary(status: ClusterStatus, style: Style) -> str:
+    # Progressing/UpgradeStalled read the other way round: True is the notable state.
+    inverted = {"Progressing", "UpgradeStalled"}
+    parts = []
+    for item in status.conditions:
+        healthy = (item.status == "True") != (item.type in inverted)
+        text = f"{item.type}={item.status}"
+        if not healthy and item.reason:
+            text += f" ({item.reason})"
+        parts.append(style.good(text) if healthy else style.warn(text))
+    return ", ".join(parts)
+
+
+# --- --wait progress --------------------------------------------------------------------------
+
+
+def progress_line(name: str, progress: Progress, now: datetime | None = None) -> str:
+    """The plain (non-TTY) progress line: timestamped, one per change."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{stamp} {name}: {progress.state}, nodes on target "
+        f"{progress.nodes_on_target}/{progress.nodes_desired}: {progress.reason}"
+    )
+
+
+def progress_view(status: ClusterStatus, progress: Progress, style: Style, elapsed: float) -> str:
+    """The live (TTY) view, redrawn on every change: phase, nodes on target, the node table."""
+    header = (
+        f"Waiting for {status.namespace}/{status.name} ({format_duration(elapsed)}): "
+        f"{style.phase(status.phase)}, nodes on target {progress.nodes_on_target}/{progress.nodes_desired}"
+    )
+    lines = [header, f"  {progress.reason}"]
+    if status.nodes:
+        lines.append(table(node_rows(status.nodes, style), NODE_HEADERS))
+    return "\n".join(lines) + "\n"

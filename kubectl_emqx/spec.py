@@ -1,0 +1,597 @@
+"""The EMQX custom resource as one normalised model (EmqxSpec) plus domain validation (pure).
+
+Accepts `apps.emqx.io/v2beta1` bodies and the v2alpha1 forms (`spec.emqxTemplate.image`,
+`spec.bootstrapConfig`, the misspelled `toleRations`). Defaults match the CRD: 3 cores,
+3 replicants, config mode Merge, clusterDomain cluster.local.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubectl_emqx import hocon
+from kubectl_emqx.versions import (
+    ENTERPRISE_REPOSITORY,
+    OPENSOURCE_REPOSITORY,
+    ImageInfo,
+    format_version,
+    needs_license_for_cluster,
+    parse_image,
+    replicants_allowed,
+)
+
+GROUP = "apps.emqx.io"
+KIND = "EMQX"
+API_VERSION = f"{GROUP}/v2beta1"
+SERVED_API_VERSIONS = (f"{GROUP}/v2beta1", f"{GROUP}/v2alpha1")
+
+DEFAULT_CORES = 3
+DEFAULT_REPLICANTS = 3
+DEFAULT_CLUSTER_DOMAIN = "cluster.local"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_REVISION_HISTORY_LIMIT = 3
+CONFIG_MODES = ("Merge", "Replace")
+UPDATE_STRATEGY_TYPES = ("RollingUpdate", "Recreate")
+
+# The API key the operator provisions for itself through the bootstrap file.
+OPERATOR_API_KEY_NAME = "kubectl-emqx-operator"
+LICENSE_ENV = "EMQX_LICENSE__KEY"
+ERLANG_DIST_PORT = 4370
+GEN_RPC_PORT = 5369
+
+FieldPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeTemplate:
+    """coreTemplate / replicantTemplate: replicas, pod metadata and the pod settings passed through.
+
+    Kubernetes-typed values (affinity, env, probes, ...) are kept as plain data; treat them as
+    read-only (builders copy them).
+    """
+
+    replicas: int
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    node_selector: dict[str, str] | None = None
+    node_name: str | None = None
+    affinity: dict[str, Any] | None = None
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    topology_spread_constraints: list[dict[str, Any]] = field(default_factory=list)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    env: list[dict[str, Any]] = field(default_factory=list)
+    env_from: list[dict[str, Any]] = field(default_factory=list)
+    resources: dict[str, Any] | None = None
+    pod_security_context: dict[str, Any] | None = None
+    container_security_context: dict[str, Any] | None = None
+    init_containers: list[dict[str, Any]] = field(default_factory=list)
+    extra_containers: list[dict[str, Any]] = field(default_factory=list)
+    extra_volumes: list[dict[str, Any]] = field(default_factory=list)
+    extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    liveness_probe: dict[str, Any] | None = None
+    readiness_probe: dict[str, Any] | None = None
+    startup_probe: dict[str, Any] | None = None
+    lifecycle: dict[str, Any] | None = None
+    min_available: int | str | None = None
+    max_unavailable: int | str | None = None
+    volume_claim_template: dict[str, Any] | None = None  # a PersistentVolumeClaimSpec (cores only)
+
+
+@dataclass(frozen=True)
+class ServiceTemplate:
+    enabled: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)  # a ServiceSpec, merged under ours
+
+
+@dataclass(frozen=True)
+class EvacuationStrategy:
+    wait_takeover_seconds: int = 10
+    conn_evict_rate: int = 1000
+    sess_evict_rate: int = 1000
+    wait_health_check_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class UpdateStrategy:
+    type: str = "RollingUpdate"
+    initial_delay_seconds: int = 10
+    node_ready_timeout_seconds: int = 600
+    evacuation: EvacuationStrategy = field(default_factory=EvacuationStrategy)
+    allow_downgrade: bool = False
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    secret_name: str
+    secret_key: str
+
+
+@dataclass(frozen=True)
+class BootstrapApiKey:
+    """A user API key: literal `key`/`secret`, or references the operator resolves."""
+
+    key: str | None = None
+    secret: str | None = None
+    key_ref: SecretKeyRef | None = None
+    secret_ref: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    message: str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class EmqxSpec:
+    name: str
+    namespace: str
+    api_version: str
+    image: str
+    image_info: ImageInfo
+    image_field: FieldPath
+    image_pull_policy: str | None
+    image_pull_secrets: list[dict[str, Any]]
+    service_account_name: str | None
+    bootstrap_api_keys: tuple[BootstrapApiKey, ...]
+    config_mode: str
+    config_text: str
+    config_field: FieldPath
+    config: dict[str, Any]  # parsed config_text; {} when it does not parse (see config_problem)
+    config_problem: ConfigProblem | None
+    cluster_domain: str
+    revision_history_limit: int
+    update_strategy: UpdateStrategy
+    core: NodeTemplate
+    replicant: NodeTemplate
+    dashboard_service: ServiceTemplate
+    listeners_service: ServiceTemplate
+    labels: dict[str, str]  # the CR's own labels
+
+    @property
+    def edition(self) -> str:
+        return self.image_info.edition
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        return self.image_info.version
+
+    @property
+    def total_nodes(self) -> int:
+        return self.core.replicas + self.replicant.replicas
+
+
+# Field paths ---------------------------------------------------------------------------------
+
+
+def image_field_path(body: Mapping[str, Any]) -> FieldPath:
+    """Where this body names its image: spec.image, or spec.emqxTemplate.image (v2alpha1 form)."""
+    spec = _mapping(body.get("spec"))
+    if "image" not in spec and _mapping(spec.get("emqxTemplate")).get("image") is not None:
+        return ("spec", "emqxTemplate", "image")
+    return ("spec", "image")
+
+
+def config_field_path(body: Mapping[str, Any]) -> FieldPath:
+    """Where this body keeps its HOCON: spec.config.data, or spec.bootstrapConfig (v2alpha1)."""
+    spec = _mapping(body.get("spec"))
+    if spec.get("bootstrapConfig") is not None and _mapping(spec.get("config")).get("data") is None:
+        return ("spec", "bootstrapConfig")
+    return ("spec", "config", "data")
+
+
+def dotted(path: FieldPath) -> str:
+    return ".".join(path)
+
+
+def merge_patch(path: FieldPath, value: Any) -> dict[str, Any]:
+    """A JSON merge patch setting `path` to `value`: ("spec", "image") -> {"spec": {"image": value}}."""
+    patch: Any = value
+    for key in reversed(path):
+        patch = {key: patch}
+    return dict(patch)
+
+
+def get_field(body: Mapping[str, Any], path: FieldPath) -> Any:
+    node: Any = body
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+# Normalisation -------------------------------------------------------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return copy.deepcopy(list(value)) if isinstance(value, list) else []
+
+
+def _optional_copy(value: Any) -> Any:
+    return copy.deepcopy(value) if value is not None else None
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    return {str(key): str(item) for key, item in _mapping(value).items()}
+
+
+def _int(value: Any, default: int) -> int:
+    if isinstance(value, bool) or value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _node_template(template: Any, default_replicas: int, *, core: bool) -> NodeTemplate:
+    template = _mapping(template)
+    metadata = _mapping(template.get("metadata"))
+    spec = _mapping(template.get("spec"))
+    return NodeTemplate(
+        replicas=_int(spec.get("replicas"), default_replicas),
+        labels=_string_map(metadata.get("labels")),
+        annotations=_string_map(metadata.get("annotations")),
+        node_selector=_optional_copy(spec.get("nodeSelector")),
+        node_name=spec.get("nodeName"),
+        affinity=_optional_copy(spec.get("affinity")),
+        # v2alpha1/v2beta1 carry the misspelled `toleRations` too; upstream appends both.
+        tolerations=_list(spec.get("toleRations")) + _list(spec.get("tolerations")),
+        topology_spread_constraints=_list(spec.get("topologySpreadConstraints")),
+        command=_optional_copy(spec.get("command")),
+        args=_optional_copy(spec.get("args")),
+        ports=_list(spec.get("ports")),
+        env=_list(spec.get("env")),
+        env_from=_list(spec.get("envFrom")),
+        resources=_optional_copy(spec.get("resources")),
+        pod_security_context=_optional_copy(spec.get("podSecurityContext")),
+        container_security_context=_optional_copy(spec.get("containerSecurityContext")),
+        init_containers=_list(spec.get("initContainers")),
+        extra_containers=_list(spec.get("extraContainers")),
+        extra_volumes=_list(spec.get("extraVolumes")),
+        extra_volume_mounts=_list(spec.get("extraVolumeMounts")),
+        liveness_probe=_optional_copy(spec.get("livenessProbe")),
+        readiness_probe=_optional_copy(spec.get("readinessProbe")),
+        startup_probe=_optional_copy(spec.get("startupProbe")),
+        lifecycle=_optional_copy(spec.get("lifecycle")),
+        min_available=spec.get("minAvailable"),
+        max_unavailable=spec.get("maxUnavailable"),
+        volume_claim_template=_optional_copy(spec.get("volumeClaimTemplates")) if core else None,
+    )
+
+
+def _service_template(template: Any) -> ServiceTemplate:
+    template = _mapping(template)
+    metadata = _mapping(template.get("metadata"))
+    return ServiceTemplate(
+        enabled=template.get("enabled", True) is not False,
+        labels=_string_map(metadata.get("labels")),
+        annotations=_string_map(metadata.get("annotations")),
+        spec=copy.deepcopy(dict(_mapping(template.get("spec")))),
+    )
+
+
+def _update_strategy(strategy: Any) -> UpdateStrategy:
+    strategy = _mapping(strategy)
+    evacuation = _mapping(strategy.get("evacuationStrategy"))
+    defaults, evacuation_defaults = UpdateStrategy(), EvacuationStrategy()
+    return UpdateStrategy(
+        type=str(strategy.get("type") or defaults.type),
+        initial_delay_seconds=_int(strategy.get("initialDelaySeconds"), defaults.initial_delay_seconds),
+        node_ready_timeout_seconds=_int(strategy.get("nodeReadyTimeoutSeconds"), defaults.node_ready_timeout_seconds),
+        evacuation=EvacuationStrategy(
+            wait_takeover_seconds=_int(evacuation.get("waitTakeover"), evacuation_defaults.wait_takeover_seconds),
+            conn_evict_rate=_int(evacuation.get("connEvictRate"), evacuation_defaults.conn_evict_rate),
+            sess_evict_rate=_int(evacuation.get("sessEvictRate"), evacuation_defaults.sess_evict_rate),
+            wait_health_check_seconds=_int(
+                evacuation.get("waitHealthCheck"), evacuation_defaults.wait_health_check_seconds
+            ),
+        ),
+        allow_downgrade=strategy.get("allowDowngrade") is True,
+    )
+
+
+def _secret_key_ref(value: Any) -> SecretKeyRef | None:
+    value = _mapping(value)
+    if not value:
+        return None
+    return SecretKeyRef(str(value.get("secretName", "")), str(value.get("secretKey", "")))
+
+
+def _bootstrap_api_keys(keys: Any) -> tuple[BootstrapApiKey, ...]:
+    result = []
+    for item in keys if isinstance(keys, list) else []:
+        item = _mapping(item)
+        secret_ref = _mapping(item.get("secretRef"))
+        result.append(
+            BootstrapApiKey(
+                key=item.get("key"),
+                secret=item.get("secret"),
+                key_ref=_secret_key_ref(secret_ref.get("key")),
+                secret_ref=_secret_key_ref(secret_ref.get("secret")),
+            )
+        )
+    return tuple(result)
+
+
+def normalize(body: Mapping[str, Any], namespace: str | None = None) -> EmqxSpec:
+    """A CR body (v2beta1 or v2alpha1 form, defaulted by the apiserver or not) -> EmqxSpec.
+
+    Never raises for content problems: those are reported by validate().
+    """
+    metadata = _mapping(body.get("metadata"))
+    spec = _mapping(body.get("spec"))
+    image_field, config_field = image_field_path(body), config_field_path(body)
+    image = str(get_field(body, image_field) or "")
+    config_text = str(get_field(body, config_field) or "")
+    config: dict[str, Any] = {}
+    problem = None
+    try:
+        config = hocon.parse(config_text)
+    except hocon.HoconError as error:
+        problem = ConfigProblem(error.message, error.line, error.column)
+    return EmqxSpec(
+        name=str(metadata.get("name") or ""),
+        namespace=str(metadata.get("namespace") or namespace or DEFAULT_NAMESPACE),
+        api_version=str(body.get("apiVersion") or API_VERSION),
+        image=image,
+        image_info=parse_image(image),
+        image_field=image_field,
+        image_pull_policy=spec.get("imagePullPolicy") or _mapping(spec.get("emqxTemplate")).get("imagePullPolicy"),
+        image_pull_secrets=_list(spec.get("imagePullSecrets")),
+        service_account_name=spec.get("serviceAccountName"),
+        bootstrap_api_keys=_bootstrap_api_keys(spec.get("bootstrapAPIKeys")),
+        config_mode=str(_mapping(spec.get("config")).get("mode") or "Merge"),
+        config_text=config_text,
+        config_field=config_field,
+        config=config,
+        config_problem=problem,
+        cluster_domain=str(spec.get("clusterDomain") or DEFAULT_CLUSTER_DOMAIN),
+        revision_history_limit=_int(spec.get("revisionHistoryLimit"), DEFAULT_REVISION_HISTORY_LIMIT),
+        update_strategy=_update_strategy(spec.get("updateStrategy")),
+        core=_node_template(spec.get("coreTemplate"), DEFAULT_CORES, core=True),
+        replicant=_node_template(spec.get("replicantTemplate"), DEFAULT_REPLICANTS, core=False),
+        dashboard_service=_service_template(spec.get("dashboardServiceTemplate")),
+        listeners_service=_service_template(spec.get("listenersServiceTemplate")),
+        labels=_string_map(metadata.get("labels")),
+    )
+
+
+# Validation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpecError:
+    field: str  # e.g. "spec.replicantTemplate.spec.replicas"
+    value: Any
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message} (value: {self.value!r}). Fix: {self.fix}"
+
+
+def license_configured(spec: EmqxSpec, template: NodeTemplate | None = None) -> bool:
+    """Whether a license key reaches the nodes of `template` (of every template with nodes when None).
+
+    Looks at `license.key` in the configuration and EMQX_LICENSE__KEY in the template env. An
+    `envFrom` source may carry the variable too; it cannot be inspected here, so it counts.
+    """
+    if hocon.get_path(spec.config, "license.key"):
+        return True
+    templates = [template] if template is not None else [t for t in (spec.core, spec.replicant) if t.replicas > 0]
+    return all(_license_in_env(t) for t in templates)
+
+
+def _license_in_env(template: NodeTemplate) -> bool:
+    named = any(isinstance(var, Mapping) and str(var.get("name", "")).upper() == LICENSE_ENV for var in template.env)
+    return named or bool(template.env_from)
+
+
+def validate(spec: EmqxSpec) -> list[SpecError]:
+    """Domain rules the CRD schema cannot express. Empty list: the spec can be deployed."""
+    errors: list[SpecError] = []
+    errors += _image_errors(spec)
+    errors += _config_errors(spec)
+    errors += _topology_errors(spec)
+    errors += _api_key_errors(spec)
+    return errors
+
+
+def _image_errors(spec: EmqxSpec) -> list[SpecError]:
+    image_field = dotted(spec.image_field)
+    info = spec.image_info
+    if not spec.image:
+        return [
+            SpecError("spec.image", None, "no EMQX image is set", f"set spec.image, e.g. {ENTERPRISE_REPOSITORY}:5.8.9")
+        ]
+    errors = []
+    if not info.repository_known:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                f"unknown image repository {info.repository!r}: the edition (and so the replicant, license "
+                "and evacuation rules) cannot be told",
+                f"use {OPENSOURCE_REPOSITORY} (Opensource) or {ENTERPRISE_REPOSITORY} (Enterprise); any registry "
+                "prefix is fine, e.g. registry.example.com/mirror/emqx/emqx-enterprise:5.8.9",
+            )
+        )
+    if not info.version_known:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                "the image tag does not name an EMQX version, so version-dependent settings cannot be chosen",
+                "use a version tag such as 5.8.9 (a digest may follow: emqx/emqx:5.8.9@sha256:...)",
+            )
+        )
+    elif info.version[0] < 5:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                f"EMQX {info.version_string} is not supported (kubectl-emqx manages EMQX 5 and later)",
+                "use an EMQX 5 image, e.g. emqx/emqx:5.8.9; EMQX 4 clusters cannot be upgraded in place",
+            )
+        )
+    return errors
+
+
+def _config_errors(spec: EmqxSpec) -> list[SpecError]:
+    config_field = dotted(spec.config_field)
+    errors = []
+    if spec.config_mode not in CONFIG_MODES:
+        errors.append(SpecError("spec.config.mode", spec.config_mode, "unknown config mode", "use Merge or Replace"))
+    if spec.config_problem is not None:
+        problem = spec.config_problem
+        errors.append(
+            SpecError(
+                config_field,
+                f"line {problem.line}, column {problem.column}",
+                f"invalid HOCON at line {problem.line}, column {problem.column}: {problem.message}",
+                f"correct {config_field} at line {problem.line}, column {problem.column}",
+            )
+        )
+        return errors
+    port = hocon.dashboard_port(spec.config)
+    if port == 0:
+        errors.append(
+            SpecError(
+                config_field,
+                hocon.get_path(spec.config, "dashboard.listeners.http"),
+                "the dashboard HTTP listener is disabled; the operator manages EMQX through its REST API there",
+                "remove dashboard.listeners.http.enable = false / bind = 0 (18083 is the default port)",
+            )
+        )
+    reserved = {ERLANG_DIST_PORT: "Erlang distribution (ekka)", GEN_RPC_PORT: "gen_rpc"}
+    if port:
+        reserved[port] = "the dashboard"
+    for listener in hocon.listener_ports(spec.config):
+        if listener.port in reserved and listener.protocol == "TCP":
+            errors.append(
+                SpecError(
+                    config_field,
+                    listener.port,
+                    f"listener {listener.name} uses port {listener.port}, which {reserved[listener.port]} uses",
+                    f"bind listener {listener.name} to another port",
+                )
+            )
+    return errors
+
+
+def _topology_errors(spec: EmqxSpec) -> list[SpecError]:
+    errors = []
+    info = spec.image_info
+    if spec.core.replicas < 1:
+        errors.append(
+            SpecError(
+                "spec.coreTemplate.spec.replicas",
+                spec.core.replicas,
+                "a cluster needs at least one core node",
+                "set spec.coreTemplate.spec.replicas to 1 or more (odd numbers tolerate failures best)",
+            )
+        )
+    if spec.replicant.replicas < 0:
+        errors.append(
+            SpecError(
+                "spec.replicantTemplate.spec.replicas",
+                spec.replicant.replicas,
+                "the replicant count cannot be negative",
+                "set spec.replicantTemplate.spec.replicas to 0 or more",
+            )
+        )
+    if spec.replicant.replicas > 0 and not replicants_allowed(info.edition, info.version):
+        errors.append(
+            SpecError(
+                "spec.replicantTemplate.spec.replicas",
+                spec.replicant.replicas,
+                f"EMQX Opensource {info.version_string} refuses to run replicant nodes (since 5.8.0 only the "
+                "Enterprise edition has them)",
+                f"set spec.replicantTemplate.spec.replicas to 0 (all nodes are cores), or use "
+                f"{ENTERPRISE_REPOSITORY}:{info.version_string}",
+            )
+        )
+    if spec.total_nodes > 1 and needs_license_for_cluster(info.version):
+        for template_name, template in (("coreTemplate", spec.core), ("replicantTemplate", spec.replicant)):
+            if template.replicas > 0 and not license_configured(spec, template):
+                errors.append(
+                    SpecError(
+                        f"spec.{template_name}.spec.env",
+                        None,
+                        f"EMQX {format_version(info.version)} starts a cluster of more than one node only with a "
+                        f"license key on every node ({spec.total_nodes} nodes requested)",
+                        f"set license.key in {dotted(spec.config_field)}, or {LICENSE_ENV} in "
+                        f"spec.{template_name}.spec.env (e.g. from a Secret); or run a single core node",
+                    )
+                )
+                break
+    for template_name, template in (("coreTemplate", spec.core), ("replicantTemplate", spec.replicant)):
+        if template.min_available is not None and template.max_unavailable is not None:
+            errors.append(
+                SpecError(
+                    f"spec.{template_name}.spec.minAvailable",
+                    template.min_available,
+                    "minAvailable and maxUnavailable are both set; a PodDisruptionBudget takes one",
+                    f"remove spec.{template_name}.spec.minAvailable or spec.{template_name}.spec.maxUnavailable",
+                )
+            )
+    return errors
+
+
+def _api_key_errors(spec: EmqxSpec) -> list[SpecError]:
+    errors = []
+    for index, api_key in enumerate(spec.bootstrap_api_keys):
+        field_prefix = f"spec.bootstrapAPIKeys[{index}]"
+        has_literal = api_key.secret is not None
+        has_ref = api_key.secret_ref is not None
+        if has_literal == has_ref:
+            errors.append(
+                SpecError(
+                    field_prefix,
+                    None,
+                    "an API key needs exactly one of secret and secretRef.secret",
+                    f"set {field_prefix}.secret, or {field_prefix}.secretRef.secret (and .key) naming a Secret",
+                )
+            )
+        if api_key.key is None and api_key.key_ref is None:
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.key",
+                    None,
+                    "the API key has no name",
+                    f"set {field_prefix}.key or {field_prefix}.secretRef.key",
+                )
+            )
+        if api_key.key == OPERATOR_API_KEY_NAME:
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.key",
+                    api_key.key,
+                    f"{OPERATOR_API_KEY_NAME!r} is the operator's own API key",
+                    "choose another key name",
+                )
+            )
+        if api_key.secret is not None and (":" in api_key.secret or "\n" in api_key.secret):
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.secret",
+                    "<hidden>",
+                    "EMQX reads bootstrap API keys as key:secret lines, so a secret cannot contain ':' or a newline",
+                    "choose a secret without ':' and line breaks",
+                )
+            )
+    return errors

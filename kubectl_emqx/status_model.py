@@ -1,0 +1,418 @@
+"""One status model built from the EMQX resource (and its Events).
+
+Every read verb builds these dataclasses once; render.py turns the same objects into text, JSON
+or YAML, so `-o json` never lacks what the text shows. `progress()` is the one judgement of
+"is the change done, still going, or failed" used by `--wait`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+RECENT_EVENTS = 10
+PENDING_PHASE = "Pending"  # no status yet: the operator has not picked the resource up
+
+FAILED_PHASES = frozenset({"Failed"})
+
+
+@dataclass(frozen=True)
+class NodeCounts:
+    desired: int
+    ready: int
+    updated: int | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    node: str  # the Erlang node name as EMQX reports it
+    pod: str | None
+    role: str
+    status: str
+    version: str | None
+    otp_release: str | None
+    uptime_seconds: int | None
+    connections: int | None
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str | None
+    observed_generation: int | None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+    count: int
+    last_seen: str | None
+
+
+@dataclass(frozen=True)
+class ClusterSummary:
+    """One row of `list`."""
+
+    name: str
+    namespace: str
+    image: str | None
+    phase: str
+    cores: NodeCounts
+    replicants: NodeCounts
+    created: str | None
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """Everything `status` shows."""
+
+    name: str
+    namespace: str
+    image: str | None  # what the spec asks for
+    current_image: str | None
+    target_image: str | None
+    previous_image: str | None
+    phase: str
+    message: str
+    generation: int | None
+    observed_generation: int | None
+    cores: NodeCounts
+    replicants: NodeCounts
+    conditions: list[Condition]
+    nodes: list[Node]
+    events: list[Event] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # sources that could not be read
+    created: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a change stands, as `--wait` sees it."""
+
+    state: Literal["done", "progressing", "failed"]
+    reason: str
+    nodes_on_target: int
+    nodes_desired: int
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def summarize(body: dict[str, Any]) -> ClusterSummary:
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    cores, replicants = _node_counts(body)
+    return ClusterSummary(
+        name=metadata.get("name", ""),
+        namespace=metadata.get("namespace", ""),
+        image=desired_image(body),
+        phase=status.get("phase") or PENDING_PHASE,
+        cores=cores,
+        replicants=replicants,
+        created=metadata.get("creationTimestamp"),
+    )
+
+
+def cluster_status(
+    body: dict[str, Any], events: list[dict[str, Any]] | None = None, errors: list[str] | None = None
+) -> ClusterStatus:
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    cores, replicants = _node_counts(body)
+    phase = status.get("phase") or PENDING_PHASE
+    message = status.get("message") or ""
+    if not status:
+        message = "the operator has not reported on this resource yet"
+    return ClusterStatus(
+        name=metadata.get("name", ""),
+        namespace=metadata.get("namespace", ""),
+        image=desired_image(body),
+        current_image=status.get("currentImage"),
+        target_image=status.get("targetImage"),
+        previous_image=status.get("previousImage"),
+        phase=phase,
+        message=message,
+        generation=metadata.get("generation"),
+        observed_generation=status.get("observedGeneration"),
+        cores=cores,
+        replicants=replicants,
+        conditions=[_condition(item) for item in status.get("conditions") or []],
+        nodes=sorted((_node(item) for item in status.get("emqxNodes") or []), key=_node_order),
+        events=recent_events(events or []),
+        errors=list(errors or []),
+        created=metadata.get("creationTimestamp"),
+    )
+
+
+def recent_events(items: list[dict[str, Any]], limit: int = RECENT_EVENTS) -> list[Event]:
+    events = [_event(item) for item in items]
+    events.sort(key=lambda event: event.last_seen or "")
+    return events[-limit:]
+
+
+def desired_image(body: dict[str, Any]) -> str | None:
+    from kubectl_emqx import spec
+
+    image = spec.get_field(body, spec.image_field_path(body))
+    return str(image) if image else None
+
+
+def desired_replicas(body: dict[str, Any]) -> tuple[int, int]:
+    """(cores, replicants) the spec asks for, with spec.py's defaults.
+
+    Reads the two fields the way spec.normalize() does, without normalising the whole body (that
+    parses the HOCON config, which `list` should not pay for every cluster)."""
+    from kubectl_emqx import spec
+
+    def replicas(template: str, default: int) -> int:
+        value = spec.get_field(body, ("spec", template, "spec", "replicas"))
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    return replicas("coreTemplate", spec.DEFAULT_CORES), replicas("replicantTemplate", spec.DEFAULT_REPLICANTS)
+
+
+def _node_counts(body: dict[str, Any]) -> tuple[NodeCounts, NodeCounts]:
+    status = body.get("status") or {}
+    desired_cores, desired_replicants = desired_replicas(body)
+
+    def counts(key: str, desired: int) -> NodeCounts:
+        reported = status.get(key) or {}
+        return NodeCounts(
+            desired=desired,
+            ready=int(reported.get("readyReplicas") or 0),
+            updated=reported.get("updatedReplicas"),
+        )
+
+    return counts("coreNodesStatus", desired_cores), counts("replicantNodesStatus", desired_replicants)
+
+
+def _condition(item: dict[str, Any]) -> Condition:
+    return Condition(
+        type=str(item.get("type", "")),
+        status=str(item.get("status", "Unknown")),
+        reason=str(item.get("reason", "")),
+        message=str(item.get("message", "")),
+        last_transition_time=item.get("lastTransitionTime"),
+        observed_generation=item.get("observedGeneration"),
+    )
+
+
+def _node(item: dict[str, Any]) -> Node:
+    uptime_ms = item.get("uptime")
+    connections = item.get("connections")
+    return Node(
+        node=str(item.get("node", "")),
+        pod=item.get("podName"),
+        role=str(item.get("role", "")),
+        status=str(item.get("node_status", "unknown")),
+        version=item.get("version"),
+        otp_release=item.get("otp_release"),
+        uptime_seconds=int(uptime_ms) // 1000 if isinstance(uptime_ms, int | float) else None,
+        connections=int(connections) if isinstance(connections, int | float) else None,
+    )
+
+
+def _node_order(node: Node) -> tuple[int, str]:
+    return (0 if node.role == "core" else 1, node.pod or node.node)
+
+
+def _event(item: dict[str, Any]) -> Event:
+    series = item.get("series") or {}
+    last_seen = (
+        series.get("lastObservedTime")
+        or item.get("lastTimestamp")
+        or item.get("eventTime")
+        or (item.get("metadata") or {}).get("creationTimestamp")
+    )
+    return Event(
+        type=str(item.get("type", "")),
+        reason=str(item.get("reason", "")),
+        message=str(item.get("message", "")).strip(),
+        count=int(item.get("count") or series.get("count") or 1),
+        last_seen=last_seen,
+    )
+
+
+# --- judging progress -------------------------------------------------------------------------
+
+
+def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for item in (body.get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            return dict(item)
+    return None
+
+
+def progress(body: dict[str, Any], generation: int | None) -> Progress:
+    """Has the operator finished reconciling `generation` (the one our write produced)?"""
+    status = body.get("status") or {}
+    on_target, desired = nodes_on_target(body)
+
+    def result(state: Literal["done", "progressing", "failed"], reason: str) -> Progress:
+        return Progress(state, reason, on_target, desired)
+
+    observed = status.get("observedGeneration")
+    wanted = generation or (body.get("metadata") or {}).get("generation") or 0
+    if not isinstance(observed, int) or observed < wanted:
+        return result("progressing", f"waiting for the operator to observe generation {wanted}")
+
+    valid = condition(body, "Valid")
+    if valid and valid.get("status") == "False":
+        return result("failed", _because(valid, "the spec is invalid"))
+    stalled = condition(body, "UpgradeStalled")
+    if stalled and stalled.get("status") == "True":
+        return result("failed", _because(stalled, "the upgrade stalled"))
+    phase = status.get("phase") or PENDING_PHASE
+    ready = condition(body, "Ready")
+    if phase in FAILED_PHASES:
+        return result("failed", status.get("message") or (ready and _because(ready, "")) or phase)
+    ready_generation = (ready or {}).get("observedGeneration")
+    if (
+        ready
+        and ready.get("status") == "True"
+        and (not isinstance(ready_generation, int) or ready_generation >= wanted)
+    ):
+        return result("done", status.get("message") or "Ready")
+    detail = status.get("message") or (ready and ready.get("message")) or ""
+    return result("progressing", f"{phase}: {detail}" if detail else phase)
+
+
+def _because(item: dict[str, Any], fallback: str) -> str:
+    reason = item.get("reason") or ""
+    message = item.get("message") or fallback
+    return f"{reason}: {message}" if reason and message else (message or reason)
+
+
+def nodes_on_target(body: dict[str, Any]) -> tuple[int, int]:
+    """(running nodes on the target version, desired nodes)."""
+    cores, replicants = desired_replicas(body)
+    desired = cores + replicants
+    status = body.get("status") or {}
+    target = image_version(status.get("targetImage") or desired_image(body))
+    nodes = status.get("emqxNodes") or []
+    if target and nodes:
+        count = sum(1 for node in nodes if node.get("node_status") == "running" and node.get("version") == target)
+    else:
+        count = sum(
+            int((status.get(key) or {}).get("updatedReplicas") or 0)
+            for key in ("coreNodesStatus", "replicantNodesStatus")
+        )
+    return min(count, desired), desired
+
+
+def image_version(image: str | None) -> str | None:
+    """`emqx/emqx:5.7.2` -> `5.7.2`, as EMQX reports `version`; None when the tag names none."""
+    if not image:
+        return None
+    from kubectl_emqx.versions import parse_image
+
+    info = parse_image(image)
+    return info.version_string if info.version_known else None
+
+
+# --- serialising ------------------------------------------------------------------------------
+
+
+def to_data(model: Any) -> Any:
+    """Dataclasses -> plain JSON-able data with Kubernetes-style camelCase keys."""
+    if dataclasses.is_dataclass(model) and not isinstance(model, type):
+        return {
+            _camel(item.name): to_data(getattr(model, item.name)) for item in dataclasses.fields(model)
+        }
+    if isinstance(model, list | tuple):
+        return [to_data(item) for item in model]
+    return model
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def age_seconds(timestamp: str | None, now: datetime | None = None) -> int | None:
+    if not timestamp:
+        return None
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    path: str
+    resource: Any  # the value the EMQX resource asks for
+    live: Any  # what EMQX runs (None: absent)
+
+
+@dataclass(frozen=True)
+class ConfigView:
+    """What `config get` shows: the resource's HOCON and, with --live, what EMQX runs."""
+
+    name: str
+    namespace: str
+    config_field: str  # spec.config.data or spec.bootstrapConfig
+    text: str
+    settings: dict[str, Any] | None  # parsed text; None when it does not parse
+    live: str | None = None
+    drift: list[Drift] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def config_view(body: dict[str, Any], include_live: bool = False) -> ConfigView:
+    from kubectl_emqx import hocon, spec
+
+    metadata = body.get("metadata") or {}
+    path = spec.config_field_path(body)
+    text = str(spec.get_field(body, path) or "")
+    problems: list[str] = []
+    settings: dict[str, Any] | None
+    try:
+        settings = hocon.parse(text)
+    except hocon.HoconError as exc:
+        settings = None
+        problems.append(f"{spec.dotted(path)} is not valid HOCON: line {exc.line}, column {exc.column}: {exc.message}")
+    live_text: str | None = None
+    drift: list[Drift] | None = None
+    if include_live:
+        live_text = ((body.get("status") or {}).get("config") or {}).get("live")
+        if live_text is None:
+            problems.append("the operator has not reported the live configuration yet (status.config.live)")
+        elif settings is not None:
+            try:
+                drift = config_drift(settings, hocon.parse(live_text))
+            except hocon.HoconError as exc:
+                problems.append(f"status.config.live does not parse: line {exc.line}: {exc.message}")
+    return ConfigView(
+        name=metadata.get("name", ""),
+        namespace=metadata.get("namespace", ""),
+        config_field=spec.dotted(path),
+        text=text,
+        settings=settings,
+        live=live_text,
+        drift=drift,
+        errors=problems,
+    )
+
+
+def config_drift(resource: dict[str, Any], live: dict[str, Any]) -> list[Drift]:
+    """Settings the resource asks for that EMQX does not run as written (EMQX's defaults for
+    everything the resource leaves out are not drift)."""
+    from kubectl_emqx import hocon
+
+    wanted = hocon.flatten(resource)
+    running = hocon.flatten(live)
+    return [Drift(path, value, running.get(path)) for path, value in wanted.items() if running.get(path) != value]

@@ -1,0 +1,329 @@
+"""EMQX image references, editions, version feature gates and the upgrade policy (pure)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+Version = tuple[int, int, int]
+
+OPENSOURCE = "Opensource"
+ENTERPRISE = "Enterprise"
+EDITIONS = (OPENSOURCE, ENTERPRISE)
+
+OPENSOURCE_REPOSITORY = "emqx/emqx"
+ENTERPRISE_REPOSITORY = "emqx/emqx-enterprise"
+
+# Last path segment of the repository -> edition. Matching on the last segment accepts any
+# registry or mirror prefix (docker.io/emqx/emqx, public.ecr.aws/emqx/emqx, registry.local/mirror/emqx).
+_EDITION_BY_REPOSITORY_NAME = {"emqx": OPENSOURCE, "emqx-enterprise": ENTERPRISE}
+
+# From 5.9.0 there is one BSL product, published as emqx/emqx-enterprise.
+UNIFIED_EDITION_SINCE: Version = (5, 9, 0)
+
+
+def _series(major: int, minor: int, last_patch: int, otp_release: str, first_patch: int = 0) -> dict[Version, str]:
+    return {(major, minor, patch): otp_release for patch in range(first_patch, last_patch + 1)}
+
+
+_OTP_24 = "24.3.4.2-1/12.3.2.2"
+_OTP_25 = "25.3.2-2/13.2.2.4"
+_OTP_26 = "26.2.5-3/14.2.5"
+_OTP_26_2 = "26.2.5.2-1/14.2.5.1"
+_OTP_27 = "27.3.4.2-2/15.2.7.1"
+_OTP_28 = "28.1-1/16.1"
+
+# Releases kubectl-emqx knows about, per edition, with the `otp_release` string GET /api/v5/nodes
+# reports for them (approximate; used by the simulator). Tags like `latest` or `5.8` resolve to
+# the newest entry matching them.
+KNOWN_VERSIONS: Mapping[str, Mapping[Version, str]] = MappingProxyType(
+    {
+        OPENSOURCE: MappingProxyType(
+            {
+                **_series(5, 0, 26, _OTP_24),
+                **_series(5, 1, 6, _OTP_25),
+                **_series(5, 2, 1, _OTP_25),
+                **_series(5, 3, 2, _OTP_25),
+                **_series(5, 4, 1, _OTP_25),
+                **_series(5, 5, 1, _OTP_25),
+                **_series(5, 6, 1, _OTP_25),
+                (5, 7, 0): _OTP_25,
+                **_series(5, 7, 2, _OTP_26, first_patch=1),
+                **_series(5, 8, 9, _OTP_26),
+            }
+        ),
+        ENTERPRISE: MappingProxyType(
+            {
+                **_series(5, 0, 4, _OTP_24),
+                **_series(5, 1, 1, _OTP_25),
+                **_series(5, 2, 1, _OTP_25),
+                **_series(5, 3, 2, _OTP_25),
+                **_series(5, 4, 1, _OTP_25),
+                **_series(5, 5, 1, _OTP_25),
+                **_series(5, 6, 1, _OTP_25),
+                (5, 7, 0): _OTP_25,
+                **_series(5, 7, 2, _OTP_26, first_patch=1),
+                **_series(5, 8, 9, _OTP_26),
+                **_series(5, 9, 1, _OTP_26_2),
+                **_series(5, 10, 4, _OTP_26_2),
+                **_series(6, 0, 1, _OTP_27),
+                (6, 1, 0): _OTP_28,
+                **_series(6, 2, 2, _OTP_28),
+            }
+        ),
+    }
+)
+
+_VERSION_TAG = re.compile(r"^[ve]?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?$")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image reference says about the EMQX it runs."""
+
+    image: str
+    repository: str  # without registry host, tag or digest, e.g. "emqx/emqx"
+    tag: str  # raw tag as written ("" when the reference has none)
+    digest: str  # "sha256:..." or ""
+    edition: str  # OPENSOURCE or ENTERPRISE
+    version: Version  # resolved; see version_known
+    version_known: bool  # False when the tag does not name a version (digest only, custom tag)
+    repository_known: bool  # False for repositories other than emqx/emqx and emqx/emqx-enterprise
+
+    @property
+    def version_string(self) -> str:
+        return format_version(self.version)
+
+
+def format_version(version: Version) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def parse_version(text: str) -> Version:
+    """ "5.8.9", "v5.8.9", "e5.8.9" or "5.8" -> (5, 8, 9) / (5, 8, 0). Raises ValueError."""
+    match = _VERSION_TAG.match(text.strip())
+    if not match:
+        raise ValueError(f"not an EMQX version: {text!r}")
+    major, minor, patch = (int(part) if part is not None else 0 for part in match.groups())
+    return (major, minor, patch)
+
+
+def split_image_reference(image: str) -> tuple[str, str, str, str]:
+    """-> (registry, repository, tag, digest); registry "" when the reference names none."""
+    rest, _, digest = image.strip().partition("@")
+    last_slash = rest.rfind("/")
+    tag = ""
+    colon = rest.rfind(":")
+    if colon > last_slash:
+        rest, tag = rest[:colon], rest[colon + 1 :]
+    registry = ""
+    first, sep, remainder = rest.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        registry, rest = first, remainder
+    return registry, rest, tag, digest
+
+
+def newest_known(edition: str, major: int | None = None, minor: int | None = None) -> Version | None:
+    candidates = [
+        version
+        for version in KNOWN_VERSIONS[edition]
+        if (major is None or version[0] == major) and (minor is None or version[1] == minor)
+    ]
+    return max(candidates) if candidates else None
+
+
+def _resolve_tag(tag: str, edition: str) -> tuple[Version, bool]:
+    """-> (version, whether the tag names it); unknown tags resolve to the newest known release."""
+    if tag == "latest":
+        newest = newest_known(edition)
+        assert newest is not None
+        return newest, True
+    match = _VERSION_TAG.match(tag)
+    if not match:
+        newest = newest_known(edition)
+        assert newest is not None
+        return newest, False
+    major_text, minor_text, patch_text = match.groups()
+    major = int(major_text)
+    minor = int(minor_text) if minor_text is not None else None
+    if patch_text is not None and minor is not None:
+        return (major, minor, int(patch_text)), True
+    if (major, minor or 0, 0) >= UNIFIED_EDITION_SINCE:
+        edition = ENTERPRISE
+    resolved = newest_known(edition, major, minor)
+    return (resolved if resolved is not None else (major, minor or 0, 0)), True
+
+
+def parse_image(image: str) -> ImageInfo:
+    """Edition and version of an image reference (any registry prefix, tag and/or digest).
+
+    `emqx/emqx` is Opensource and `emqx/emqx-enterprise` Enterprise, except that every release from
+    5.9.0 is Enterprise. `latest` and partial tags (`5.8`, `5`) resolve to the newest known release.
+    """
+    _, repository, tag, digest = split_image_reference(image)
+    repository_name = repository.rsplit("/", 1)[-1]
+    repository_known = repository_name in _EDITION_BY_REPOSITORY_NAME
+    edition = _EDITION_BY_REPOSITORY_NAME.get(repository_name, OPENSOURCE)
+    # A reference without tag means `latest`, unless a digest pins some unknown build.
+    effective_tag = tag or ("" if digest else "latest")
+    version, version_known = _resolve_tag(effective_tag, edition)
+    if version >= UNIFIED_EDITION_SINCE:
+        edition = ENTERPRISE
+    return ImageInfo(
+        image=image,
+        repository=repository,
+        tag=tag,
+        digest=digest,
+        edition=edition,
+        version=version,
+        version_known=version_known,
+        repository_known=repository_known,
+    )
+
+
+def otp_release(edition: str, version: Version) -> str | None:
+    return KNOWN_VERSIONS.get(edition, {}).get(version)
+
+
+# Feature gates -------------------------------------------------------------------------------
+
+
+def supports_config_put(version: Version) -> bool:
+    """PUT /api/v5/configs (whole-config load) exists."""
+    return version >= (5, 1, 1)
+
+
+def supports_ignore_readonly(version: Version) -> bool:
+    """PUT /api/v5/configs accepts ignore_readonly=true."""
+    return version >= (5, 7, 0)
+
+
+def uses_db_role_env(version: Version) -> bool:
+    """Releases before 5.0.26 only know `node.db_role` (env EMQX_NODE__DB_ROLE)."""
+    return version < (5, 0, 26)
+
+
+def role_env_name(version: Version) -> str:
+    return "EMQX_NODE__DB_ROLE" if uses_db_role_env(version) else "EMQX_NODE__ROLE"
+
+
+def replicants_allowed(edition: str, version: Version) -> bool:
+    """Opensource builds from 5.8.0 refuse to boot as replicant."""
+    return not (edition == OPENSOURCE and version >= (5, 8, 0))
+
+
+def needs_license_for_cluster(version: Version) -> bool:
+    """From 5.9.0 the default license allows a single node only."""
+    return version >= UNIFIED_EDITION_SINCE
+
+
+def supports_evacuation(edition: str, version: Version) -> bool:
+    """The load_rebalance (evacuation) API: Enterprise from 5.0.4, every build from 5.9.0."""
+    return version >= UNIFIED_EDITION_SINCE or (edition == ENTERPRISE and version >= (5, 0, 4))
+
+
+def replicant_needs_same_version_core(version: Version) -> bool:
+    """From 5.6.0 a replicant only works when some core runs the same release: upgrade cores first."""
+    return version >= (5, 6, 0)
+
+
+def supports_bootstrap_api_keys(version: Version) -> bool:
+    """`api_key.bootstrap_file` exists (the operator's own API key is provisioned through it)."""
+    return version >= (5, 0, 14)
+
+
+# Upgrade policy ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    rule: str
+    message: str
+
+
+def check_upgrade(
+    from_image: str,
+    to_image: str,
+    *,
+    allow_downgrade: bool = False,
+    replicants: int = 0,
+    cores: int = 1,
+    license_configured: bool = False,
+) -> list[PolicyViolation]:
+    """Why moving a running cluster from `from_image` to `to_image` is refused (empty list: allowed).
+
+    Patch changes are free; minors move one step at a time; majors never change; downgrades need
+    `allow_downgrade`; the target must be able to run the requested topology and license.
+    """
+    source, target = parse_image(from_image), parse_image(to_image)
+    violations: list[PolicyViolation] = []
+    for info in (source, target):
+        if not info.version_known:
+            violations.append(
+                PolicyViolation(
+                    "unknown-version",
+                    f"cannot tell the EMQX version of {info.image!r}; use a version tag "
+                    "(e.g. emqx/emqx-enterprise:5.8.9, optionally with @sha256:...)",
+                )
+            )
+    if violations:
+        return violations
+
+    old, new = source.version, target.version
+    old_text, new_text = format_version(old), format_version(new)
+    if old[0] != new[0]:
+        violations.append(
+            PolicyViolation(
+                "major-change",
+                f"{old_text} -> {new_text} changes the major version; EMQX cannot be rolled across majors "
+                "(export the data and create a new cluster)",
+            )
+        )
+    else:
+        minor_steps = abs(new[1] - old[1])
+        if minor_steps > 1:
+            next_minor = f"{old[0]}.{old[1] + (1 if new > old else -1)}"
+            violations.append(
+                PolicyViolation(
+                    "one-minor-step",
+                    f"{old_text} -> {new_text} skips {minor_steps - 1} minor release(s); move one minor "
+                    f"at a time (next: {next_minor}.x)",
+                )
+            )
+    if new < old and not allow_downgrade:
+        violations.append(
+            PolicyViolation(
+                "downgrade",
+                f"{old_text} -> {new_text} is a downgrade; pass --allow-downgrade "
+                "(spec.updateStrategy.allowDowngrade) if you really mean it",
+            )
+        )
+    if replicants > 0 and not replicants_allowed(target.edition, new):
+        violations.append(
+            PolicyViolation(
+                "no-opensource-replicants",
+                f"EMQX Opensource {new_text} refuses the replicant role ({replicants} replicant(s) requested); "
+                "scale replicants to 0 first or use emqx/emqx-enterprise",
+            )
+        )
+    nodes = cores + replicants
+    if nodes > 1 and needs_license_for_cluster(new) and not license_configured:
+        if source.edition == OPENSOURCE and not needs_license_for_cluster(old):
+            violations.append(
+                PolicyViolation(
+                    "opensource-to-licensed",
+                    f"{old_text} Opensource -> {new_text}: from 5.9 EMQX runs a cluster only with a license; "
+                    "set license.key in spec.config.data (or EMQX_LICENSE__KEY) before upgrading",
+                )
+            )
+        else:
+            violations.append(
+                PolicyViolation(
+                    "license-required",
+                    f"EMQX {new_text} runs more than one node ({nodes}) only with a license; "
+                    "set license.key in spec.config.data (or EMQX_LICENSE__KEY)",
+                )
+            )
+    return violations

@@ -1,0 +1,62 @@
+"""kopf wiring only: watch events become "look again" triggers for the scheduler.
+
+Only stateless event handlers are used: they add no finalizers and write no progress annotations,
+so the operator makes no writes of its own when nothing changed, and deleting a namespace or the
+operator never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import kopf
+
+from emqx_operator import runtime
+from emqx_operator.cluster_api import GROUP, PLURAL, VERSION
+
+INSTANCE_LABEL = "apps.emqx.io/instance"
+MANAGED_BY = "apps.emqx.io/managed-by=kubectl-emqx"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"operator.{GROUP}/finalizer"
+    settings.posting.enabled = False  # Events are posted by the reconciler, with reasons of its own
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.scanning.disabled = True
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_BY
+    state = runtime.current()
+    memo["state"] = state
+    memo["scheduler_task"] = asyncio.create_task(state.scheduler.run())
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("scheduler_task")
+    if task is not None:
+        task.cancel()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def emqx_changed(body: kopf.Body, **_: Any) -> None:
+    runtime.current().scheduler.trigger(body.metadata.namespace or "", body.metadata.name or "")
+
+
+@kopf.on.event("v1", "pods", labels={INSTANCE_LABEL: kopf.PRESENT})
+def emqx_pod_changed(body: kopf.Body, **_: Any) -> None:
+    instance = body.metadata.labels.get(INSTANCE_LABEL)
+    if instance:
+        runtime.current().scheduler.trigger(body.metadata.namespace or "", instance, delay=0.2)
+
+
+@kopf.on.probe(id="scheduler_idle_seconds")
+def scheduler_alive(**_: Any) -> float:
+    idle = time.monotonic() - runtime.current().scheduler.last_loop
+    if idle > 60:
+        raise kopf.PermanentError(f"the reconcile loop has not run for {idle:.0f}s")
+    return round(idle, 1)

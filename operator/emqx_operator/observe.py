@@ -1,0 +1,167 @@
+"""Observation: the owned objects and pods as they are, and EMQX's own view of its cluster."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets as secrets_mod
+from dataclasses import dataclass, field
+from typing import Any
+
+from emqx_operator.cluster_api import ApiError, ClusterApi
+from emqx_operator.runtime import Options
+from kubectl_emqx import builders, hocon, versions
+from kubectl_emqx import spec as spec_mod
+from kubectl_emqx.emqx_api import EmqxApi, EmqxApiError
+
+log = logging.getLogger("emqx_operator.observe")
+
+INSTANCE = "apps.emqx.io/instance"
+ROLE = "apps.emqx.io/db-role"
+OWNED_KINDS = ("ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
+
+
+@dataclass
+class Credentials:
+    cookie: str
+    api_key: str
+    api_secret: str
+    dashboard_username: str
+    dashboard_password: str
+
+
+@dataclass
+class World:
+    objects: dict[tuple[str, str], dict[str, Any]]
+    core_pods: list[dict[str, Any]]
+    replicant_pods: list[dict[str, Any]]
+
+    def live(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind, name))
+
+    @property
+    def statefulset(self) -> dict[str, Any] | None:
+        return next((o for (k, _), o in self.objects.items() if k == "StatefulSet"), None)
+
+    @property
+    def deployment(self) -> dict[str, Any] | None:
+        return next((o for (k, _), o in self.objects.items() if k == "Deployment"), None)
+
+
+@dataclass
+class EmqxView:
+    nodes: list[dict[str, Any]] | None = None
+    error: str | None = None
+    error_reason: str = ""
+    address: str = ""
+    client: EmqxApi | None = field(default=None, repr=False)
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp") or (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _decode(secret: dict[str, Any], key: str) -> str | None:
+    value = (secret.get("data") or {}).get(key)
+    return base64.b64decode(value).decode() if value else None
+
+
+def ensure_secrets(api: ClusterApi, owner: dict[str, Any], spec: spec_mod.EmqxSpec) -> Credentials:
+    """Create the cookie and API-key Secrets once (random, from `secrets`); never rotate them."""
+    live: dict[str, dict[str, Any]] = {}
+    for secret in builders.build_secrets(spec, builders.new_secret_values(spec)):
+        name = secret["metadata"]["name"]
+        current = api.get("Secret", spec.namespace, name)
+        if current is None:
+            try:
+                current = api.create(builders.with_owner(secret, owner))
+            except ApiError as exc:
+                if not exc.conflict:
+                    raise
+                current = api.get("Secret", spec.namespace, name) or secret
+        live[name] = current
+    names = builders.object_names(spec.name)
+    cookie = _decode(live[names.cookie_secret], builders.COOKIE_SECRET_KEY) or ""
+    key_file = _decode(live[names.api_key_secret], builders.API_KEY_SECRET_KEY) or ":"
+    api_key, _, api_secret = key_file.splitlines()[0].partition(":")
+    return Credentials(cookie, api_key, api_secret, "admin", "public")
+
+
+def observe(api: ClusterApi, spec: spec_mod.EmqxSpec) -> World:
+    selector = f"{INSTANCE}={spec.name}"
+    objects: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in OWNED_KINDS:
+        for obj in api.list(kind, spec.namespace, selector):
+            objects[(kind, obj["metadata"]["name"])] = obj
+    pods = [p for p in api.list("Pod", spec.namespace, selector)]
+    core = sorted((p for p in pods if p["metadata"].get("labels", {}).get(ROLE) == "core"),
+                  key=lambda p: _ordinal(p["metadata"]["name"]))
+    replicant = sorted((p for p in pods if p["metadata"].get("labels", {}).get(ROLE) == "replicant"),
+                       key=lambda p: p["metadata"]["name"])
+    return World(objects, core, replicant)
+
+
+def _ordinal(pod_name: str) -> int:
+    tail = pod_name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 1 << 30
+
+
+def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options: Options) -> EmqxView:
+    port = hocon.dashboard_port(spec.config)
+    ready = [p for p in world.core_pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
+    if options.emqx_address == "service":
+        addresses = [f"{spec.name}-dashboard.{spec.namespace}.svc.{spec.cluster_domain}"] if ready else []
+    else:
+        addresses = [p["status"]["podIP"] for p in ready]
+    if not addresses:
+        return EmqxView(error=None if not world.core_pods else None)
+    use_login = not versions.supports_bootstrap_api_keys(spec.image_info.version)
+    last_error: EmqxApiError | None = None
+    for address in addresses[:2]:
+        base = f"http://{address}:{port}"
+        if use_login:
+            client = EmqxApi(base, creds.dashboard_username, creds.dashboard_password, timeout=options.emqx_timeout,
+                             login=True)
+        else:
+            client = EmqxApi(base, creds.api_key, creds.api_secret, timeout=options.emqx_timeout)
+        try:
+            nodes = client.nodes()
+            return EmqxView(nodes=sorted(nodes, key=lambda n: str(n.get("node"))), address=base, client=client)
+        except EmqxApiError as exc:
+            last_error = exc
+            client.close()
+    assert last_error is not None
+    return EmqxView(error=_describe(last_error), error_reason=_reason(last_error), address=last_error.url)
+
+
+def _reason(exc: EmqxApiError) -> str:
+    if exc.unreachable:
+        return "EMQXUnreachable"
+    if exc.unauthorized:
+        return "EMQXUnauthorized"
+    return "EMQXAPIError"
+
+
+def _describe(exc: EmqxApiError) -> str:
+    if exc.unauthorized:
+        return (f"EMQX rejected the operator's credentials ({exc.code}: {exc.message}) at {exc.url}; the API key "
+                "comes from the bootstrap Secret, which EMQX loads at boot: restart the core pods if it was changed")
+    if exc.unreachable:
+        return f"EMQX's API did not answer at {exc.url}: {exc.message}"
+    return f"EMQX's API failed at {exc.url}: HTTP {exc.status} {exc.code}: {exc.message}"
+
+
+def force_leave(view: EmqxView, node: str) -> None:
+    if view.client is None:
+        return
+    try:
+        view.client.force_leave(node)
+    except EmqxApiError as exc:
+        log.warning("force_leave %s failed: %s", node, exc)
+
+
+def random_token(nbytes: int = 24) -> str:
+    return secrets_mod.token_urlsafe(nbytes).replace("-", "x").replace("_", "y")

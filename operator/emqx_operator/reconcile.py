@@ -1,0 +1,213 @@
+"""observe -> decide -> apply -> status, for one EMQX resource. Every pass is idempotent.
+
+The pass reads the resource, its owned objects and pods, and EMQX's own view of the cluster
+(`GET /api/v5/nodes` on a ready core); computes the desired objects with the pure builders shared
+with the plugin; applies only what differs (cluster_api owns that); takes at most one step of a
+rolling operation (replacing one outdated core pod); and writes status only when it changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from emqx_operator import observe, rollout
+from emqx_operator.cluster_api import ApiError, ClusterApi
+from emqx_operator.conditions import now_rfc3339, set_condition, without_times
+from emqx_operator.metrics import METRICS
+from emqx_operator.runtime import Options
+from emqx_operator.scheduler import FORGET
+from kubectl_emqx import spec as spec_mod
+
+log = logging.getLogger("emqx_operator.reconcile")
+
+# Fields of GET /api/v5/nodes that change on every read; refreshing them alone is not worth a write.
+VOLATILE_NODE_FIELDS = frozenset({
+    "uptime", "load1", "load5", "load15", "memory_total", "memory_used", "process_used", "process_available",
+    "connections", "live_connections", "cluster_sessions", "max_fds",
+})
+STATUS_REFRESH_SECONDS = 300.0
+
+
+@dataclass
+class Pass:
+    """What one reconcile pass learned and decided; turned into status at the end."""
+
+    body: dict[str, Any]
+    generation: int
+    old_status: dict[str, Any]
+    conditions: list[dict[str, Any]]
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    busy: bool = False
+
+    def condition(self, kind: str, ok: bool, reason: str, message: str) -> None:
+        self.conditions = set_condition(self.conditions, kind, ok, reason, message, self.generation)
+
+    def event_on_change(self, kind: str, ok: bool, reason: str, message: str, event_type: str = "Warning") -> None:
+        """Post an Event only when the condition's status or message changes (no Event storms)."""
+        old = next((c for c in self.old_status.get("conditions", []) if c.get("type") == kind), None)
+        value = "True" if ok else "False"
+        changed = old is None or old.get("status") != value or old.get("message") != message
+        if changed and not (ok and old is None):
+            self.events.append((event_type, reason, message))
+        self.condition(kind, ok, reason, message)
+
+
+class Reconciler:
+    def __init__(self, api: ClusterApi, options: Options) -> None:
+        self.api = api
+        self.options = options
+
+    def reconcile(self, namespace: str, name: str) -> float:
+        started = time.monotonic()
+        result = "ok"
+        try:
+            return self._reconcile(namespace, name)
+        except ApiError as exc:
+            result = "error"
+            if exc.forbidden:
+                self._report_forbidden(namespace, name, exc)
+                return 30.0
+            raise
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            METRICS.observe_reconcile(namespace, name, time.monotonic() - started, result)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _reconcile(self, namespace: str, name: str) -> float:
+        body = self.api.get("EMQX", namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            METRICS.set_phase(namespace, name, None)
+            return FORGET
+        status = dict(body.get("status") or {})
+        run = Pass(body, int(body["metadata"].get("generation", 1)), status, list(status.get("conditions") or []))
+
+        spec = spec_mod.normalize(body, namespace)
+        problems = spec_mod.validate(spec)
+        if problems:
+            message = "; ".join(str(p) for p in problems)
+            run.event_on_change("Valid", False, "InvalidSpec", message)
+            run.condition("Ready", False, "InvalidSpec", "the spec is invalid: see the Valid condition")
+            self._finish(run, spec, phase="Invalid", message=message, observed=None)
+            return self.options.resync_seconds
+        run.condition("Valid", True, "SpecValid", "the spec passes validation")
+
+        credentials = observe.ensure_secrets(self.api, body, spec)
+        world = observe.observe(self.api, spec)
+        emqx_view = observe.emqx_view(spec, world, credentials, self.options)
+        if emqx_view.error is not None:
+            run.event_on_change("EMQXReachable", False, emqx_view.error_reason, emqx_view.error)
+        elif emqx_view.nodes is not None:
+            run.event_on_change("EMQXReachable", True, "APIAnswered",
+                                f"EMQX answered at {emqx_view.address}", event_type="Normal")
+
+        plan = rollout.decide(spec, world, emqx_view, credentials, status, body)
+        for obj in plan.objects:
+            self.api.apply(obj, existing=world.live(obj["kind"], obj["metadata"]["name"]))
+        for kind, obj_name in plan.delete_objects:
+            self.api.delete(kind, namespace, obj_name)
+        for node in plan.force_leave:
+            observe.force_leave(emqx_view, node)
+            log.info("%s/%s: removed departed core %s from the EMQX cluster", namespace, name, node)
+        for pod_name, uid, reason in plan.delete_pods:
+            if self.api.delete("Pod", namespace, pod_name, uid=uid):
+                run.events.append(("Normal", "NodeReplaced", reason))
+        run.busy = plan.busy
+        for kind, ok, reason, message in plan.conditions:
+            run.condition(kind, ok, reason, message)
+        self._finish(run, spec, phase=plan.phase, message=plan.message, observed=(world, emqx_view, plan))
+        return self.options.busy_requeue_seconds if plan.busy else self.options.resync_seconds
+
+    # ------------------------------------------------------------------------------------------
+
+    def _finish(self, run: Pass, spec: spec_mod.EmqxSpec, phase: str, message: str, observed: Any) -> None:
+        namespace, name = spec.namespace, spec.name
+        old = run.old_status
+        new: dict[str, Any] = {
+            "observedGeneration": run.generation,
+            "phase": phase,
+            "message": message,
+            "conditions": run.conditions,
+        }
+        if observed is not None:
+            world, emqx_view, plan = observed
+            new.update(plan.status_fields)
+            if emqx_view.nodes is not None:
+                new["emqxNodes"] = emqx_view.nodes
+                new["emqxNodesObservedAt"] = now_rfc3339()
+        if not self._status_changed(old, new):
+            METRICS.set_phase(namespace, name, phase, (new.get("upgrade") or old.get("upgrade") or {}).get("phase"))
+            return
+        patch = dict(new)
+        for key in old:  # merge patch: remove keys we no longer report
+            if key not in patch and key in _OWNED_STATUS_KEYS:
+                patch[key] = None
+        self.api.patch_status(namespace, name, patch)
+        for event_type, reason, text in run.events:
+            try:
+                self.api.post_event(run.body, reason, text, event_type)
+            except ApiError as exc:
+                log.warning("could not post Event %s: %s", reason, exc)
+        METRICS.set_phase(namespace, name, phase, (new.get("upgrade") or {}).get("phase"))
+
+    @staticmethod
+    def _status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+        for key, value in new.items():
+            if key == "conditions":
+                if without_times(value) != without_times(old.get("conditions") or []):
+                    return True
+            elif key == "emqxNodes":
+                if _stable_nodes(value) != _stable_nodes(old.get("emqxNodes") or []):
+                    return True
+            elif key == "emqxNodesObservedAt":
+                if _age_seconds(old.get(key)) > STATUS_REFRESH_SECONDS:
+                    return True
+            elif old.get(key) != value:
+                return True
+        return any(old.get(k) is not None and k not in new for k in _OWNED_STATUS_KEYS)
+
+    def _report_forbidden(self, namespace: str, name: str, exc: ApiError) -> None:
+        message = (f"the operator is not allowed to {exc.method} {exc.path}: {exc.message} — grant it in the "
+                   "operator's ClusterRole (kubectl emqx install regenerates it)")
+        log.error("%s/%s: %s", namespace, name, message)
+        try:
+            body = self.api.get("EMQX", namespace, name)
+            if body is None:
+                return
+            status = body.get("status") or {}
+            conditions = set_condition(list(status.get("conditions") or []), "Ready", False, "Forbidden", message,
+                                       int(body["metadata"].get("generation", 1)))
+            conditions = set_condition(conditions, "Forbidden", True, "Forbidden", message,
+                                       int(body["metadata"].get("generation", 1)))
+            if without_times(conditions) != without_times(status.get("conditions") or []):
+                self.api.patch_status(namespace, name, {"conditions": conditions, "phase": "Forbidden",
+                                                        "message": message})
+                self.api.post_event(body, "Forbidden", message, "Warning")
+        except ApiError as nested:
+            log.error("%s/%s: cannot report the Forbidden error either: %s", namespace, name, nested)
+
+
+_OWNED_STATUS_KEYS = ("emqxNodes", "emqxNodesObservedAt", "upgrade", "config")
+
+
+def _stable_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in n.items() if k not in VOLATILE_NODE_FIELDS} for n in nodes]
+
+
+def _age_seconds(timestamp: Any) -> float:
+    import datetime
+
+    if not timestamp:
+        return float("inf")
+    try:
+        then = datetime.datetime.strptime(str(timestamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return float("inf")
+    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()
+
+

@@ -1,0 +1,57 @@
+"""python -m sandbox.emqxsim --kubeconfig PATH --control-addr 127.0.0.1:PORT [--log-file F]
+
+Runs the pod watcher, the simulated nodes and the control API until SIGTERM/SIGINT. Prints
+`emqxsim control API on http://HOST:PORT` on stdout once serving (useful with port 0), and writes
+that URL to --ready-file if given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .simulator import Simulator
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host.startswith("127.") or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected 127.x.y.z:PORT (loopback only)")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.emqxsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the sandbox cluster")
+    parser.add_argument("--control-addr", type=_address, default=("127.0.0.1", 0), help="HOST:PORT of the control API")
+    parser.add_argument("--log-file", help="log here instead of stderr")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--retry-interval", type=float, default=1.0, help="seconds between boot retries of a pod")
+    parser.add_argument("--probe-period", type=float, default=0.5, help="seconds between readiness probes")
+    parser.add_argument("--ready-file", help="write the control API URL here once serving")
+    args = parser.parse_args(argv)
+
+    handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("emqxsim")
+    logger.addHandler(handler)
+    logger.setLevel(args.log_level)
+
+    host, port = args.control_addr
+    simulator = Simulator(args.kubeconfig, host, port, args.retry_interval, args.probe_period)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: simulator.request_stop())
+    simulator.start()
+    print(f"emqxsim control API on {simulator.control_url}", flush=True)
+    if args.ready_file:
+        Path(args.ready_file).write_text(simulator.control_url + "\n")
+    simulator.wait()
+    simulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

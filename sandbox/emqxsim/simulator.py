@@ -1,0 +1,68 @@
+"""Wires the World to Kubernetes (watch, readiness) and to the control API, and runs them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .api import NodeHttpServer
+from .control import ControlServer
+from .kube import KubeObjectSource, PodWatcher, ReadinessKeeper
+from .world import World
+
+log = logging.getLogger("emqxsim")
+
+
+class Simulator:
+    def __init__(
+        self,
+        kubeconfig: str,
+        control_host: str = "127.0.0.1",
+        control_port: int = 0,
+        retry_interval: float = 1.0,
+        probe_period: float = 0.5,
+    ):
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=kubeconfig)
+        self.core: Any = client.CoreV1Api(api_client)
+        self.world = World(retry_interval=retry_interval, server_factory=NodeHttpServer)
+        self.source = KubeObjectSource(self.core)
+        self.control = ControlServer(self.world, control_host, control_port)
+        self.watcher = PodWatcher(self.core, self.world)
+        self.readiness = ReadinessKeeper(self.core, self.world, probe_period)
+        self._stop = threading.Event()
+        self._booter = threading.Thread(target=self._boot_loop, name="emqxsim-boot", daemon=True)
+
+    @property
+    def control_url(self) -> str:
+        return self.control.url
+
+    def start(self) -> None:
+        self.control.start()
+        self.watcher.start()
+        self._booter.start()
+        self.readiness.start()
+        log.info("emqxsim control API on %s", self.control_url)
+
+    def _boot_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.world.boot_due(lambda namespace: self.source)
+            except Exception:
+                log.exception("boot loop failed")
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.watcher.stop()
+        self.readiness.stop()
+        self.world.stop_all()
+        self.control.stop()
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()

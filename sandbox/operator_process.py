@@ -1,0 +1,68 @@
+"""Run the operator from the working tree against the sandbox (for `up --operator` and tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sandbox.cluster import REPO_ROOT, Component, SandboxError, SandboxState, _pid_alive, _tail, free_port
+
+CRD_PATH = REPO_ROOT / "crds" / "emqx.yaml"
+
+
+def install_crd(state: SandboxState) -> None:
+    kubectl = str(Path(state.bin_dir) / "kubectl")
+    base = [kubectl, f"--kubeconfig={state.kubeconfig}"]
+    subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH)],
+                   check=True, capture_output=True, text=True, timeout=60)
+    subprocess.run([*base, "wait", "--for=condition=Established", "crd/emqxes.apps.emqx.io", "--timeout=60s"],
+                   check=True, capture_output=True, text=True, timeout=90)
+
+
+def spawn(state: SandboxState, name: str = "operator", extra_args: list[str] | None = None,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Component, int]:
+    port, metrics_port = free_port(), free_port()
+    log_path = Path(state.directory) / "logs" / f"{name}.log"
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "operator"), child_env.get("PYTHONPATH")])
+    )
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emqx_operator.main", "--kubeconfig", state.kubeconfig,
+             "--liveness", f"http://127.0.0.1:{port}/healthz",
+             "--metrics-addr", f"127.0.0.1:{metrics_port}", *(extra_args or [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=child_env,
+        )
+    return proc, Component(name, proc.pid, str(log_path), metrics_port), port
+
+
+def wait_live(comp: Component, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(comp.pid):
+            raise SandboxError(f"{comp.name} exited during start-up; see {comp.log}{_tail(Path(comp.log))}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SandboxError(f"{comp.name} did not become live within {timeout:.0f}s; see {comp.log}")
+
+
+def start(state: SandboxState) -> Component:
+    install_crd(state)
+    _, comp, port = spawn(state)
+    state.components.append(comp)
+    state.save()
+    wait_live(comp, port)
+    return comp

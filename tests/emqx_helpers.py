@@ -1,0 +1,107 @@
+"""Small helpers for tests that drive EMQX resources against the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.helpers import wait_for
+
+GROUP, VERSION, PLURAL = "apps.emqx.io", "v2beta1", "emqxes"
+
+
+def custom_api(api_client: Any) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(api_client)
+
+
+def cr(name: str, image: str = "emqx/emqx:5.7.2", cores: int = 3, replicants: int = 3,
+       config: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EMQX",
+        "metadata": {"name": name},
+        "spec": {
+            "image": image,
+            "coreTemplate": {"spec": {"replicas": cores}},
+            "replicantTemplate": {"spec": {"replicas": replicants}},
+        },
+    }
+    if config is not None:
+        body["spec"]["config"] = {"data": config}
+    return body
+
+
+def get_emqx(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(custom_api(api_client).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+
+
+def patch_emqx(api_client: Any, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return dict(custom_api(api_client).patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch))
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def wait_ready(api_client: Any, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    """Wait for Ready=True observed at the current generation."""
+
+    def ready() -> dict[str, Any] | None:
+        obj = get_emqx(api_client, namespace, name)
+        cond = condition(obj, "Ready")
+        status = obj.get("status") or {}
+        if cond and cond["status"] == "True" and status.get("observedGeneration") == obj["metadata"]["generation"]:
+            return obj
+        return None
+
+    return wait_for(ready, timeout, f"EMQX {namespace}/{name} to be Ready")
+
+
+def wait_condition(api_client: Any, namespace: str, name: str, kind: str, status: str,
+                   timeout: float = 60) -> dict[str, Any]:
+    return wait_for(
+        lambda: (c := condition(get_emqx(api_client, namespace, name), kind)) and c["status"] == status and c,
+        timeout, f"condition {kind}={status} on {namespace}/{name}",
+    )
+
+
+def pods(api_client: Any, namespace: str, instance: str, role: str | None = None) -> list[Any]:
+    from kubernetes import client
+
+    selector = f"apps.emqx.io/instance={instance}"
+    if role:
+        selector += f",apps.emqx.io/db-role={role}"
+    items = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items
+    return [p for p in items if p.metadata.deletion_timestamp is None]
+
+
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def ready_pods(api_client: Any, namespace: str, instance: str, role: str | None = None) -> list[Any]:
+    return [p for p in pods(api_client, namespace, instance, role) if is_ready(p)]
+
+
+def emqx_nodes(api_client: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    return list((get_emqx(api_client, namespace, name).get("status") or {}).get("emqxNodes") or [])
+
+
+def selector_matches(selector: dict[str, str] | None, candidates: list[Any]) -> list[str]:
+    selector = selector or {}
+    return sorted(
+        p.metadata.name for p in candidates
+        if all((p.metadata.labels or {}).get(k) == v for k, v in selector.items())
+    )
+
+
+def events_for(api_client: Any, namespace: str, name: str) -> list[Any]:
+    from kubernetes import client
+
+    items = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=EMQX").items
+    return list(items)

@@ -1,0 +1,195 @@
+"""kube.py without a network: kubeconfig selection (KUBECONFIG lists, contexts, flag overrides) and
+the translation of API statuses into one-line errors. Requests themselves are exercised against a
+real API server by the integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubectl_emqx import errors, kube
+from kubectl_emqx.kube import KubeFlags
+
+
+def _kubeconfig(path: Path, *, current: str | None, contexts: dict[str, dict[str, str]],
+                clusters: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]]) -> Path:
+    document: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "contexts": [{"name": name, "context": context} for name, context in contexts.items()],
+        "clusters": [{"name": name, "cluster": cluster} for name, cluster in clusters.items()],
+        "users": [{"name": name, "user": user} for name, user in users.items()],
+    }
+    if current:
+        document["current-context"] = current
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture()
+def two_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    first = _kubeconfig(
+        tmp_path / "a.yaml",
+        current="dev",
+        contexts={"dev": {"cluster": "c-dev", "user": "u-dev", "namespace": "team-a"}},
+        clusters={"c-dev": {"server": "https://dev.example:6443", "insecure-skip-tls-verify": True}},
+        users={"u-dev": {"token": "dev-token"}},
+    )
+    second = _kubeconfig(
+        tmp_path / "b.yaml",
+        current="prod",  # as with kubectl, the first file that sets current-context wins
+        contexts={"prod": {"cluster": "c-prod", "user": "u-prod"}},
+        clusters={"c-prod": {"server": "https://prod.example:6443", "insecure-skip-tls-verify": True}},
+        users={"u-prod": {"token": "prod-token"}},
+    )
+    monkeypatch.setenv("KUBECONFIG", f"{first}:{tmp_path / 'missing.yaml'}:{second}")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return first, second
+
+
+def _session(**flags: Any) -> kube.KubernetesClusterApi:
+    api = kube.connect(KubeFlags(**flags))
+    assert isinstance(api, kube.KubernetesClusterApi)
+    return api
+
+
+def _configuration(api: kube.KubernetesClusterApi) -> Any:
+    return api._custom.api_client.configuration
+
+
+def test_kubeconfig_path_list_and_context_namespace(two_files: tuple[Path, Path]) -> None:
+    api = _session(context="dev")
+    assert (api.context_name, api.namespace, api.server) == ("dev", "team-a", "https://dev.example:6443")
+    assert _configuration(api).api_key["BearerToken"] == "Bearer dev-token"
+
+
+def test_current_context_comes_from_the_first_file_that_sets_it(two_files: tuple[Path, Path]) -> None:
+    assert _session().context_name == "dev"
+
+
+def test_context_from_the_second_file_and_default_namespace(two_files: tuple[Path, Path]) -> None:
+    api = _session(context="prod")
+    assert (api.namespace, api.server) == ("default", "https://prod.example:6443")
+
+
+def test_namespace_flag_wins_over_the_context(two_files: tuple[Path, Path]) -> None:
+    assert _session(context="dev", namespace="other").namespace == "other"
+
+
+def test_cluster_and_user_overrides(two_files: tuple[Path, Path]) -> None:
+    api = _session(context="dev", cluster="c-prod", user="u-prod")
+    assert api.server == "https://prod.example:6443"
+    assert _configuration(api).api_key["BearerToken"] == "Bearer prod-token"
+    assert api.namespace == "team-a"  # still the context's namespace
+
+
+def test_server_token_and_tls_flags(two_files: tuple[Path, Path], tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not really a certificate")
+    api = _session(context="dev", server="https://override:6443", token="flag-token",
+                   certificate_authority=str(ca))
+    configuration = _configuration(api)
+    assert (api.server, configuration.api_key["BearerToken"]) == ("https://override:6443", "Bearer flag-token")
+    assert configuration.ssl_ca_cert == str(ca)
+    # The client's credential refresh copies the kubeconfig's cluster back: it must hold the flags too.
+    configuration.refresh_api_key_hook(configuration)
+    assert configuration.host == "https://override:6443"
+
+
+def test_explicit_kubeconfig_file_and_missing_file(two_files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, second = two_files
+    assert _session(kubeconfig=str(second)).context_name == "prod"
+    with pytest.raises(errors.KubeconfigError, match="no such file"):
+        _session(kubeconfig=str(tmp_path / "nope.yaml"))
+
+
+def test_unknown_context_cluster_user(two_files: tuple[Path, Path]) -> None:
+    listing = r'context "nope" not found in the kubeconfig \(contexts: dev, prod\)'
+    with pytest.raises(errors.KubeconfigError, match=listing):
+        _session(context="nope")
+    with pytest.raises(errors.KubeconfigError, match='cluster "nope" not found'):
+        _session(cluster="nope")
+    with pytest.raises(errors.KubeconfigError, match='user "nope" not found'):
+        _session(user="nope")
+
+
+def test_no_kubeconfig_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.KubeconfigError, match="no kubeconfig found"):
+        _session()
+    api = _session(server="https://only-flags:6443", token="t", insecure_skip_tls_verify=True)
+    assert (api.server, api.namespace) == ("https://only-flags:6443", "default")
+    assert _configuration(api).verify_ssl is False
+
+
+def test_impersonation_headers(two_files: tuple[Path, Path]) -> None:
+    client = _session(as_user="bob", as_groups=("g1", "g2"))._custom.api_client
+    assert client.default_headers["Impersonate-User"] == "bob"
+    assert client.default_headers["User-Agent"].startswith("kubectl-emqx/")
+    assert client.rest_client.request.__name__ == "request_with_groups"
+    headers = kube.headers_with_groups({"Accept": "application/json"}, ("g1", "g2"))
+    assert list(headers.items()) == [
+        ("Accept", "application/json"), ("Impersonate-Group", "g1"), ("Impersonate-Group", "g2"),
+    ]
+
+
+def test_request_timeout_defaults() -> None:
+    assert KubeFlags().effective_request_timeout == kube.DEFAULT_REQUEST_TIMEOUT
+    assert KubeFlags(request_timeout=5).effective_request_timeout == 5
+    assert KubeFlags(request_timeout=0).effective_request_timeout is None
+
+
+@pytest.mark.parametrize(
+    ("status", "verb", "name", "expected"),
+    [
+        (
+            {"code": 404, "reason": "NotFound", "message": 'emqxes.apps.emqx.io "x" not found',
+             "details": {"name": "x", "group": "apps.emqx.io", "kind": "emqxes"}},
+            "get", "x", errors.NotFound,
+        ),
+        ({"code": 404, "reason": "NotFound", "message": "the server could not find the requested resource",
+          "details": {}}, "get", "x", errors.OperatorNotInstalled),
+        ({"code": 404, "message": "404 page not found"}, "list", "", errors.OperatorNotInstalled),
+        ({"code": 409, "reason": "AlreadyExists", "message": "exists"}, "create", "x", errors.AlreadyExists),
+        ({"code": 409, "reason": "Conflict", "message": "modified"}, "patch", "x", errors.Conflict),
+        ({"code": 410, "reason": "Expired", "message": "too old resource version"}, "watch", "x", errors.WatchExpired),
+        ({"code": 401, "message": "Unauthorized"}, "get", "x", errors.Unauthorized),
+        ({"code": 500, "message": "etcd timeout"}, "get", "x", errors.ApiServerError),
+    ],
+)
+def test_status_translation(status: dict[str, Any], verb: str, name: str, expected: type) -> None:
+    assert isinstance(kube._status_error(status, verb, "default", name), expected)
+
+
+def test_forbidden_names_verb_resource_namespace_and_subject() -> None:
+    error = kube._status_error(
+        {"code": 403, "reason": "Forbidden",
+         "message": 'emqxes.apps.emqx.io "x" is forbidden: User "bob" cannot patch resource "emqxes" in API group '
+                    '"apps.emqx.io" in the namespace "prod"'},
+        "patch", "prod", "x",
+    )
+    assert error.message == (
+        'forbidden: you may not patch emqxes.apps.emqx.io in namespace prod (as User "bob"); '
+        "ask your cluster admin for RBAC access"
+    )
+
+
+def test_invalid_lists_the_causes() -> None:
+    error = kube._status_error(
+        {"code": 422, "reason": "Invalid", "message": "EMQX.apps.emqx.io \"x\" is invalid",
+         "details": {"causes": [{"field": "spec.coreTemplate.spec.replicas", "message": "must be >= 1"}]}},
+        "create", "default", "x",
+    )
+    assert error.message == "the API server refused the EMQX resource: spec.coreTemplate.spec.replicas: must be >= 1"
+
+
+def test_short_connection_reason() -> None:
+    reason = (
+        "HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: "
+        "[Errno 111] Connection refused"
+    )
+    assert kube._short_reason(reason) == "Connection refused"

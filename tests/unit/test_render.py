@@ -1,0 +1,139 @@
+"""render.py: durations, tables, the status block (snapshot), structured output, colours."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from kubectl_emqx import render, status_model
+from tests.unit.cli_helpers import condition, emqx, event
+
+NOW = datetime(2026, 1, 1, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0, "0s"),
+        (45, "45s"),
+        (60, "1m"),
+        (61, "1m1s"),
+        (725, "12m5s"),
+        (3600, "1h"),
+        (11_520, "3h12m"),
+        (11_521, "3h12m"),
+        (86_400 * 2 + 3600 * 4 + 5, "2d4h"),
+        (86_400 * 400, "400d"),
+    ],
+)
+def test_format_duration(seconds: int | None, text: str) -> None:
+    assert render.format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("node", "short"),
+    [
+        ("emqx@demo-core-0.demo-headless.default.svc.cluster.local", "emqx@demo-core-0"),
+        ("emqx@10.0.0.5", "emqx@10.0.0.5"),
+        ("emqx@fd00::5", "emqx@fd00::5"),
+        ("nohost", "nohost"),
+    ],
+)
+def test_short_node_name(node: str, short: str) -> None:
+    assert render.short_node_name(node) == short
+
+
+def test_status_text_snapshot() -> None:
+    body = emqx(replicants=1)
+    body["metadata"]["generation"] = 2
+    body["status"]["phase"] = "Upgrading"
+    body["status"]["message"] = "core 1 of 3"
+    body["status"]["currentImage"] = "emqx/emqx:5.7.1"
+    body["status"]["targetImage"] = "emqx/emqx:5.7.2"
+    body["status"]["emqxNodes"][2].update(node_status="stopped", uptime=None, connections=None)
+    body["status"]["emqxNodes"][2].pop("podName")
+    body["status"]["conditions"] = [
+        condition("Ready", "False", "Upgrading"),
+        condition("Progressing", "True", "Rolling"),
+    ]
+    events = [
+        event("Upgrading", "replacing demo-core-2", when="2026-01-01T03:11:00Z"),
+        event("NodeDown", "demo-core-2 stopped", type_="Warning", when="2026-01-01T03:11:30Z", count=2),
+    ]
+    status = status_model.cluster_status(body, events, ["pods: forbidden"])
+    assert render.status_text(status, render.Style(), now=NOW) == (
+        "Name:       default/demo\n"
+        "Image:      emqx/emqx:5.7.1 -> emqx/emqx:5.7.2\n"
+        "Phase:      Upgrading (core 1 of 3)\n"
+        "Cores:      3/3 ready\n"
+        "Replicants: 1/1 ready\n"
+        "Conditions: Ready=False (Upgrading), Progressing=True (Rolling)\n"
+        "Generation: 2 (operator has seen 1)\n"
+        "\n"
+        "Nodes\n"
+        "NODE                 ROLE       STATUS    VERSION    OTP       UPTIME    CONNECTIONS\n"
+        "demo-core-0          core       running   5.7.2      26.2.5-3  3h12m     0\n"
+        "demo-core-1          core       running   5.7.2      26.2.5-3  3h12m     10\n"
+        "emqx@demo-core-2     core       stopped   5.7.2      26.2.5-3  -         -\n"
+        "demo-replicant-abc0  replicant  running   5.7.2      26.2.5-3  3h12m     0\n"
+        "\n"
+        "Events\n"
+        "LAST SEEN    TYPE     REASON     MESSAGE\n"
+        "1m           Normal   Upgrading  replacing demo-core-2\n"
+        "30s          Warning  NodeDown   demo-core-2 stopped (x2)\n"
+        "\n"
+        "Errors (parts of the status could not be read)\n"
+        "- pods: forbidden\n"
+    )
+
+
+def test_list_text_snapshot() -> None:
+    rows = [status_model.summarize(emqx("a")), status_model.summarize(emqx("b", replicants=0, ready=False))]
+    assert render.list_text(rows, render.Style(), now=NOW) == (
+        "NAME    NAMESPACE    IMAGE            CORES    REPLICANTS    STATUS    AGE\n"
+        "a       default      emqx/emqx:5.7.2  3/3      3/3           Ready     3h12m\n"
+        "b       default      emqx/emqx:5.7.2  0/3      0/0           Pending   3h12m\n"
+    )
+    assert render.list_text(rows, render.Style(), no_headers=True, now=NOW).splitlines()[0].startswith("a ")
+
+
+def test_list_text_with_colour() -> None:
+    rows = [status_model.summarize(emqx("a", ready=False))]
+    text = render.list_text(rows, render.Style(color=True), now=NOW)
+    assert "\x1b[31m0/3\x1b[0m" in text  # not all cores ready: red
+    assert "\x1b[33mPending\x1b[0m" in text
+    # tabulate aligns on the visible width, so the colour codes do not shift the columns
+    header, row = text.splitlines()
+    visible = re.sub(r"\x1b\[\d+m", "", row)
+    assert header.index("STATUS") == visible.index("Pending")
+
+
+def test_structured_json_and_yaml_agree() -> None:
+    status = status_model.cluster_status(emqx(), [event("A", "b")])
+    as_json = json.loads(render.structured(status, "json"))
+    assert as_json == yaml.safe_load(render.structured(status, "yaml"))
+    assert as_json["nodes"][0]["uptimeSeconds"] == 11_520
+    assert as_json["events"] == [
+        {"type": "Normal", "reason": "A", "message": "b", "count": 1, "lastSeen": "2026-01-01T00:00:00Z"}
+    ]
+
+
+def test_use_color() -> None:
+    assert render.use_color("always", isatty=False, environ={})
+    assert not render.use_color("never", isatty=True, environ={})
+    assert render.use_color("auto", isatty=True, environ={})
+    assert not render.use_color("auto", isatty=False, environ={})
+    assert not render.use_color("auto", isatty=True, environ={"NO_COLOR": "1"})
+    assert not render.use_color("auto", isatty=True, environ={"TERM": "dumb"})
+
+
+def test_progress_line() -> None:
+    progress = status_model.Progress("progressing", "Scaling: adding replicant 4", 4, 6)
+    assert render.progress_line("demo", progress, NOW) == (
+        "2026-01-01T03:12:00Z demo: progressing, nodes on target 4/6: Scaling: adding replicant 4"
+    )

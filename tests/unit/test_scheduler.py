@@ -1,0 +1,82 @@
+"""The operator's work queue: coalescing, one reconcile at a time per key, requeue and forget."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from emqx_operator.scheduler import FORGET, Scheduler
+
+
+def run_until(scheduler: Scheduler, done: threading.Event, timeout: float = 5.0) -> None:
+    async def main() -> None:
+        task = asyncio.create_task(scheduler.run())
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(main())
+    assert done.is_set(), "the scheduler did not finish in time"
+
+
+def test_triggers_while_running_coalesce_into_one_rerun() -> None:
+    calls: list[tuple[str, str]] = []
+    active = 0
+    overlap = False
+    done = threading.Event()
+    scheduler: Scheduler
+
+    def reconcile(namespace: str, name: str) -> float:
+        nonlocal active, overlap
+        active += 1
+        overlap = overlap or active > 1
+        calls.append((namespace, name))
+        if len(calls) == 1:
+            for _ in range(5):
+                loop.call_soon_threadsafe(scheduler.trigger, namespace, name)
+            time.sleep(0.1)
+        active -= 1
+        if len(calls) == 2:
+            done.set()
+        return FORGET
+
+    async def main() -> None:
+        nonlocal loop, scheduler
+        loop = asyncio.get_running_loop()
+        scheduler = Scheduler(reconcile)
+        scheduler.trigger("ns", "a")
+        task = asyncio.create_task(scheduler.run())
+        deadline = time.monotonic() + 5
+        while not done.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        task.cancel()
+
+    loop: asyncio.AbstractEventLoop
+    asyncio.run(main())
+    assert calls == [("ns", "a"), ("ns", "a")]
+    assert not overlap
+
+
+def test_requeue_delay_and_error_backoff() -> None:
+    calls: list[float] = []
+    done = threading.Event()
+
+    def reconcile(namespace: str, name: str) -> float:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        if len(calls) == 2:
+            return 0.05
+        done.set()
+        return FORGET
+
+    scheduler = Scheduler(reconcile, error_backoff=0.05)
+    scheduler.trigger("ns", "b")
+    run_until(scheduler, done)
+    assert len(calls) == 3
+    assert scheduler.errors == 1
+    assert calls[1] - calls[0] >= 0.04
+    assert calls[2] - calls[1] >= 0.04
