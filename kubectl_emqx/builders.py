@@ -28,7 +28,7 @@ from kubectl_emqx.spec import (
     NodeTemplate,
     ServiceTemplate,
 )
-from kubectl_emqx.versions import parse_image, replicants_allowed, role_env_name
+from kubectl_emqx.versions import parse_image, replicants_allowed, role_env_name, supports_bootstrap_api_keys
 
 MANAGED_BY = "kubectl-emqx"
 LABEL_INSTANCE = "apps.emqx.io/instance"
@@ -43,6 +43,10 @@ CONTAINER_NAME = "emqx"
 
 COOKIE_SECRET_KEY = "node_cookie"
 API_KEY_SECRET_KEY = "bootstrap_api_key"
+# EMQX before 5.0.14 has no bootstrap API keys: the operator logs in as the dashboard admin instead,
+# with a generated password (never EMQX's well-known default).
+DASHBOARD_PASSWORD_KEY = "dashboard_password"
+DASHBOARD_USERNAME = "admin"
 CONFIG_KEY = "emqx.conf"
 
 DATA_DIR = "/opt/emqx/data"
@@ -169,6 +173,7 @@ class SecretValues:
     node_cookie: str
     api_key: str
     api_secret: str
+    dashboard_password: str = ""
 
 
 def new_secret_values(spec: EmqxSpec | None = None) -> SecretValues:
@@ -183,6 +188,7 @@ def new_secret_values(spec: EmqxSpec | None = None) -> SecretValues:
         node_cookie=cookie,
         api_key=OPERATOR_API_KEY_NAME,
         api_secret="".join(secrets.choice(alphabet) for _ in range(64)),
+        dashboard_password="".join(secrets.choice(alphabet) for _ in range(32)),
     )
 
 
@@ -218,7 +224,10 @@ def build_secrets(
             "kind": "Secret",
             "metadata": _metadata(spec, names.api_key_secret, labels),
             "type": "Opaque",
-            "data": {API_KEY_SECRET_KEY: _b64(api_key_file(spec, values, referenced_api_keys))},
+            "data": {
+                API_KEY_SECRET_KEY: _b64(api_key_file(spec, values, referenced_api_keys)),
+                DASHBOARD_PASSWORD_KEY: _b64(values.dashboard_password),
+            },
         },
     ]
 
@@ -362,9 +371,15 @@ def _env(spec: EmqxSpec, role: str, image: str) -> list[dict[str, Any]]:
             "name": "EMQX_NODE__COOKIE",
             "valueFrom": {"secretKeyRef": {"name": object_names(spec.name).cookie_secret, "key": COOKIE_SECRET_KEY}},
         },
-        # The quotes are part of the value: EMQX reads env values as HOCON, and a bare path is no string.
-        {"name": "EMQX_API_KEY__BOOTSTRAP_FILE", "value": f'"{API_KEY_FILE}"'},
+        {
+            "name": "EMQX_DASHBOARD__DEFAULT_PASSWORD",
+            "valueFrom": {"secretKeyRef": {
+                "name": object_names(spec.name).api_key_secret, "key": DASHBOARD_PASSWORD_KEY, "optional": True}},
+        },
     ]
+    if supports_bootstrap_api_keys(version):
+        # The quotes are part of the value: EMQX reads env values as HOCON, and a bare path is no string.
+        ours.append({"name": "EMQX_API_KEY__BOOTSTRAP_FILE", "value": f'"{API_KEY_FILE}"'})
     template = spec.core if role == CORE else spec.replicant
     return _merge_named(ours, template.env)
 

@@ -27,7 +27,7 @@ from kubectl_emqx.status_model import (
 
 OUTPUT_FORMATS = ("json", "yaml")
 SETTLED_PHASES = frozenset({"Ready"})
-BAD_PHASES = frozenset({"Failed", "Degraded"})
+BAD_PHASES = frozenset({"Failed", "Degraded", "Invalid", "Forbidden"})
 NODE_HEADERS = ("NODE", "ROLE", "STATUS", "VERSION", "OTP", "UPTIME", "CONNECTIONS")
 LIST_HEADERS = ("NAME", "NAMESPACE", "IMAGE", "CORES", "REPLICANTS", "STATUS", "AGE")
 EVENT_HEADERS = ("LAST SEEN", "TYPE", "REASON", "MESSAGE")
@@ -211,11 +211,12 @@ def status_text(
 
 
 def summary_block(status: ClusterStatus, style: Style) -> str:
-    image = status.current_image or status.image or "-"
-    if status.target_image and status.target_image != status.current_image:
-        image = f"{status.current_image or '-'} -> {status.target_image}"
-    elif status.image and status.current_image and status.image != status.current_image:
-        image = f"{status.current_image} -> {status.image}"
+    # current -> target while a rollout moves the nodes; before the first rollout (creation) there
+    # is no current image yet.
+    target = status.target_image or status.image
+    image = status.current_image or target or "-"
+    if status.current_image and target and target != status.current_image:
+        image = f"{status.current_image} -> {target}"
     phase = style.phase(status.phase)
     if status.message:
         phase += f" ({status.message})"

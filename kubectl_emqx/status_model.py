@@ -250,6 +250,10 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
+# Conditions that mean "this generation cannot become Ready without someone acting".
+BLOCKING_CONDITIONS = (("Valid", "False"), ("UpgradeStalled", "True"), ("Forbidden", "True"))
+
+
 def progress(body: dict[str, Any], generation: int | None) -> Progress:
     """Has the operator finished reconciling `generation` (the one our write produced)?"""
     status = body.get("status") or {}
@@ -260,25 +264,24 @@ def progress(body: dict[str, Any], generation: int | None) -> Progress:
 
     observed = status.get("observedGeneration")
     wanted = generation or (body.get("metadata") or {}).get("generation") or 0
-    if not isinstance(observed, int) or observed < wanted:
-        return result("progressing", f"waiting for the operator to observe generation {wanted}")
+    status_current = isinstance(observed, int) and observed >= wanted
 
-    valid = condition(body, "Valid")
-    if valid and valid.get("status") == "False":
-        return result("failed", _because(valid, "the spec is invalid"))
-    stalled = condition(body, "UpgradeStalled")
-    if stalled and stalled.get("status") == "True":
-        return result("failed", _because(stalled, "the upgrade stalled"))
+    def current(item: dict[str, Any]) -> bool:
+        # A condition carries the generation it judged; without one, trust the status as a whole.
+        judged = item.get("observedGeneration")
+        return judged >= wanted if isinstance(judged, int) else status_current
+
+    for type_, blocking in BLOCKING_CONDITIONS:
+        item = condition(body, type_)
+        if item and item.get("status") == blocking and current(item):
+            return result("failed", _because(item, type_))
+    if not status_current:
+        return result("progressing", f"waiting for the operator to observe generation {wanted}")
     phase = status.get("phase") or PENDING_PHASE
     ready = condition(body, "Ready")
     if phase in FAILED_PHASES:
         return result("failed", status.get("message") or (ready and _because(ready, "")) or phase)
-    ready_generation = (ready or {}).get("observedGeneration")
-    if (
-        ready
-        and ready.get("status") == "True"
-        and (not isinstance(ready_generation, int) or ready_generation >= wanted)
-    ):
+    if ready and ready.get("status") == "True" and current(ready):
         return result("done", status.get("message") or "Ready")
     detail = status.get("message") or (ready and ready.get("message")) or ""
     return result("progressing", f"{phase}: {detail}" if detail else phase)

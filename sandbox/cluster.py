@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,7 +26,9 @@ from pathlib import Path
 from sandbox import build
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POD_CIDR = "127.16.0.0/16"
+# Each sandbox takes its own /16 of 127/8 so that two sandboxes on one machine (a developer's and a
+# test session's) never hand out the same pod IP. EMQX_SANDBOX_POD_CIDR pins one.
+POD_CIDR_ENV = "EMQX_SANDBOX_POD_CIDR"
 NODE_IP = "127.15.0.1"
 SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs are only allocated, never routed or contacted
 NODE_COUNT = 3
@@ -141,6 +144,7 @@ class SandboxState:
     kubeconfig: str
     bin_dir: str
     sim_control_url: str = ""
+    pod_cidr: str = ""
     components: list[Component] = field(default_factory=list)
 
     @classmethod
@@ -261,6 +265,7 @@ class ControlPlane:
             time.sleep(0.2)
 
     def start(self, bin_dir: Path, api_port: int | None = None) -> SandboxState:
+        pod_cidr = os.environ.get(POD_CIDR_ENV) or f"127.{random.randint(16, 250)}.0.0/16"
         self.logs.mkdir(parents=True, exist_ok=True)
         make_pki(self.pki)
         etcd_port, etcd_peer = free_port(), free_port()
@@ -269,7 +274,7 @@ class ControlPlane:
         kcm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
         kubeconfig = self.dir / "kubeconfig"
         write_kubeconfig(kubeconfig, self.pki, api_port)
-        state = SandboxState(str(self.dir), api_port, str(kubeconfig), str(bin_dir))
+        state = SandboxState(str(self.dir), api_port, str(kubeconfig), str(bin_dir), pod_cidr=pod_cidr)
 
         self._spawn("etcd", [
             str(bin_dir / "etcd"), "--name=sandbox", f"--data-dir={self.dir / 'etcd'}",
@@ -332,7 +337,7 @@ class ControlPlane:
         self._spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={stages}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={POD_CIDR}", f"--node-ip={NODE_IP}", "--node-lease-duration-seconds=40",
+            f"--cidr={pod_cidr}", f"--node-ip={NODE_IP}", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{kwok_port}",
         ], kwok_port)
         state.save()

@@ -76,8 +76,6 @@ def patch_guarded(
     api: ClusterApi,
     body: dict[str, Any],
     build_patch: Callable[[dict[str, Any]], dict[str, Any]],
-    *,
-    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Merge-patch the resource, conditional on the resourceVersion the change was computed from.
 
@@ -91,7 +89,7 @@ def patch_guarded(
         patch = build_patch(body)
         patch.setdefault("metadata", {})["resourceVersion"] = body["metadata"]["resourceVersion"]
         try:
-            return api.patch_emqx(name, namespace, patch, dry_run=dry_run)
+            return api.patch_emqx(name, namespace, patch)
         except errors.Conflict:
             body = api.get_emqx(name, namespace)
     raise errors.Conflict(

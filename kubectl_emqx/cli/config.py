@@ -41,6 +41,7 @@ EDITOR_ERROR_MARKER = "# kubectl-emqx:"
 
 
 @click.group("config", cls=EmqxGroup)
+@kube_options
 def config() -> None:
     """Show or change a cluster's EMQX configuration (HOCON, as in emqx.conf)."""
 
@@ -163,8 +164,8 @@ def edit_in_editor(text: str) -> str:
     while True:
         edited = click.edit(shown, extension=".conf", require_save=False)
         if edited is None or edited == shown:
-            if shown is text:
-                return text
+            if shown == text:
+                return text  # left as it was: the caller reports "unchanged"
             raise errors.PluginError("the configuration still does not parse; nothing was written")
         edited = strip_editor_errors(edited)
         try:

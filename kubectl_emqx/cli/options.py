@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from kubectl_emqx import errors
-
 if TYPE_CHECKING:
     from kubectl_emqx.kube import ClusterApi, KubeFlags
 
@@ -157,7 +155,7 @@ def format_split_options(command: click.Command, ctx: click.Context, formatter: 
     own: list[tuple[click.Parameter, tuple[str, str]]] = []
     shared: list[tuple[click.Parameter, tuple[str, str]]] = []
     for param in command.get_params(ctx):
-        record = param.get_help_record(ctx)
+        record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
         if record:
             (shared if isinstance(param, GlobalOption) else own).append((param, record))
     if own:
@@ -214,6 +212,3 @@ def name_argument(func: F) -> F:
 
     return click.argument("name", shell_complete=complete_cluster_names)(func)
 
-
-def fail(message: str) -> None:
-    raise errors.PluginError(message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,9 @@ from kubectl_emqx import errors
 from kubectl_emqx.cli.common import emit, load_cluster
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, name_argument, output_options, state
 from kubectl_emqx.kube import ClusterApi
+
+if TYPE_CHECKING:
+    from kubectl_emqx.status_model import ClusterStatus
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
@@ -57,12 +60,12 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
         return
 
 
-def build_status(api: ClusterApi, body: dict[str, Any]) -> Any:
+def build_status(api: ClusterApi, body: dict[str, Any]) -> ClusterStatus:
     """The status model, with Events when they can be read (otherwise noted under errors)."""
     from kubectl_emqx import status_model
 
     metadata = body["metadata"]
-    problems = []
+    problems: list[str] = []
     events: list[dict[str, Any]] = []
     try:
         events = api.list_events(metadata["name"], metadata["namespace"])

@@ -85,7 +85,7 @@ def upgrade(
         license_configured=spec.license_configured(normalized),
     )
     info(plan_text(body, spec.dotted(image_path), spec_image, running, image, allow_downgrade))
-    if status.get("targetImage") and status.get("targetImage") != status.get("currentImage"):
+    if status.get("currentImage") and status.get("targetImage") not in (None, status["currentImage"]):
         warn(
             f"a rollout to {status['targetImage']} is still in progress (nodes run {status.get('currentImage')}); "
             "changing the image now redirects it"

@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.kubeconfig:
+        # The kubernetes client reads $KUBECONFIG when it is imported (kopf imports it): set it first.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
     from emqx_operator import handlers, runtime  # noqa: F401 - registers the kopf handlers
@@ -44,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     kopf.configure(verbose=args.verbose)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+    if not args.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     api = ClusterApi.from_kubeconfig(args.kubeconfig)
     options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds)
     reconciler = Reconciler(api, options)

@@ -87,7 +87,8 @@ def ensure_secrets(api: ClusterApi, owner: dict[str, Any], spec: spec_mod.EmqxSp
     cookie = _decode(live[names.cookie_secret], builders.COOKIE_SECRET_KEY) or ""
     key_file = _decode(live[names.api_key_secret], builders.API_KEY_SECRET_KEY) or ":"
     api_key, _, api_secret = key_file.splitlines()[0].partition(":")
-    return Credentials(cookie, api_key, api_secret, "admin", "public")
+    password = _decode(live[names.api_key_secret], builders.DASHBOARD_PASSWORD_KEY) or "public"
+    return Credentials(cookie, api_key, api_secret, builders.DASHBOARD_USERNAME, password)
 
 
 def observe(api: ClusterApi, spec: spec_mod.EmqxSpec) -> World:

@@ -56,7 +56,7 @@ class ControlApi:
             ("DELETE", "/boot-log"): self.clear_boot_log,
             ("GET", "/requests"): self.request_counts,
             ("DELETE", "/requests"): self.reset_requests,
-            ("GET", "/faults"): lambda query, body: [fault.as_dict() for fault in world.faults],
+            ("GET", "/faults"): lambda query, body: world.fault_list(),
             ("POST", "/faults"): self.add_fault,
             ("DELETE", "/faults"): self.clear_faults,
             ("POST", "/nodes/stop"): lambda query, body: world.stop_node(self._node(body)),

@@ -18,14 +18,14 @@ BOOTSTRAP_FILE = "/opt/emqx/data/bootstrap_api_key"
 CLUSTER_DOMAIN = "cluster.local"
 
 _ip_lock = threading.Lock()
-# 127.99.0.0/16 stays clear of the sandbox's pod range (127.16.0.0/16); random start so parallel runs differ.
+# 127.252.0.0/16 stays clear of sandbox pod ranges (127.16-250.0.0/16); random start so parallel runs differ.
 _ip_counter = itertools.count(random.randrange(1, 60000))
 
 
 def next_test_ip() -> str:
     with _ip_lock:
         value = next(_ip_counter) % 65000 + 256
-    return f"127.99.{value // 256}.{value % 256}"
+    return f"127.252.{value // 256}.{value % 256}"
 
 
 def headless_name(instance: str, namespace: str) -> str:

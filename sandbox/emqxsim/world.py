@@ -633,6 +633,10 @@ class World:
         with self.lock:
             self.faults = [fault for fault in self.faults if node is not None and fault.node != node]
 
+    def fault_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [fault.as_dict() for fault in self.faults]
+
     def take_fault(self, node: SimNode, path: str) -> Fault | None:
         with self.lock:
             for fault in self.faults:

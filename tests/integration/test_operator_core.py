@@ -178,5 +178,6 @@ def test_delete_removes_everything_and_settled_cluster_makes_no_writes(
 
     kubectl("delete", "-n", namespace, "emqx/quiet", "--wait=true", "--timeout=60s")
     wait_for(lambda: not json.loads(kubectl(
-        "get", "statefulset,deployment,service,configmap,secret,pdb,pod", "-n", namespace, "-o", "json",
+        "get", "statefulset,deployment,replicaset,service,configmap,secret,pdb,pod", "-n", namespace,
+        "-l", "apps.emqx.io/instance=quiet", "-o", "json",
     ).stdout)["items"], 60, "every owned object and pod to be gone")

@@ -51,7 +51,7 @@ def _spec(pod, source=None):
 
 
 def test_core_identity_from_operator_env():
-    spec = _spec(emqx_pod("emqx-core-0", "127.99.1.1", namespace="prod"), emqx_objects(namespace="prod"))
+    spec = _spec(emqx_pod("emqx-core-0", "127.252.1.1", namespace="prod"), emqx_objects(namespace="prod"))
     assert spec.node_name == "emqx@emqx-core-0.emqx-headless.prod.svc.cluster.local"
     assert spec.role == "core"
     assert spec.cookie == "s3cret-cookie"
@@ -63,34 +63,34 @@ def test_core_identity_from_operator_env():
 
 
 def test_replicant_identity_uses_pod_ip():
-    spec = _spec(emqx_pod("emqx-replicant-abc", "127.99.1.2", role="replicant", image="emqx/emqx:5.7.2"))
-    assert spec.node_name == "emqx@127.99.1.2"
+    spec = _spec(emqx_pod("emqx-replicant-abc", "127.252.1.2", role="replicant", image="emqx/emqx:5.7.2"))
+    assert spec.node_name == "emqx@127.252.1.2"
     assert spec.role == "replicant"
 
 
 def test_node_name_without_emqx_host_follows_the_docker_entrypoint():
-    pod = emqx_pod("emqx-core-1", "127.99.1.3")
+    pod = emqx_pod("emqx-core-1", "127.252.1.3")
     env = pod["spec"]["containers"][0]["env"]
     env[:] = [item for item in env if item["name"] != "EMQX_HOST"]
     # dns+srv and the pod's FQDN in /etc/hosts (hostname + subdomain) -> $(hostname).$DNS_NAME
     assert _spec(pod).node_name == "emqx@emqx-core-1.emqx-headless.ns.svc.cluster.local"
     del pod["spec"]["subdomain"]
-    assert _spec(pod).node_name == "emqx@127.99.1.3"
+    assert _spec(pod).node_name == "emqx@127.252.1.3"
 
 
 def test_role_env_var_depends_on_version():
-    db_role = emqx_pod("r", "127.99.1.4", role="replicant", image="emqx/emqx:5.0.6", role_env="EMQX_NODE__DB_ROLE")
+    db_role = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.0.6", role_env="EMQX_NODE__DB_ROLE")
     assert _spec(db_role).role == "replicant"
     # 5.0.6 has no node.role field: the env var is ignored and the node boots as a core.
-    new_name = emqx_pod("r", "127.99.1.4", role="replicant", image="emqx/emqx:5.0.6", role_env="EMQX_NODE__ROLE")
+    new_name = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.0.6", role_env="EMQX_NODE__ROLE")
     spec = _spec(new_name)
     assert spec.role == "core"
     assert any("EMQX_NODE__ROLE" in warning for warning in spec.warnings)
     # From 5.0.26 node.role is read and db_role stays an alias.
     for role_env in ("EMQX_NODE__ROLE", "EMQX_NODE__DB_ROLE"):
-        pod = emqx_pod("r", "127.99.1.4", role="replicant", image="emqx/emqx:5.0.26", role_env=role_env)
+        pod = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.0.26", role_env=role_env)
         assert _spec(pod).role == "replicant"
-    missing = emqx_pod("r", "127.99.1.4", role="replicant", image="emqx/emqx:5.7.2", role_env=None)
+    missing = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.7.2", role_env=None)
     assert _spec(missing).role == "core"
 
 

@@ -26,12 +26,12 @@ def test_cores_and_replicants_sharing_cookie_and_dns_name_form_one_cluster(sim):
     sim.add(
         emqx_pod("emqx-core-0", image=image),
         emqx_pod("emqx-core-1", image=image),
-        emqx_pod("emqx-replicant-a", "127.99.200.1", role="replicant", image=image),
+        emqx_pod("emqx-replicant-a", "127.252.200.1", role="replicant", image=image),
     )
     sim.boot()  # the replicant may have been tried before any core was up
     nodes = _nodes(sim, "ns/emqx-core-0")
     assert sorted((n["node"], n["role"], n["version"], n["edition"]) for n in nodes) == [
-        ("emqx@127.99.200.1", "replicant", "5.8.9", "Enterprise"),
+        ("emqx@127.252.200.1", "replicant", "5.8.9", "Enterprise"),
         ("emqx@emqx-core-0.emqx-headless.ns.svc.cluster.local", "core", "5.8.9", "Enterprise"),
         ("emqx@emqx-core-1.emqx-headless.ns.svc.cluster.local", "core", "5.8.9", "Enterprise"),
     ]

@@ -137,3 +137,16 @@ def test_progress_line() -> None:
     assert render.progress_line("demo", progress, NOW) == (
         "2026-01-01T03:12:00Z demo: progressing, nodes on target 4/6: Scaling: adding replicant 4"
     )
+
+
+def test_image_line_before_the_first_rollout_and_during_one() -> None:
+    creating = emqx(ready=False)
+    creating["status"] = {"targetImage": "emqx/emqx:5.7.2", "phase": "Creating"}
+    summary = render.summary_block(status_model.cluster_status(creating), render.Style())
+    assert "Image:      emqx/emqx:5.7.2\n" in summary
+    upgrading = emqx(image="emqx/emqx:5.7.3")
+    upgrading["status"]["currentImage"] = "emqx/emqx:5.7.2"
+    upgrading["status"]["targetImage"] = None  # the operator has not picked the change up yet
+    assert "Image:      emqx/emqx:5.7.2 -> emqx/emqx:5.7.3\n" in render.summary_block(
+        status_model.cluster_status(upgrading), render.Style()
+    )

@@ -83,6 +83,21 @@ def test_progress_failures() -> None:
     assert _progress(body) == status_model.Progress("failed", "quota exceeded", 6, 6)
 
 
+def test_blocking_conditions_of_the_new_generation_fail_even_before_it_is_observed() -> None:
+    body = emqx(generation=2)
+    body["status"]["observedGeneration"] = 1
+    body["status"]["conditions"].append(condition("Forbidden", "True", "Forbidden", "cannot patch pods", generation=2))
+    assert _progress(body) == status_model.Progress("failed", "Forbidden: cannot patch pods", 6, 6)
+
+
+def test_blocking_conditions_of_an_older_generation_are_stale() -> None:
+    body = emqx(generation=2)
+    body["status"]["conditions"].append(condition("Valid", "False", "InvalidSpec", "bad image", generation=1))
+    assert _progress(body).state == "done"
+    body["status"]["observedGeneration"] = 1
+    assert _progress(body).state == "progressing"
+
+
 def test_progress_while_degraded_keeps_waiting() -> None:
     body = emqx()
     body["status"].update(phase="Degraded", message="1 core down")
