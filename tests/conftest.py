@@ -69,12 +69,11 @@ def kubectl(sandbox: cluster.SandboxState) -> Any:
     return run
 
 
-@pytest.fixture
-def namespace(api_client: Any) -> Iterator[str]:
+def _namespace(api_client: Any, prefix: str) -> Iterator[str]:
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
     core.create_namespace({"metadata": {"name": name, "labels": {"sandbox.local/test": "true"}}})
     try:
         yield name
@@ -85,6 +84,17 @@ def namespace(api_client: Any) -> Iterator[str]:
             pass
 
 
+@pytest.fixture
+def namespace(api_client: Any) -> Iterator[str]:
+    yield from _namespace(api_client, "t-")
+
+
+@pytest.fixture
+def solo_namespace(api_client: Any) -> Iterator[str]:
+    """A namespace the session operator ignores: for tests that run (and kill) operators of their own."""
+    yield from _namespace(api_client, SOLO_PREFIX)
+
+
 @pytest.fixture(scope="session")
 def emqx_sim(sandbox: cluster.SandboxState) -> Any:
     from sandbox.emqxsim.client import SimClient
@@ -92,6 +102,11 @@ def emqx_sim(sandbox: cluster.SandboxState) -> Any:
     if not sandbox.sim_control_url:
         pytest.fail("the sandbox was started without the EMQX simulator")
     return SimClient(sandbox.sim_control_url)
+
+
+# Namespaces whose tests run an operator of their own (restarts, RBAC, leader election): the
+# session operator leaves them alone.
+SOLO_PREFIX = "solo-"
 
 
 class OperatorHandle:
@@ -132,7 +147,8 @@ def operator(sandbox: cluster.SandboxState) -> Iterator[OperatorHandle]:
 
     operator_process.install_crd(sandbox)
     proc, comp, live_port = operator_process.spawn(
-        sandbox, name=f"operator-test-{os.getpid()}", extra_args=["--resync-seconds", "3"]
+        sandbox, name=f"operator-test-{os.getpid()}", extra_args=["--resync-seconds", "3",
+                                                   "--exclude-namespace", f"{SOLO_PREFIX}*"]
     )
     try:
         operator_process.wait_live(comp, live_port)
@@ -143,3 +159,60 @@ def operator(sandbox: cluster.SandboxState) -> Iterator[OperatorHandle]:
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class SoloOperator:
+    """An operator process of a test's own, watching one namespace; kill() and start() at will."""
+
+    def __init__(self, sandbox: cluster.SandboxState, namespace: str, extra_args: list[str]) -> None:
+        self.sandbox, self.namespace, self.extra_args = sandbox, namespace, extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.handle: OperatorHandle | None = None
+        self.starts = 0
+
+    def start(self) -> OperatorHandle:
+        from sandbox import operator_process
+
+        self.starts += 1
+        proc, comp, live_port = operator_process.spawn(
+            self.sandbox, name=f"operator-{self.namespace}-{self.starts}",
+            extra_args=["-n", self.namespace, "--resync-seconds", "2", *self.extra_args],
+        )
+        self.proc = proc
+        operator_process.wait_live(comp, live_port)
+        self.handle = OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+        return self.handle
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def solo_operator(sandbox: cluster.SandboxState, solo_namespace: str) -> Iterator[Any]:
+    """Factory: solo_operator(extra_args=[]) -> a started SoloOperator for the solo namespace."""
+    from sandbox import operator_process
+
+    operator_process.install_crd(sandbox)
+    made: list[SoloOperator] = []
+
+    def make(extra_args: list[str] | None = None) -> SoloOperator:
+        solo = SoloOperator(sandbox, solo_namespace, list(extra_args or []))
+        solo.start()
+        made.append(solo)
+        return solo
+
+    yield make
+    for solo in made:
+        solo.stop()

@@ -105,3 +105,33 @@ def events_for(api_client: Any, namespace: str, name: str) -> list[Any]:
     items = client.CoreV1Api(api_client).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=EMQX").items
     return list(items)
+
+
+def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
+    """An EMQX API client for one pod, with the operator's own credentials (read from its Secret)."""
+    import base64
+
+    from kubernetes import client
+
+    from kubectl_emqx import versions
+    from kubectl_emqx.emqx_api import EmqxApi
+
+    secret = client.CoreV1Api(api_client).read_namespaced_secret(f"{name}-bootstrap-api-key", namespace)
+    key, _, api_secret = base64.b64decode(secret.data["bootstrap_api_key"]).decode().splitlines()[0].partition(":")
+    image = pod.spec.containers[0].image
+    base = f"http://{pod.status.pod_ip}:18083"
+    if versions.supports_bootstrap_api_keys(versions.parse_image(image).version):
+        return EmqxApi(base, key, api_secret)
+    password = base64.b64decode(secret.data["dashboard_password"]).decode()
+    return EmqxApi(base, "admin", password, login=True)
+
+
+def live_config(api_client: Any, namespace: str, name: str, pod: Any) -> dict[str, Any]:
+    from kubectl_emqx import hocon
+
+    with emqx_api(api_client, namespace, name, pod) as api:
+        return dict(hocon.parse(api.get_config_hocon()))
+
+
+def pod_uids(api_client: Any, namespace: str, instance: str) -> dict[str, str]:
+    return {p.metadata.name: p.metadata.uid for p in pods(api_client, namespace, instance)}

@@ -42,16 +42,22 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
 
 
+def _trigger(namespace: str, name: str, delay: float = 0.0) -> None:
+    state = runtime.current()
+    if state.options.manages(namespace):
+        state.scheduler.trigger(namespace, name, delay)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def emqx_changed(body: kopf.Body, **_: Any) -> None:
-    runtime.current().scheduler.trigger(body.metadata.namespace or "", body.metadata.name or "")
+    _trigger(body.metadata.namespace or "", body.metadata.name or "")
 
 
 @kopf.on.event("v1", "pods", labels={INSTANCE_LABEL: kopf.PRESENT})
 def emqx_pod_changed(body: kopf.Body, **_: Any) -> None:
     instance = body.metadata.labels.get(INSTANCE_LABEL)
     if instance:
-        runtime.current().scheduler.trigger(body.metadata.namespace or "", instance, delay=0.2)
+        _trigger(body.metadata.namespace or "", instance, delay=0.2)
 
 
 @kopf.on.probe(id="scheduler_idle_seconds")

@@ -6,9 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
+import uuid
+from typing import Any
 
 from emqx_operator import __version__
+from emqx_operator.leader import DEFAULT_LEASE_NAME, DEFAULT_LEASE_SECONDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -17,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
     scope.add_argument("-n", "--namespace", action="append", default=[],
                        help="watch only this namespace (repeatable)")
+    parser.add_argument("--exclude-namespace", action="append", default=[], metavar="GLOB",
+                        help="leave EMQX resources in matching namespaces alone (repeatable)")
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
                         help="out-of-cluster credentials (default: in-cluster, then $KUBECONFIG)")
     parser.add_argument("--liveness", default=os.environ.get("EMQX_OPERATOR_LIVENESS", "http://0.0.0.0:8080/healthz"),
@@ -28,9 +34,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4, help="EMQX resources reconciled in parallel")
     parser.add_argument("--metrics-addr", default=os.environ.get("EMQX_OPERATOR_METRICS", "0.0.0.0:9090"),
                         help="host:port of the Prometheus /metrics endpoint, or '' to disable")
+    election = parser.add_argument_group("leader election (one active operator among replicas)")
+    election.add_argument("--leader-elect", nargs="?", const=True, default=True, type=_boolean, metavar="BOOL",
+                          help="reconcile only while holding a coordination.k8s.io Lease (default true; "
+                          "--leader-elect=false for a single instance)")
+    election.add_argument("--lease-name", default=DEFAULT_LEASE_NAME, help="name of the Lease")
+    election.add_argument("--lease-namespace", default=None,
+                          help="namespace of the Lease (default: $POD_NAMESPACE, else the kubeconfig context's "
+                          "namespace, else default)")
+    election.add_argument("--lease-duration", type=_positive_int, default=DEFAULT_LEASE_SECONDS, metavar="SECONDS",
+                          help="how long a Lease not renewed stays held; renewals every duration/7.5 seconds")
+    election.add_argument("--identity", default=None,
+                          help="this instance's holder identity (default: $POD_NAME, else the host name "
+                          "and a random suffix)")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--version", action="version", version=f"emqx-operator {__version__}")
     return parser.parse_args(argv)
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def lease_namespace(args: argparse.Namespace) -> str:
+    if args.lease_namespace:
+        return str(args.lease_namespace)
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    if args.kubeconfig:
+        from kubernetes import config
+
+        try:
+            _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        except Exception:  # noqa: BLE001 - any unreadable kubeconfig fails later, with a better message
+            active = None
+        namespace = ((active or {}).get("context") or {}).get("namespace")
+        if namespace:
+            return str(namespace)
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def identity(args: argparse.Namespace) -> str:
+    if args.identity:
+        return str(args.identity)
+    if os.environ.get("POD_NAME"):
+        return os.environ["POD_NAME"]
+    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,26 +115,56 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     api = ClusterApi.from_kubeconfig(args.kubeconfig)
-    options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds)
+    options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds,
+                              excluded_namespaces=tuple(args.exclude_namespace))
     reconciler = Reconciler(api, options)
     scheduler = Scheduler(reconciler.reconcile, workers=args.workers)
     runtime.install(runtime.OperatorState(api, scheduler, options))
-    if args.metrics_addr:
-        from emqx_operator import metrics
+    from emqx_operator import metrics
 
+    if args.metrics_addr:
         host, _, port = args.metrics_addr.rpartition(":")
         metrics.METRICS.writes_source = api
         metrics.serve(host or "0.0.0.0", int(port))
+    elector = None
+    if args.leader_elect:
+        from emqx_operator.leader import LeaderElector, Leadership, Timing
+
+        scheduler.enabled = False
+        leadership = Leadership(api, scheduler, args.namespace, manages=options.manages)
+        elector = LeaderElector(
+            api, lease_namespace(args), args.lease_name, identity(args), Timing(args.lease_duration),
+            on_started_leading=leadership.started, on_stopped_leading=leadership.stopped,
+        )
+        metrics.METRICS.set_leader(False)
     try:
-        asyncio.run(kopf.operator(
+        asyncio.run(_run(kopf, args, elector))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+async def _run(kopf: Any, args: argparse.Namespace, elector: Any) -> None:
+    election = None
+    if elector is not None:
+        logging.getLogger("emqx_operator.leader").info(
+            "waiting for Lease %s/%s as %r", elector.namespace, elector.name, elector.identity)
+        election = asyncio.create_task(elector.run())
+    try:
+        await kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             standalone=True,
             liveness_endpoint=args.liveness or None,
-        ))
-    except KeyboardInterrupt:
-        return 0
-    return 0
+        )
+    finally:
+        if election is not None:
+            election.cancel()
+            try:
+                await election
+            except asyncio.CancelledError:
+                pass
+            await asyncio.to_thread(elector.release)
 
 
 if __name__ == "__main__":

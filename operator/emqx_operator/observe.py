@@ -55,6 +55,29 @@ class EmqxView:
     error_reason: str = ""
     address: str = ""
     client: EmqxApi | None = field(default=None, repr=False)
+    evacuations: dict[str, str] = field(default_factory=dict)  # node -> evacuation state
+    evacuations_known: bool = False
+
+
+def container_image(workload: dict[str, Any] | None) -> str | None:
+    """The emqx container's image in a StatefulSet/Deployment/Pod (None when absent)."""
+    if not workload:
+        return None
+    spec = workload.get("spec") or {}
+    pod_spec = (spec.get("template") or {}).get("spec") or spec
+    for container in pod_spec.get("containers") or []:
+        if container.get("name") == builders.CONTAINER_NAME:
+            return str(container.get("image"))
+    return None
+
+
+def _pod_dashboard_port(pod: dict[str, Any], default: int) -> int:
+    """The port a pod's own template declares: during a rolling restart old pods keep the old one."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == builders.DASHBOARD_PORT_NAME:
+                return int(port.get("containerPort") or default)
+    return default
 
 
 def pod_ready(pod: dict[str, Any]) -> bool:
@@ -111,18 +134,19 @@ def _ordinal(pod_name: str) -> int:
 
 
 def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options: Options) -> EmqxView:
-    port = hocon.dashboard_port(spec.config)
+    port = hocon.dashboard_port(builders.effective_config(spec)) or hocon.DEFAULT_DASHBOARD_PORT
     ready = [p for p in world.core_pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
     if options.emqx_address == "service":
-        addresses = [f"{spec.name}-dashboard.{spec.namespace}.svc.{spec.cluster_domain}"] if ready else []
+        host = f"{spec.name}-dashboard.{spec.namespace}.svc.{spec.cluster_domain}"
+        addresses = [(host, port)] if ready else []
     else:
-        addresses = [p["status"]["podIP"] for p in ready]
+        addresses = [(p["status"]["podIP"], _pod_dashboard_port(p, port)) for p in ready]
     if not addresses:
-        return EmqxView(error=None if not world.core_pods else None)
+        return EmqxView()
     use_login = not versions.supports_bootstrap_api_keys(spec.image_info.version)
     last_error: EmqxApiError | None = None
-    for address in addresses[:2]:
-        base = f"http://{address}:{port}"
+    for address, address_port in addresses[:2]:
+        base = f"http://{address}:{address_port}"
         if use_login:
             client = EmqxApi(base, creds.dashboard_username, creds.dashboard_password, timeout=options.emqx_timeout,
                              login=True)
@@ -136,6 +160,20 @@ def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options
             client.close()
     assert last_error is not None
     return EmqxView(error=_describe(last_error), error_reason=_reason(last_error), address=last_error.url)
+
+
+def observe_evacuations(view: EmqxView) -> None:
+    """Fill view.evacuations from GET /load_rebalance/global_status (404 on editions without it)."""
+    if view.client is None:
+        return
+    try:
+        status = view.client.rebalance_global_status()
+    except EmqxApiError as exc:
+        if exc.status != 404:
+            log.warning("evacuation status unavailable: %s", exc)
+        return
+    view.evacuations = {str(e.get("node")): str(e.get("state")) for e in status.get("evacuations") or []}
+    view.evacuations_known = True
 
 
 def _reason(exc: EmqxApiError) -> str:

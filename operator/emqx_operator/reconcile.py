@@ -13,13 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from emqx_operator import observe, rollout
+from emqx_operator import config_sync, observe, rollout
 from emqx_operator.cluster_api import ApiError, ClusterApi
 from emqx_operator.conditions import now_rfc3339, set_condition, without_times
 from emqx_operator.metrics import METRICS
 from emqx_operator.runtime import Options
 from emqx_operator.scheduler import FORGET
 from kubectl_emqx import spec as spec_mod
+from kubectl_emqx import versions
+from kubectl_emqx.emqx_api import EmqxApiError
 
 log = logging.getLogger("emqx_operator.reconcile")
 
@@ -106,22 +108,73 @@ class Reconciler:
             run.event_on_change("EMQXReachable", True, "APIAnswered",
                                 f"EMQX answered at {emqx_view.address}", event_type="Normal")
 
-        plan = rollout.decide(spec, world, emqx_view, credentials, status, body)
+        try:
+            if emqx_view.client is not None and self._rollout_may_move(spec, run):
+                observe.observe_evacuations(emqx_view)
+            plan = rollout.decide(spec, world, emqx_view, status, body, run.generation)
+            self._act(run, spec, world, emqx_view, plan)
+            outcome = config_sync.sync(spec, emqx_view, status, run.generation,
+                                       cluster_settled=plan.cores_settled and emqx_view.nodes is not None,
+                                       versions_mixed=plan.versions_mixed)
+            if outcome.applied:
+                config_sync.refresh_live(spec, emqx_view, outcome.status)
+        finally:
+            if emqx_view.client is not None:
+                emqx_view.client.close()
+        ok, reason, message = outcome.condition
+        run.condition("ConfigApplied", ok, reason, message)
+        run.events.extend(outcome.events)
+        plan.status_fields["config"] = outcome.status
+        run.busy = plan.busy
+        for kind, cond_ok, cond_reason, cond_message in plan.conditions:
+            run.condition(kind, cond_ok, cond_reason, cond_message)
+        run.events.extend(plan.events)
+        if not ok and plan.phase == "Ready":
+            run.condition("Ready", False, reason, f"configuration not applied: {message}")
+            plan.phase, plan.message = "ConfigPending", message
+            plan.busy = reason not in ("ConfigRejected",)
+        self._finish(run, spec, phase=plan.phase, message=plan.message, observed=(world, emqx_view, plan))
+        return self.options.busy_requeue_seconds if plan.busy else self.options.resync_seconds
+
+    def _act(self, run: Pass, spec: spec_mod.EmqxSpec, world: observe.World, view: observe.EmqxView,
+             plan: rollout.Plan) -> None:
+        namespace = spec.namespace
         for obj in plan.objects:
             self.api.apply(obj, existing=world.live(obj["kind"], obj["metadata"]["name"]))
         for kind, obj_name in plan.delete_objects:
             self.api.delete(kind, namespace, obj_name)
         for node in plan.force_leave:
-            observe.force_leave(emqx_view, node)
-            log.info("%s/%s: removed departed core %s from the EMQX cluster", namespace, name, node)
+            observe.force_leave(view, node)
+            log.info("%s/%s: removed departed core %s from the EMQX cluster", namespace, spec.name, node)
+        evacuation = spec.update_strategy.evacuation
+        for node in plan.evacuate:
+            targets = [n["node"] for n in view.nodes or [] if n.get("node_status") == "running" and n["node"] != node]
+            body = {"conn_evict_rate": evacuation.conn_evict_rate, "sess_evict_rate": evacuation.sess_evict_rate,
+                    "wait_takeover": evacuation.wait_takeover_seconds, "migrate_to": targets}
+            try:
+                if view.client is not None:
+                    view.client.evacuation_start(node, body)
+                    run.events.append(("Normal", "EvacuatingNode", f"draining {node} before replacing it"))
+            except EmqxApiError as exc:
+                log.warning("evacuation of %s failed: %s", node, exc)
+        for node in plan.stop_evacuation:
+            try:
+                if view.client is not None:
+                    view.client.evacuation_stop(node)
+            except EmqxApiError as exc:
+                log.warning("ending the evacuation of %s failed: %s", node, exc)
         for pod_name, uid, reason in plan.delete_pods:
             if self.api.delete("Pod", namespace, pod_name, uid=uid):
                 run.events.append(("Normal", "NodeReplaced", reason))
-        run.busy = plan.busy
-        for kind, ok, reason, message in plan.conditions:
-            run.condition(kind, ok, reason, message)
-        self._finish(run, spec, phase=plan.phase, message=plan.message, observed=(world, emqx_view, plan))
-        return self.options.busy_requeue_seconds if plan.busy else self.options.resync_seconds
+
+    @staticmethod
+    def _rollout_may_move(spec: spec_mod.EmqxSpec, run: Pass) -> bool:
+        """Evacuation status is only worth a request while a rollout can be in progress."""
+        if not versions.supports_evacuation(spec.image_info.edition, spec.image_info.version):
+            return False
+        ready: dict[str, Any] = next(
+            (c for c in run.old_status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        return ready.get("status") != "True" or run.old_status.get("observedGeneration") != run.generation
 
     # ------------------------------------------------------------------------------------------
 
@@ -143,11 +196,7 @@ class Reconciler:
         if not self._status_changed(old, new):
             METRICS.set_phase(namespace, name, phase, (new.get("upgrade") or old.get("upgrade") or {}).get("phase"))
             return
-        patch = dict(new)
-        for key in old:  # merge patch: remove keys we no longer report
-            if key not in patch and key in _OWNED_STATUS_KEYS:
-                patch[key] = None
-        self.api.patch_status(namespace, name, patch)
+        self.api.patch_status(namespace, name, _merge_patch(old, new, removable=_OWNED_STATUS_KEYS))
         for event_type, reason, text in run.events:
             try:
                 self.api.post_event(run.body, reason, text, event_type)
@@ -157,19 +206,26 @@ class Reconciler:
 
     @staticmethod
     def _status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+        changed = Reconciler._changed_status_key(old, new)
+        if changed:
+            log.debug("status changed: %s", changed)
+        return changed is not None
+
+    @staticmethod
+    def _changed_status_key(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         for key, value in new.items():
             if key == "conditions":
                 if without_times(value) != without_times(old.get("conditions") or []):
-                    return True
+                    return key
             elif key == "emqxNodes":
                 if _stable_nodes(value) != _stable_nodes(old.get("emqxNodes") or []):
-                    return True
+                    return key
             elif key == "emqxNodesObservedAt":
                 if _age_seconds(old.get(key)) > STATUS_REFRESH_SECONDS:
-                    return True
+                    return key
             elif old.get(key) != value:
-                return True
-        return any(old.get(k) is not None and k not in new for k in _OWNED_STATUS_KEYS)
+                return f"{key}: {old.get(key)!r} -> {value!r}"
+        return next((k for k in _OWNED_STATUS_KEYS if old.get(k) is not None and k not in new), None)
 
     def _report_forbidden(self, namespace: str, name: str, exc: ApiError) -> None:
         message = (f"the operator is not allowed to {exc.method} {exc.path}: {exc.message} — grant it in the "
@@ -193,6 +249,24 @@ class Reconciler:
 
 
 _OWNED_STATUS_KEYS = ("emqxNodes", "emqxNodesObservedAt", "upgrade", "config")
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any], removable: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A JSON merge patch turning `old` into `new`: nested objects are diffed, so keys we dropped
+    inside them are removed (null), while top-level keys are removed only when `removable`."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = _merge_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif before != value:
+            patch[key] = value
+    for key in old:
+        if key not in new and (removable is None or key in removable):
+            patch[key] = None
+    return patch
 
 
 def _stable_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

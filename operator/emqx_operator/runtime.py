@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from emqx_operator.cluster_api import ClusterApi
@@ -16,6 +17,10 @@ class Options:
     resync_seconds: float = 30.0
     busy_requeue_seconds: float = 1.0
     emqx_timeout: float = 5.0
+    excluded_namespaces: tuple[str, ...] = ()
+
+    def manages(self, namespace: str) -> bool:
+        return not any(fnmatch.fnmatchcase(namespace, pattern) for pattern in self.excluded_namespaces)
 
 
 @dataclass

@@ -50,6 +50,11 @@ class Scheduler:
             self._due[key] = due
             self._wake.set()
 
+    def set_enabled(self, enabled: bool) -> None:
+        """Start or stop taking work (leader election); triggers queued meanwhile are kept."""
+        self.enabled = enabled
+        self._wake.set()
+
     def known(self) -> list[Key]:
         return sorted(set(self._due) | self._running)
 

@@ -1,0 +1,937 @@
+"""Operator benchmark (issue 4): creation latency, seed-to-Ready time, idle writes, RSS and CPU.
+
+Run from the repository root:
+
+    .venv/bin/python bench/operator_bench.py [--runs 20] [--crs 100] [--idle-seconds 60] [--json out.json]
+
+It starts its own private sandbox (a temporary directory, `sandbox.cluster.up(directory=...)`, always torn
+down, even on Ctrl-C), installs the CRD, starts the operator from the working tree with a production-like
+resync period (30 s by default) and measures, one phase after another:
+
+  create   create -> every owned child object present, p50/p95 over --runs runs (each run in its own
+           namespace, created beforehand with its default ServiceAccount): Secrets x2, ConfigMap, the
+           headless/dashboard/listeners Services, the core StatefulSet and both PDBs. The replicant
+           Deployment only appears once the cores run, so create -> Deployment present is its own row.
+           One extra warm-up run (--warmup) is made first and not counted.
+  seed     the seed manifest (apps.emqx.io/v2alpha1, `spec.emqxTemplate.image: emqx/emqx:5.0.6`:
+           3 cores + 3 replicants) -> condition Ready=True at the current generation, --seed-runs runs,
+           with the operator's writes and reconciles it took.
+  idle1    the last seed cluster, settled: operator API writes per minute (delta of
+           emqx_operator_api_writes_total over the window, by verb and kind), reconciles per minute,
+           RSS (/proc/<pid>/status VmRSS, sampled every second) and CPU time (utime+stime).
+  idle100  the same with --crs small clusters (1 core + 0 replicants of emqx/emqx:5.7.2 by default), in
+           one namespace; the seed cluster is deleted first, so exactly --crs CRs exist.
+
+"Present" and "Ready" are taken from watches (one per kind, all namespaces) opened before the phase, so
+times are when the API server reported the object, with no polling load. Percentiles interpolate
+linearly between the two nearest samples. Before an idle window starts, every CR is Ready and the
+operator has made no write for --quiet-seconds. Once settled the operator should make no writes at all
+except one status refresh (PATCH EMQX/status) per CR at most every 300 s for the volatile node fields;
+anything else is listed as an unexpected write.
+
+Options:
+  --runs N              measured create runs (default 20)
+  --warmup N            unmeasured create runs made first (default 1)
+  --create-cores N      cores of the create-phase CRs (default 3)
+  --create-replicants N replicants of the create-phase CRs (default 3)
+  --seed-runs N         seed -> Ready runs (default 3)
+  --crs N               CRs for the large idle measurement (default 100)
+  --idle-seconds S      length of each idle window (default 60)
+  --quiet-seconds S     no operator write for this long before an idle window starts (default 10)
+  --resync-seconds S    the operator's --resync-seconds (default 30, the operator's own default)
+  --workers N           the operator's --workers (default 4, the operator's own default)
+  --ready-timeout S     deadline for clusters to become Ready (default 300)
+  --phases LIST         comma-separated subset of create,seed,idle1,idle100 (default: all)
+  --json PATH           also write every number (and the raw samples) as JSON to PATH
+  --keep-logs DIR       copy the operator's and the simulator's logs to DIR before the teardown
+
+The exit status is 0 when every phase completed, 1 otherwise (the table and JSON still report what was
+measured). Everything runs on 127.0.0.1; a pod-IP /16 of 127/8 not used by another sandbox on this machine
+is picked unless EMQX_SANDBOX_POD_CIDR is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GROUP, PLURAL = "apps.emqx.io", "emqxes"
+SEED_IMAGE = "emqx/emqx:5.0.6"
+SMALL_IMAGE = "emqx/emqx:5.7.2"
+STATUS_REFRESH_SECONDS = 300.0  # reconcile.STATUS_REFRESH_SECONDS: the one write allowed when settled
+PHASES = ("create", "seed", "idle1", "idle100")
+NS_PREFIX = "bench-"
+LOG_LEVEL = re.compile(r"\[(ERROR|CRITICAL|WARNING)\s*\]")
+
+
+class BenchError(Exception):
+    """A phase could not complete (a deadline passed, the operator died...)."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between the closest ranks (numpy's default), q in [0, 100]."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "min": min(values) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+        "mean": sum(values) / len(values) if values else float("nan"),
+    }
+
+
+def pick_pod_cidr() -> str:
+    """A 127.X.0.0/16 that no other sandbox (kwok --cidr) nor any socket on this machine uses."""
+    used = {0, 15}  # 127.0/16 is the host's own; 127.15.0.1 is the sandbox's node IP
+    for table in ("/proc/net/tcp", "/proc/net/udp"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            address = line.split()[1].split(":")[0]  # little-endian hex, e.g. 0100007F
+            if len(address) == 8 and address[6:8].upper() == "7F":
+                used.add(int(address[4:6], 16))
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for arg in args:
+            match = re.match(rb"--cidr=127\.(\d+)\.", arg)
+            if match:
+                used.add(int(match.group(1)))
+    free = [octet for octet in range(16, 251) if octet not in used]
+    if not free:
+        raise BenchError("no free 127.X.0.0/16 for pod IPs")
+    return f"127.{random.choice(free)}.0.0/16"
+
+
+def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus text exposition -> {metric: [(labels, value), ...]}."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        out.setdefault(name, []).append((labels, float(value)))
+    return out
+
+
+def scan_log(path: Path, start: int = 0) -> dict[str, Any]:
+    """ERROR/WARNING lines and tracebacks in a log from byte offset `start`."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return {"errors": 0, "warnings": 0, "tracebacks": 0, "samples": []}
+    errors = warnings = 0
+    samples: dict[str, int] = {}
+    for line in text.splitlines():
+        match = LOG_LEVEL.search(line)
+        if not match:
+            continue
+        if match.group(1) == "WARNING":
+            warnings += 1
+        else:
+            errors += 1
+        message = re.sub(r"[0-9a-f]{10,}|\d+", "#", line[match.end():].strip())[:200]
+        key = f"{match.group(1)}: {message}"
+        samples[key] = samples.get(key, 0) + 1
+    return {
+        "errors": errors, "warnings": warnings, "tracebacks": text.count("Traceback (most recent call last)"),
+        "samples": [f"{count}x {key}" for key, count in sorted(samples.items(), key=lambda kv: -kv[1])[:12]],
+    }
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------- watches
+
+
+class Tracker:
+    """First-seen times of objects and the Ready state of EMQX resources, fed by the watches."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.first_seen: dict[tuple[str, str, str], float] = {}
+        self.ready: dict[tuple[str, str], bool] = {}
+        self.first_ready: dict[tuple[str, str], float] = {}
+
+    def on_event(self, kind: str, event_type: str, obj: dict[str, Any], at: float) -> None:
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        if not namespace.startswith(NS_PREFIX):
+            return
+        with self.cond:
+            if event_type == "DELETED":
+                if kind == "EMQX":
+                    self.ready.pop((namespace, name), None)
+            else:
+                self.first_seen.setdefault((kind, namespace, name), at)
+                if kind == "EMQX":
+                    ready = _emqx_ready(obj)
+                    self.ready[(namespace, name)] = ready
+                    if ready:
+                        self.first_ready.setdefault((namespace, name), at)
+            self.cond.notify_all()
+
+    def wait_seen(self, keys: Iterable[tuple[str, str, str]], timeout: float) -> dict[tuple[str, str, str], float]:
+        wanted = list(keys)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                missing = [k for k in wanted if k not in self.first_seen]
+                if not missing:
+                    return {k: self.first_seen[k] for k in wanted}
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = ", ".join("/".join(k) for k in missing)
+                    raise BenchError(f"timed out after {timeout:.0f}s; never saw {names}")
+                self.cond.wait(min(left, 1.0))
+
+    def wait_ready(self, keys: Iterable[tuple[str, str]], timeout: float) -> dict[tuple[str, str], float]:
+        wanted = list(keys)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                missing = [k for k in wanted if k not in self.first_ready]
+                if not missing:
+                    return {k: self.first_ready[k] for k in wanted}
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError(f"timed out after {timeout:.0f}s: {len(missing)}/{len(wanted)} EMQX not Ready "
+                                     f"(e.g. {'/'.join(missing[0])})")
+                self.cond.wait(min(left, 1.0))
+
+    def ready_count(self, keys: Iterable[tuple[str, str]]) -> int:
+        with self.cond:
+            return sum(1 for k in keys if self.ready.get(k))
+
+
+def _emqx_ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != (obj.get("metadata") or {}).get("generation"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+class Watcher(threading.Thread):
+    """List + watch one kind in all namespaces (raw JSON, no model deserialisation) into the Tracker."""
+
+    def __init__(self, kind: str, list_func: Callable[..., Any], tracker: Tracker, list_args: tuple[Any, ...] = ()):
+        super().__init__(name=f"watch-{kind}", daemon=True)
+        self.kind = kind
+        self.list_func = list_func
+        self.list_args = list_args
+        self.tracker = tracker
+        self.synced = threading.Event()
+        self.stopping = threading.Event()
+        self.failures = 0
+        self._watch: Any = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._watch is not None:
+            self._watch.stop()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._list_and_watch()
+            except Exception:  # noqa: BLE001 - relist after any failure (410 Gone, a dropped connection)
+                self.failures += 1
+                self.stopping.wait(0.5)
+
+    def _list_and_watch(self) -> None:
+        from kubernetes import watch
+
+        response = self.list_func(*self.list_args, _preload_content=False, _request_timeout=30)
+        listing = json.loads(response.data)
+        now = time.monotonic()
+        for item in listing.get("items") or []:
+            self.tracker.on_event(self.kind, "ADDED", item, now)
+        resource_version = listing["metadata"]["resourceVersion"]
+        self.synced.set()
+        while not self.stopping.is_set():
+            self._watch = watch.Watch()
+            for event in self._watch.stream(
+                self.list_func, *self.list_args, resource_version=resource_version, allow_watch_bookmarks=True,
+                timeout_seconds=50, _request_timeout=(10, 80), deserialize=False,
+            ):
+                at = time.monotonic()
+                obj = event.get("object") or {}
+                resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    self.tracker.on_event(self.kind, event["type"], obj, at)
+
+
+# ---------------------------------------------------------------------------------------------- operator
+
+
+class Operator:
+    def __init__(self, proc: subprocess.Popen[bytes], log: str, metrics_url: str) -> None:
+        self.proc = proc
+        self.log = Path(log)
+        self.metrics_url = metrics_url
+        self.clock_ticks = os.sysconf("SC_CLK_TCK")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def require_alive(self) -> None:
+        if not self.alive():
+            raise BenchError(f"the operator exited with {self.proc.returncode}; see {self.log}")
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as resp:
+            return parse_metrics(resp.read().decode())
+
+    def proc_status(self) -> dict[str, int]:
+        """VmRSS / VmHWM in KiB and Threads from /proc/<pid>/status."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                out[key] = int(value.split()[0])
+        return out
+
+    def cpu_seconds(self) -> float:
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.clock_ticks  # utime + stime
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Snapshot:
+    """The operator's counters at one moment."""
+
+    def __init__(self, op: Operator) -> None:
+        metrics = op.metrics()
+        self.at = time.monotonic()
+        self.cpu = op.cpu_seconds()
+        self.status = op.proc_status()
+        self.writes = {(labels.get("verb", ""), labels.get("kind", "")): value
+                       for labels, value in metrics.get("emqx_operator_api_writes_total", [])}
+        self.reconciles: dict[tuple[str, str, str], float] = {
+            (labels.get("namespace", ""), labels.get("name", ""), labels.get("result", "")): value
+            for labels, value in metrics.get("emqx_operator_reconcile_total", [])
+        }
+        self.reconcile_seconds: dict[tuple[str, str], float] = {
+            (labels.get("namespace", ""), labels.get("name", "")): value
+            for labels, value in metrics.get("emqx_operator_reconcile_seconds_sum", [])
+        }
+
+    def total_writes(self) -> float:
+        return sum(self.writes.values())
+
+
+def delta_writes(before: Snapshot, after: Snapshot) -> dict[str, int]:
+    keys = set(before.writes) | set(after.writes)
+    out = {f"{verb} {kind}": int(after.writes.get((verb, kind), 0) - before.writes.get((verb, kind), 0))
+           for verb, kind in keys}
+    return {k: v for k, v in sorted(out.items()) if v}
+
+
+def delta_reconciles(before: Snapshot, after: Snapshot) -> dict[str, Any]:
+    by_result: dict[str, int] = {}
+    for key in set(before.reconciles) | set(after.reconciles):
+        diff = int(after.reconciles.get(key, 0) - before.reconciles.get(key, 0))
+        if diff:
+            by_result[key[2]] = by_result.get(key[2], 0) + diff
+    count = sum(by_result.values())
+    seconds = sum(after.reconcile_seconds.values()) - sum(before.reconcile_seconds.values())
+    return {"count": count, "by_result": by_result, "seconds": seconds,
+            "mean_ms": (seconds / count * 1000) if count else None}
+
+
+# ---------------------------------------------------------------------------------------------- the bench
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, state: Any, op: Operator, tracker: Tracker) -> None:
+        from kubernetes import client, config
+
+        self.args = args
+        self.state = state
+        self.op = op
+        self.tracker = tracker
+        self.api_client = config.new_client_from_config(config_file=state.kubeconfig)
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.results: dict[str, Any] = {}
+
+    # -- namespaces -----------------------------------------------------------------------------
+
+    def make_namespaces(self, names: list[str]) -> None:
+        """Create namespaces and wait for their default ServiceAccount (pods are refused before it)."""
+        from kubernetes.client.rest import ApiException
+
+        for name in names:
+            try:
+                self.core.create_namespace({"metadata": {"name": name, "labels": {"sandbox.local/bench": "true"}}},
+                                           _request_timeout=15)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        for name in names:
+            wait_until(functools.partial(self._has_default_sa, name), 60, f"the default ServiceAccount in {name}")
+
+    def _has_default_sa(self, namespace: str) -> bool:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.core.read_namespaced_service_account("default", namespace, _request_timeout=10)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def delete_namespace(self, name: str, wait: float = 0) -> float | None:
+        """Delete; with `wait`, return how long until it was gone (None if still there at the deadline)."""
+        from kubernetes.client.rest import ApiException
+
+        started = time.monotonic()
+        try:
+            self.core.delete_namespace(name, propagation_policy="Background", _request_timeout=15)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if not wait:
+            return None
+        deadline = started + wait
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(name, _request_timeout=10)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return time.monotonic() - started
+                raise
+            time.sleep(0.2)
+        return None
+
+    def create_emqx(self, namespace: str, body: dict[str, Any]) -> None:
+        version = body["apiVersion"].split("/")[1]
+        self.custom.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, body, _request_timeout=15)
+
+    # -- phase 1: create -> children --------------------------------------------------------------
+
+    def phase_create(self) -> None:
+        args = self.args
+        total = args.warmup + args.runs
+        names = [f"{NS_PREFIX}create-{i:02d}" for i in range(total)]
+        self.make_namespaces(names)
+        cr_name = "bench"
+        children = [("Secret", f"{cr_name}-node-cookie"), ("Secret", f"{cr_name}-bootstrap-api-key"),
+                    ("ConfigMap", f"{cr_name}-configs"), ("Service", f"{cr_name}-headless"),
+                    ("Service", f"{cr_name}-dashboard"), ("Service", f"{cr_name}-listeners"),
+                    ("StatefulSet", f"{cr_name}-core"), ("PodDisruptionBudget", f"{cr_name}-core"),
+                    ("PodDisruptionBudget", f"{cr_name}-replicant")]
+        deployment = ("Deployment", f"{cr_name}-replicant")
+        runs: list[dict[str, Any]] = []
+        for index, namespace in enumerate(names):
+            self.op.require_alive()
+            body = small_cr(cr_name, SMALL_IMAGE, args.create_cores, args.create_replicants)
+            before = Snapshot(self.op)
+            started = time.monotonic()
+            self.create_emqx(namespace, body)
+            seen = self.tracker.wait_seen([(k, namespace, n) for k, n in children], 60)
+            children_at = max(seen.values())
+            deploy_at = self.tracker.wait_seen([(deployment[0], namespace, deployment[1])], 180)
+            after = Snapshot(self.op)
+            run = {
+                "namespace": namespace,
+                "warmup": index < args.warmup,
+                "children_s": children_at - started,
+                "deployment_s": next(iter(deploy_at.values())) - started,
+                "per_object_s": {f"{k}/{n}": seen[(k, namespace, n)] - started for k, n in children},
+                "last_child": max(children, key=lambda c: seen[(c[0], namespace, c[1])])[0],
+                "writes": delta_writes(before, after),
+                "reconciles": delta_reconciles(before, after)["count"],
+            }
+            runs.append(run)
+            gone = self.delete_namespace(namespace, wait=60)
+            run["namespace_deleted_s"] = gone
+            print(f"  create run {index + 1}/{total}{' (warm-up)' if run['warmup'] else ''}: children "
+                  f"{run['children_s']:.3f}s, Deployment {run['deployment_s']:.3f}s, {sum(run['writes'].values())} "
+                  f"writes, {run['reconciles']} reconciles", flush=True)
+        measured = [r for r in runs if not r["warmup"]]
+        per_object: dict[str, dict[str, Any]] = {}
+        for key in [f"{k}/{n}" for k, n in children]:
+            per_object[key] = summary([r["per_object_s"][key] for r in measured])
+        self.results["create"] = {
+            "shape": f"{args.create_cores} cores + {args.create_replicants} replicants of {SMALL_IMAGE} (v2beta1)",
+            "children": summary([r["children_s"] for r in measured]),
+            "deployment": summary([r["deployment_s"] for r in measured]),
+            "per_object": per_object,
+            "runs": runs,
+        }
+
+    # -- phase 2: seed -> Ready --------------------------------------------------------------------
+
+    def phase_seed(self, keep_last: bool) -> tuple[str, str] | None:
+        args = self.args
+        names = [f"{NS_PREFIX}seed-{i}" for i in range(args.seed_runs)]
+        self.make_namespaces(names)
+        runs: list[dict[str, Any]] = []
+        kept: tuple[str, str] | None = None
+        for index, namespace in enumerate(names):
+            self.op.require_alive()
+            before = Snapshot(self.op)
+            started = time.monotonic()
+            self.create_emqx(namespace, seed_cr())
+            ready_at = self.tracker.wait_ready([(namespace, "emqx")], args.ready_timeout)[(namespace, "emqx")]
+            after = Snapshot(self.op)
+            run: dict[str, Any] = {"namespace": namespace, "ready_s": ready_at - started,
+                                   "writes": delta_writes(before, after), "reconciles": delta_reconciles(before, after)}
+            runs.append(run)
+            print(f"  seed run {index + 1}/{len(names)}: Ready after {run['ready_s']:.2f}s, "
+                  f"{sum(run['writes'].values())} writes, {run['reconciles']['count']} reconciles", flush=True)
+            if keep_last and index == len(names) - 1:
+                kept = (namespace, "emqx")
+            else:
+                run["namespace_deleted_s"] = self.delete_namespace(namespace, wait=60)
+        self.results["seed"] = {
+            "shape": f"seed manifest: v2alpha1, {SEED_IMAGE}, 3 cores + 3 replicants (defaults)",
+            "ready": summary([r["ready_s"] for r in runs]),
+            "runs": runs,
+        }
+        return kept
+
+    # -- phase 3: idle ---------------------------------------------------------------------------------
+
+    def settle(self, keys: list[tuple[str, str]]) -> dict[str, Any]:
+        """Every CR Ready, then no operator write for --quiet-seconds."""
+        started = time.monotonic()
+        self.tracker.wait_ready(keys, self.args.ready_timeout)
+        ready_s = time.monotonic() - started
+        first = Snapshot(self.op)
+        last_total, last_change = first.total_writes(), time.monotonic()
+        deadline = time.monotonic() + max(120.0, self.args.resync_seconds * 3)
+        while time.monotonic() - last_change < self.args.quiet_seconds:
+            self.op.require_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"the operator kept writing for {deadline - started:.0f}s after all CRs were Ready")
+            time.sleep(0.5)
+            total = Snapshot(self.op).total_writes()
+            if total != last_total:
+                last_total, last_change = total, time.monotonic()
+        return {"ready_wait_s": ready_s, "settle_s": time.monotonic() - started,
+                "writes_while_settling": delta_writes(first, Snapshot(self.op))}
+
+    def idle_window(self, label: str, keys: list[tuple[str, str]], shape: str) -> dict[str, Any]:
+        settled = self.settle(keys)
+        log_start = log_size(self.op.log)
+        before = Snapshot(self.op)
+        rss_samples = [before.status.get("VmRSS", 0)]
+        end = before.at + self.args.idle_seconds
+        while time.monotonic() < end:
+            self.op.require_alive()
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            rss_samples.append(self.op.proc_status().get("VmRSS", 0))
+        after = Snapshot(self.op)
+        window = after.at - before.at
+        writes = delta_writes(before, after)
+        total = sum(writes.values())
+        reconciles = delta_reconciles(before, after)
+        allowed_status = len(keys) * window / STATUS_REFRESH_SECONDS
+        unexpected = {k: v for k, v in writes.items() if k != "PATCH EMQX/status"}
+        status_writes = writes.get("PATCH EMQX/status", 0)
+        result = {
+            "label": label,
+            "crs": len(keys),
+            "shape": shape,
+            **settled,
+            "window_s": window,
+            "writes": writes,
+            "writes_total": total,
+            "writes_per_min": total * 60 / window,
+            "status_refresh_budget": allowed_status,
+            "unexpected_writes": unexpected,
+            "status_writes_over_budget": max(0.0, status_writes - allowed_status),
+            "reconciles_per_min": reconciles["count"] * 60 / window,
+            "reconciles": reconciles,
+            "rss_mib": {"start": rss_samples[0] / 1024, "end": rss_samples[-1] / 1024,
+                        "max": max(rss_samples) / 1024, "peak_hwm": after.status.get("VmHWM", 0) / 1024},
+            "threads": after.status.get("Threads"),
+            "cpu_s": after.cpu - before.cpu,
+            "cpu_pct": (after.cpu - before.cpu) / window * 100,
+            "still_ready": self.tracker.ready_count(keys),
+            "log": scan_log(self.op.log, log_start),
+        }
+        print(f"  {label}: {len(keys)} CRs, {total} writes in {window:.0f}s {writes or ''}, "
+              f"{reconciles['count']} reconciles, RSS {result['rss_mib']['end']:.1f} MiB, "
+              f"CPU {result['cpu_s']:.2f}s", flush=True)
+        return result
+
+    def phase_idle_one(self, kept: tuple[str, str] | None) -> tuple[str, str]:
+        if kept is None:  # the seed phase was skipped: make one seed cluster here
+            namespace = f"{NS_PREFIX}seed-idle"
+            self.make_namespaces([namespace])
+            self.create_emqx(namespace, seed_cr())
+            kept = (namespace, "emqx")
+        shape = f"1 seed cluster ({SEED_IMAGE}, 3 cores + 3 replicants)"
+        self.results["idle1"] = self.idle_window("idle with 1 CR", [kept], shape)
+        return kept
+
+    def phase_idle_many(self) -> None:
+        args = self.args
+        namespace = f"{NS_PREFIX}idle-{args.crs}"
+        self.make_namespaces([namespace])
+        keys = [(namespace, f"s{i:03d}") for i in range(args.crs)]
+        started = time.monotonic()
+        for _, name in keys:
+            self.create_emqx(namespace, small_cr(name, SMALL_IMAGE, 1, 0))
+        created_s = time.monotonic() - started
+        ready = self.tracker.wait_ready(keys, args.ready_timeout)
+        all_ready_s = max(ready.values()) - started
+        print(f"  {args.crs} CRs created in {created_s:.1f}s, all Ready after {all_ready_s:.1f}s", flush=True)
+        result = self.idle_window(f"idle with {args.crs} CRs", keys,
+                                  f"{args.crs} x (1 core + 0 replicants of {SMALL_IMAGE})")
+        result["create_all_s"] = created_s
+        result["all_ready_s"] = all_ready_s
+        result["ready_spread"] = summary([t - started for t in ready.values()])
+        self.results["idle100"] = result
+
+
+def small_cr(name: str, image: str, cores: int, replicants: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/v2beta1",
+        "kind": "EMQX",
+        "metadata": {"name": name},
+        "spec": {
+            "image": image,
+            "coreTemplate": {"spec": {"replicas": cores}},
+            "replicantTemplate": {"spec": {"replicas": replicants}},
+        },
+    }
+
+
+def seed_cr() -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/v2alpha1", "kind": "EMQX", "metadata": {"name": "emqx"},
+            "spec": {"emqxTemplate": {"image": SEED_IMAGE}}}
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def render(results: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    meta = results["meta"]
+    out = [f"Operator benchmark, {meta['started_at']} ({meta['cpus']} CPUs, resync {meta['resync_seconds']:g}s, "
+           f"{meta['workers']} workers, total {meta.get('duration_s', 0):.0f}s)", ""]
+    rows = []
+
+    def row(what: str, s: dict[str, Any]) -> None:
+        rows.append([what, s["n"], f"{s['p50']:.3f}", f"{s['p95']:.3f}", f"{s['min']:.3f}", f"{s['max']:.3f}"])
+
+    if "create" in results:
+        row("create -> 9 child objects present", results["create"]["children"])
+        row("create -> replicant Deployment present", results["create"]["deployment"])
+    if "seed" in results:
+        row("seed CR -> Ready=True", results["seed"]["ready"])
+    if "idle100" in results and "ready_spread" in results["idle100"]:
+        idle = results["idle100"]
+        rows.append([f"{idle['crs']} small CRs -> all Ready", 1, f"{idle['all_ready_s']:.3f}", "", "", ""])
+    if rows:
+        out.append(tabulate(rows, headers=["latency (s)", "n", "p50", "p95", "min", "max"], tablefmt="github"))
+        out.append("")
+    if "create" in results:
+        out.append(f"create shape: {results['create']['shape']}; per object (p50 / p95 s):")
+        per = results["create"]["per_object"]
+        out.append(tabulate([[k, f"{v['p50']:.3f}", f"{v['p95']:.3f}"] for k, v in per.items()],
+                            headers=["object", "p50", "p95"], tablefmt="github"))
+        out.append("")
+    if "seed" in results:
+        for run in results["seed"]["runs"]:
+            out.append(f"seed run {run['namespace']}: Ready {run['ready_s']:.2f}s, "
+                       f"{run['reconciles']['count']} reconciles, writes {run['writes']}")
+        out.append("")
+    idle_rows = []
+    for key in ("idle1", "idle100"):
+        idle = results.get(key)
+        if not idle or "writes_per_min" not in idle:
+            continue
+        writes = ", ".join(f"{k}: {v}" for k, v in idle["writes"].items()) or "none"
+        idle_rows.append([
+            idle["crs"], f"{idle['window_s']:.0f}", f"{idle['writes_per_min']:.2f}", writes,
+            f"{idle['reconciles_per_min']:.0f}",
+            f"{idle['reconciles']['mean_ms']:.0f}" if idle["reconciles"]["mean_ms"] is not None else "-",
+            f"{idle['rss_mib']['start']:.1f} / {idle['rss_mib']['end']:.1f} / {idle['rss_mib']['max']:.1f}",
+            f"{idle['cpu_s']:.2f} ({idle['cpu_pct']:.1f}%)",
+            f"{idle['still_ready']}/{idle['crs']}",
+        ])
+    if idle_rows:
+        out.append(tabulate(idle_rows, headers=["idle CRs", "window s", "writes/min", "writes (verb kind: n)",
+                                                "reconciles/min", "mean reconcile ms", "RSS MiB start/end/max",
+                                                "CPU s (%)", "Ready at end"], tablefmt="github"))
+        for key in ("idle1", "idle100"):
+            idle = results.get(key)
+            if idle and "shape" in idle:
+                verdict = "no unexpected writes" if not idle["unexpected_writes"] and not \
+                    idle["status_writes_over_budget"] else f"UNEXPECTED writes: {idle['unexpected_writes']}"
+                out.append(f"  {idle['crs']} CR(s): {idle['shape']}; settled {idle['settle_s']:.1f}s after start "
+                           f"(writes while settling: {idle['writes_while_settling'] or 'none'}); {verdict}")
+        out.append("")
+    if "operator" in results:
+        op = results["operator"]
+        out.append(f"operator: RSS at start {op.get('rss_start_mib', 0):.1f} MiB, peak (VmHWM) "
+                   f"{op.get('rss_peak_mib', 0):.1f} MiB, CPU {op.get('cpu_total_s', 0):.1f}s over the run, "
+                   f"{op.get('reconciles_total', 0)} reconciles ({op.get('reconcile_errors', 0)} errors), "
+                   f"{op.get('writes_total', 0)} writes")
+        logs = op.get("log") or {}
+        out.append(f"operator log: {logs.get('errors', 0)} ERROR, {logs.get('warnings', 0)} WARNING, "
+                   f"{logs.get('tracebacks', 0)} tracebacks")
+        out.extend(f"  {sample}" for sample in logs.get("samples", []))
+        sim = results.get("simulator_log") or {}
+        out.append(f"simulator log: {sim.get('errors', 0)} ERROR, {sim.get('warnings', 0)} WARNING")
+        out.extend(f"  {sample}" for sample in sim.get("samples", [])[:5])
+    for phase, error in results.get("errors", {}).items():
+        out.append(f"PHASE {phase} FAILED: {error}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="measured create runs")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured create runs made first")
+    parser.add_argument("--create-cores", type=int, default=3)
+    parser.add_argument("--create-replicants", type=int, default=3)
+    parser.add_argument("--seed-runs", type=int, default=3)
+    parser.add_argument("--crs", type=int, default=100, help="CRs for the large idle measurement")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--quiet-seconds", type=float, default=10.0)
+    parser.add_argument("--resync-seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--keep-logs", type=Path, help="copy the operator and simulator logs here")
+    args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
+    if args.runs < 1 or args.seed_runs < 1 or args.crs < 1:
+        parser.error("--runs, --seed-runs and --crs must be at least 1")
+    return args
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def _on_sigterm(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO_ROOT))
+    from kubernetes import client, config
+
+    from sandbox import cluster, operator_process
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    wall_start = time.monotonic()
+    results: dict[str, Any] = {"meta": {
+        "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "git": _git_revision(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "resync_seconds": args.resync_seconds,
+        "workers": args.workers,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }, "errors": {}}
+    os.environ.setdefault(cluster.POD_CIDR_ENV, pick_pod_cidr())
+    directory = Path(tempfile.mkdtemp(prefix="emqx-bench-"))
+    op: Operator | None = None
+    watchers: list[Watcher] = []
+    sim_log: Path | None = None
+    try:
+        print(f"starting a private sandbox in {directory} (pod CIDR {os.environ[cluster.POD_CIDR_ENV]})", flush=True)
+        step = time.monotonic()
+        state = cluster.up(directory=directory)
+        results["meta"]["sandbox_up_s"] = time.monotonic() - step
+        sim_log = next((Path(c.log) for c in state.components if c.name == "emqx-simulator"), None)
+        operator_process.install_crd(state)
+        proc, comp, live_port = operator_process.spawn(
+            state, name="operator-bench",
+            extra_args=["--resync-seconds", f"{args.resync_seconds:g}", "--workers", str(args.workers)])
+        op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+        operator_process.wait_live(comp, live_port)
+        wait_until(lambda: _metrics_up(op), 30, "the operator's metrics endpoint")
+        results["operator"] = {"pid": proc.pid, "rss_start_mib": op.proc_status()["VmRSS"] / 1024}
+        print(f"sandbox up in {results['meta']['sandbox_up_s']:.1f}s; operator pid {proc.pid}, "
+              f"RSS {results['operator']['rss_start_mib']:.1f} MiB", flush=True)
+
+        tracker = Tracker()
+        clients = [config.new_client_from_config(config_file=state.kubeconfig) for _ in range(7)]
+        watchers = [
+            Watcher("Secret", client.CoreV1Api(clients[0]).list_secret_for_all_namespaces, tracker),
+            Watcher("ConfigMap", client.CoreV1Api(clients[1]).list_config_map_for_all_namespaces, tracker),
+            Watcher("Service", client.CoreV1Api(clients[2]).list_service_for_all_namespaces, tracker),
+            Watcher("StatefulSet", client.AppsV1Api(clients[3]).list_stateful_set_for_all_namespaces, tracker),
+            Watcher("Deployment", client.AppsV1Api(clients[4]).list_deployment_for_all_namespaces, tracker),
+            Watcher("PodDisruptionBudget",
+                    client.PolicyV1Api(clients[5]).list_pod_disruption_budget_for_all_namespaces, tracker),
+            Watcher("EMQX", client.CustomObjectsApi(clients[6]).list_cluster_custom_object, tracker,
+                    list_args=(GROUP, "v2beta1", PLURAL)),
+        ]
+        for watcher in watchers:
+            watcher.start()
+        for watcher in watchers:
+            if not watcher.synced.wait(30):
+                raise BenchError(f"the {watcher.kind} watch did not sync")
+        bench = Bench(args, state, op, tracker)
+        kept: tuple[str, str] | None = None
+        for phase in PHASES:
+            if phase not in args.phases:
+                continue
+            print(f"phase {phase}", flush=True)
+            step = time.monotonic()
+            try:
+                if phase == "create":
+                    bench.phase_create()
+                elif phase == "seed":
+                    kept = bench.phase_seed(keep_last="idle1" in args.phases)
+                elif phase == "idle1":
+                    kept = bench.phase_idle_one(kept)
+                elif phase == "idle100":
+                    if kept is not None:
+                        bench.delete_namespace(kept[0], wait=60)
+                        kept = None
+                    bench.phase_idle_many()
+            except BenchError as exc:
+                results["errors"][phase] = str(exc)
+                print(f"phase {phase} FAILED: {exc}", flush=True)
+            finally:
+                results.update(bench.results)
+                results.setdefault("phase_seconds", {})[phase] = time.monotonic() - step
+        final = Snapshot(op)
+        results["operator"].update({
+            "rss_end_mib": final.status.get("VmRSS", 0) / 1024,
+            "rss_peak_mib": final.status.get("VmHWM", 0) / 1024,
+            "threads": final.status.get("Threads"),
+            "cpu_total_s": final.cpu,
+            "writes_total": int(final.total_writes()),
+            "writes_by_kind": {f"{v} {k}": int(n) for (v, k), n in sorted(final.writes.items())},
+            "reconciles_total": int(sum(final.reconciles.values())),
+            "reconcile_errors": int(sum(n for (_, _, r), n in final.reconciles.items() if r != "ok")),
+        })
+    except KeyboardInterrupt:
+        results["errors"]["interrupted"] = "interrupted"
+        print("interrupted; tearing down", flush=True)
+    except (BenchError, SystemExit, Exception) as exc:  # noqa: BLE001 - always tear down, then report
+        results["errors"]["setup"] = f"{type(exc).__name__}: {exc}"
+        print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+        if op is not None:
+            op.stop()
+            results.setdefault("operator", {})["log"] = scan_log(op.log)
+            results["operator"]["exit_code"] = op.proc.returncode
+        if sim_log is not None:
+            results["simulator_log"] = scan_log(sim_log)
+        if args.keep_logs:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in (directory / "logs").glob("*.log"):
+                shutil.copy2(log, args.keep_logs / log.name)
+        step = time.monotonic()
+        cluster.down(directory)
+        results["meta"]["teardown_s"] = time.monotonic() - step
+    results["meta"]["duration_s"] = time.monotonic() - wall_start
+    if not results["errors"]:
+        del results["errors"]
+    print()
+    print(render(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
+        print(f"\nresults written to {args.json}")
+    return 1 if results.get("errors") else 0
+
+
+def _metrics_up(op: Operator) -> bool:
+    try:
+        op.metrics()
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

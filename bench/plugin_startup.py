@@ -1,0 +1,155 @@
+"""Start-up of the installed plugin (issue 9): first run and later runs of `kubectl emqx --help` and
+`kubectl emqx list -A`, through the real kubectl, for each way of shipping it.
+
+Run from the repository root:
+
+    .venv/bin/python bench/plugin_startup.py [--runs 10] [--cold-runs 3] [--precompiled] [--python PATH]
+
+It builds the krew archive (dist_tools.build_plugin, into a temporary directory), installs it with
+the real krew into a private KREW_ROOT, and points the plugin at a sandbox: the one in
+EMQX_SANDBOX_DIR when set, else a private one (no simulator) that it starts and tears down. The CRD
+is applied so that `list` makes its real API call (and finds nothing).
+
+Rows:
+  krew            the shipped layout: first run = empty first-run cache (extracts site/, Python
+                  compiles what it imports into __pycache__); later runs = cache warm.
+  krew+pyc        with --precompiled: an archive that also carries bytecode for the build's Python.
+  zip in place    KUBECTL_EMQX_NO_EXTRACT=1: imported straight from the zip (zipimport compiles every
+                  module on every run; what a plain zipapp of sources costs).
+  pip venv        this repository's .venv console script (what `pipx install` gives: a venv whose
+                  bytecode pip compiled at install time).
+  kubectl alone   `kubectl version --client`: kubectl's own share of every row.
+
+"first" is the median over --cold-runs runs, each with the cache emptied first; "later" is the
+median (min-max) of --runs runs. The plugin runs on --python as `python3` (default: the interpreter
+behind .venv, without .venv's packages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from dist_tools import build_plugin  # noqa: E402
+from dist_tools.krew import KrewHome  # noqa: E402
+from sandbox import build as sandbox_build  # noqa: E402
+from sandbox import cluster, operator_process  # noqa: E402
+
+COMMANDS = {"--help": ["kubectl", "emqx", "--help"], "list": ["kubectl", "emqx", "list", "-A"]}
+
+
+@contextmanager
+def sandbox() -> Iterator[cluster.SandboxState]:
+    reuse = os.environ.get("EMQX_SANDBOX_DIR")
+    if reuse:
+        state = cluster.SandboxState.load(Path(reuse))
+        if state is None:
+            raise SystemExit(f"EMQX_SANDBOX_DIR={reuse} holds no running sandbox")
+        yield state
+        return
+    directory = Path(tempfile.mkdtemp(prefix="emqx-bench-plugin-"))
+    try:
+        yield cluster.up(with_simulator=False, with_provisioner=False, directory=directory)
+    finally:
+        cluster.down(directory)
+
+
+def timed(home: KrewHome, argv: list[str], **env: str) -> float:
+    start = time.perf_counter()
+    home.run(*argv, **env)
+    return time.perf_counter() - start
+
+
+def measure(home: KrewHome, runs: int, cold_runs: int, clear: Callable[[], None] | None,
+            **env: str) -> dict[str, dict[str, list[float]]]:
+    result: dict[str, dict[str, list[float]]] = {}
+    for name, argv in COMMANDS.items():
+        first = []
+        if clear is not None:
+            for _ in range(cold_runs):
+                clear()
+                first.append(timed(home, argv, **env))
+        later = [timed(home, argv, **env) for _ in range(runs)]
+        result[name] = {"first": first or later[:1], "later": later}
+    return result
+
+
+def fmt(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:6.0f} ms"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--zip-runs", type=int, default=3, help="runs of the slow zip-in-place row")
+    parser.add_argument("--precompiled", action="store_true", help="also measure an archive carrying bytecode")
+    parser.add_argument("--python", type=Path, default=None, help="the plugin's python3 (default: .venv's base)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="emqx-bench-plugin-"))
+    rows: dict[str, dict[str, dict[str, list[float]]]] = {}
+    sizes: dict[str, dict[str, float]] = {}
+    try:
+        with sandbox() as state:
+            operator_process.install_crd(state)
+            variants = [("krew", False)] + ([("krew+pyc", True)] if args.precompiled else [])
+            homes: dict[str, KrewHome] = {}
+            for label, with_bytecode in variants:
+                out = scratch / label
+                built = build_plugin.build(out, out / "emqx.yaml", with_bytecode=with_bytecode)
+                sizes[label] = {"archive_mb": built.archive_bytes / 1e6, "unpacked_mb": built.unpacked_bytes / 1e6,
+                                "files": built.files}
+                home = KrewHome(out / "krew", sandbox_build.bin_dir(), out / "cache", state.kubeconfig, args.python)
+                home.install(out / "emqx.yaml", built.archive)
+                homes[label] = home
+                rows[label] = measure(home, args.runs, args.cold_runs,
+                                      functools.partial(shutil.rmtree, home.cache, ignore_errors=True))
+            home = homes["krew"]
+            rows["zip in place"] = measure(home, args.zip_runs, 0, None, KUBECTL_EMQX_NO_EXTRACT="1")
+            venv_bin = scratch / "venv-bin"
+            venv_bin.mkdir()
+            (venv_bin / "kubectl-emqx").symlink_to(REPO_ROOT / ".venv" / "bin" / "kubectl-emqx")
+            rows["pip venv"] = measure(home, args.runs, 0, None,
+                                       PATH=f"{venv_bin}{os.pathsep}{home.env()['PATH']}")
+            kubectl_alone = [timed(home, ["kubectl", "version", "--client"]) for _ in range(args.runs)]
+            python = subprocess.run([str(home.root / "python-shim" / "python3"), "--version"],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    print(f"\nplugin start-up through kubectl ({python}; first = empty cache, median of {args.cold_runs}; "
+          f"later = median of {args.runs})")
+    print(f"{'layout':<14} {'command':<8} {'first':>10} {'later':>10}   later min-max")
+    for label, result in rows.items():
+        for command, samples in result.items():
+            later = samples["later"]
+            print(f"{label:<14} {command:<8} {fmt(samples['first']):>10} {fmt(later):>10}   "
+                  f"{min(later) * 1000:.0f}-{max(later) * 1000:.0f} ms")
+    print(f"{'kubectl alone':<14} {'version':<8} {'':>10} {fmt(kubectl_alone):>10}")
+    for label, size in sizes.items():
+        print(f"{label}: archive {size['archive_mb']:.1f} MB, first run unpacks {size['unpacked_mb']:.1f} MB "
+              f"({size['files']:.0f} files)")
+    if args.json:
+        args.json.write_text(json.dumps({"python": python, "rows": rows, "sizes": sizes,
+                                         "kubectl_alone": kubectl_alone}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
