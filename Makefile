@@ -34,6 +34,11 @@ unit: venv
 test: build lint
 	$(PY) -m pytest -q --durations=15
 
+# The krew plugin archive (dist/kubectl-emqx_v<version>.tar.gz) and krew/emqx.yaml (README "Install").
+.PHONY: plugin
+plugin: venv
+	$(PY) -m dist_tools.build_plugin
+
 demo: build
 	$(PY) -m sandbox up --operator
 	PATH="$$($(PY) -c 'from sandbox import build; print(build.bin_dir())'):$(CURDIR)/$(VENV)/bin:$$PATH" \

@@ -67,6 +67,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -176,6 +177,15 @@ def scan_log(path: Path, start: int = 0) -> dict[str, Any]:
         "errors": errors, "warnings": warnings, "tracebacks": text.count("Traceback (most recent call last)"),
         "samples": [f"{count}x {key}" for key, count in sorted(samples.items(), key=lambda kv: -kv[1])[:12]],
     }
+
+
+def _listening(port: int) -> bool:
+    """Whether anything listens on TCP `port` (state 0A in /proc/net/tcp)."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f"{port:04X}" == line.split()[1].split(":")[1] and line.split()[3] == "0A" for line in lines)
 
 
 def log_size(path: Path) -> int:
@@ -325,6 +335,7 @@ class Operator:
         self.log = Path(log)
         self.metrics_url = metrics_url
         self.clock_ticks = os.sysconf("SC_CLK_TCK")
+        self.scrape_failures: list[dict[str, Any]] = []
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -334,8 +345,22 @@ class Operator:
             raise BenchError(f"the operator exited with {self.proc.returncode}; see {self.log}")
 
     def metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        with urllib.request.urlopen(self.metrics_url, timeout=10) as resp:
-            return parse_metrics(resp.read().decode())
+        """Scrape /metrics; a failed scrape is retried (and recorded in `scrape_failures`) for up to 5 s."""
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with urllib.request.urlopen(self.metrics_url, timeout=10) as resp:
+                    return parse_metrics(resp.read().decode())
+            except OSError as exc:
+                port = int(self.metrics_url.rsplit(":", 1)[1].split("/")[0])
+                self.scrape_failures.append({
+                    "at": time.monotonic(), "error": str(exc), "operator_alive": self.alive(),
+                    "port_listening": _listening(port),
+                })
+                if time.monotonic() > deadline or not self.alive():
+                    raise BenchError(f"cannot scrape {self.metrics_url}: {exc} "
+                                     f"(failures so far: {self.scrape_failures[-3:]})") from exc
+                time.sleep(0.5)
 
     def proc_status(self) -> dict[str, int]:
         """VmRSS / VmHWM in KiB and Threads from /proc/<pid>/status."""
@@ -470,6 +495,39 @@ class Bench:
             time.sleep(0.2)
         return None
 
+    def clean_up(self, namespace: str, names: list[str], wait: float = 60) -> float | None:
+        """Delete the EMQX resources (and wait until they are gone), then their namespace.
+
+        The CRs go first: deleting a namespace under a live CR makes the operator try to re-create its
+        children in a terminating namespace, which the API refuses (403) and the operator reports as an
+        RBAC error; that noise would hide real errors in the log scan.
+        """
+        from kubernetes.client.rest import ApiException
+
+        started = time.monotonic()
+        for name in names:
+            try:
+                self.custom.delete_namespaced_custom_object(GROUP, "v2beta1", namespace, PLURAL, name,
+                                                            _request_timeout=15)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        for name in names:
+            wait_until(functools.partial(self._emqx_gone, namespace, name), 30, f"EMQX {namespace}/{name} to go")
+        gone = self.delete_namespace(namespace, wait=wait)
+        return None if gone is None else time.monotonic() - started
+
+    def _emqx_gone(self, namespace: str, name: str) -> bool:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self.custom.get_namespaced_custom_object(GROUP, "v2beta1", namespace, PLURAL, name, _request_timeout=10)
+            return False
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+
     def create_emqx(self, namespace: str, body: dict[str, Any]) -> None:
         version = body["apiVersion"].split("/")[1]
         self.custom.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, body, _request_timeout=15)
@@ -510,8 +568,7 @@ class Bench:
                 "reconciles": delta_reconciles(before, after)["count"],
             }
             runs.append(run)
-            gone = self.delete_namespace(namespace, wait=60)
-            run["namespace_deleted_s"] = gone
+            run["cleanup_s"] = self.clean_up(namespace, [cr_name])
             print(f"  create run {index + 1}/{total}{' (warm-up)' if run['warmup'] else ''}: children "
                   f"{run['children_s']:.3f}s, Deployment {run['deployment_s']:.3f}s, {sum(run['writes'].values())} "
                   f"writes, {run['reconciles']} reconciles", flush=True)
@@ -550,7 +607,7 @@ class Bench:
             if keep_last and index == len(names) - 1:
                 kept = (namespace, "emqx")
             else:
-                run["namespace_deleted_s"] = self.delete_namespace(namespace, wait=60)
+                run["cleanup_s"] = self.clean_up(namespace, ["emqx"])
         self.results["seed"] = {
             "shape": f"seed manifest: v2alpha1, {SEED_IMAGE}, 3 cores + 3 replicants (defaults)",
             "ready": summary([r["ready_s"] for r in runs]),
@@ -871,12 +928,14 @@ def main(argv: list[str] | None = None) -> int:
                     kept = bench.phase_idle_one(kept)
                 elif phase == "idle100":
                     if kept is not None:
-                        bench.delete_namespace(kept[0], wait=60)
+                        bench.clean_up(kept[0], [kept[1]])
                         kept = None
                     bench.phase_idle_many()
-            except BenchError as exc:
-                results["errors"][phase] = str(exc)
-                print(f"phase {phase} FAILED: {exc}", flush=True)
+            except Exception as exc:  # noqa: BLE001 - report the phase, go on with the next one
+                results["errors"][phase] = f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, BenchError):
+                    results.setdefault("tracebacks", {})[phase] = traceback.format_exc()
+                print(f"phase {phase} FAILED: {type(exc).__name__}: {exc}", flush=True)
             finally:
                 results.update(bench.results)
                 results.setdefault("phase_seconds", {})[phase] = time.monotonic() - step
@@ -896,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; tearing down", flush=True)
     except (BenchError, SystemExit, Exception) as exc:  # noqa: BLE001 - always tear down, then report
         results["errors"]["setup"] = f"{type(exc).__name__}: {exc}"
+        results.setdefault("tracebacks", {})["setup"] = traceback.format_exc()
         print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
     finally:
         for watcher in watchers:
@@ -904,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
             op.stop()
             results.setdefault("operator", {})["log"] = scan_log(op.log)
             results["operator"]["exit_code"] = op.proc.returncode
+            results["operator"]["scrape_failures"] = op.scrape_failures
         if sim_log is not None:
             results["simulator_log"] = scan_log(sim_log)
         if args.keep_logs:

@@ -28,7 +28,6 @@ behind .venv, without .venv's packages).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -37,8 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,24 +68,46 @@ def sandbox() -> Iterator[cluster.SandboxState]:
         cluster.down(directory)
 
 
-def timed(home: KrewHome, argv: list[str], **env: str) -> float:
+FAILURES: dict[str, str] = {}
+
+
+def timed(home: KrewHome, argv: list[str], env: dict[str, str]) -> float:
+    """Wall time of one run; a failing run is still timed, and its first error is reported at the end."""
     start = time.perf_counter()
-    home.run(*argv, **env)
-    return time.perf_counter() - start
+    completed = home.run(*argv, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if completed.returncode != 0:
+        FAILURES.setdefault(" ".join(argv), completed.stderr.strip().splitlines()[0] if completed.stderr else "")
+    return elapsed
 
 
-def measure(home: KrewHome, runs: int, cold_runs: int, clear: Callable[[], None] | None,
-            **env: str) -> dict[str, dict[str, list[float]]]:
-    result: dict[str, dict[str, list[float]]] = {}
+@dataclass
+class Layout:
+    label: str
+    home: KrewHome
+    env: dict[str, str] = field(default_factory=dict)
+    cold: bool = True  # has a first-run cache to empty
+    samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def measure(layouts: list[Layout], runs: int, cold_runs: int, zip_runs: int) -> None:
+    """Round-robin over the layouts, so that load from anything else on the machine spreads evenly."""
     for name, argv in COMMANDS.items():
-        first = []
-        if clear is not None:
-            for _ in range(cold_runs):
-                clear()
-                first.append(timed(home, argv, **env))
-        later = [timed(home, argv, **env) for _ in range(runs)]
-        result[name] = {"first": first or later[:1], "later": later}
-    return result
+        for layout in layouts:
+            layout.samples[name] = {"first": [], "later": []}
+        for _ in range(cold_runs):
+            for layout in layouts:
+                if layout.cold:
+                    shutil.rmtree(layout.home.cache, ignore_errors=True)
+                    os.sync()  # a real first run does not follow the deletion of a 26 MB tree
+                    layout.samples[name]["first"].append(timed(layout.home, argv, layout.env))
+        for index in range(runs):
+            for layout in layouts:
+                if layout.label != "zip in place" or index < zip_runs:
+                    layout.samples[name]["later"].append(timed(layout.home, argv, layout.env))
+        for layout in layouts:
+            if not layout.cold:
+                layout.samples[name]["first"] = layout.samples[name]["later"][:1]
 
 
 def fmt(samples: list[float]) -> str:
@@ -109,7 +131,7 @@ def main() -> int:
         with sandbox() as state:
             operator_process.install_crd(state)
             variants = [("krew", False)] + ([("krew+pyc", True)] if args.precompiled else [])
-            homes: dict[str, KrewHome] = {}
+            layouts: list[Layout] = []
             for label, with_bytecode in variants:
                 out = scratch / label
                 built = build_plugin.build(out, out / "emqx.yaml", with_bytecode=with_bytecode)
@@ -117,17 +139,17 @@ def main() -> int:
                                 "files": built.files}
                 home = KrewHome(out / "krew", sandbox_build.bin_dir(), out / "cache", state.kubeconfig, args.python)
                 home.install(out / "emqx.yaml", built.archive)
-                homes[label] = home
-                rows[label] = measure(home, args.runs, args.cold_runs,
-                                      functools.partial(shutil.rmtree, home.cache, ignore_errors=True))
-            home = homes["krew"]
-            rows["zip in place"] = measure(home, args.zip_runs, 0, None, KUBECTL_EMQX_NO_EXTRACT="1")
+                layouts.append(Layout(label, home))
+            home = layouts[0].home
+            layouts.append(Layout("zip in place", home, {"KUBECTL_EMQX_NO_EXTRACT": "1"}, cold=False))
             venv_bin = scratch / "venv-bin"
             venv_bin.mkdir()
             (venv_bin / "kubectl-emqx").symlink_to(REPO_ROOT / ".venv" / "bin" / "kubectl-emqx")
-            rows["pip venv"] = measure(home, args.runs, 0, None,
-                                       PATH=f"{venv_bin}{os.pathsep}{home.env()['PATH']}")
-            kubectl_alone = [timed(home, ["kubectl", "version", "--client"]) for _ in range(args.runs)]
+            venv_path = f"{venv_bin}{os.pathsep}{home.env()['PATH']}"
+            layouts.append(Layout("pip venv", home, {"PATH": venv_path}, cold=False))
+            measure(layouts, args.runs, args.cold_runs, args.zip_runs)
+            rows = {layout.label: layout.samples for layout in layouts}
+            kubectl_alone = [timed(home, ["kubectl", "version", "--client"], {}) for _ in range(args.runs)]
             python = subprocess.run([str(home.root / "python-shim" / "python3"), "--version"],
                                     capture_output=True, text=True, check=True).stdout.strip()
     finally:
@@ -145,10 +167,12 @@ def main() -> int:
     for label, size in sizes.items():
         print(f"{label}: archive {size['archive_mb']:.1f} MB, first run unpacks {size['unpacked_mb']:.1f} MB "
               f"({size['files']:.0f} files)")
+    for command, error in FAILURES.items():
+        print(f"FAILED: {command}: {error}")
     if args.json:
         args.json.write_text(json.dumps({"python": python, "rows": rows, "sizes": sizes,
                                          "kubectl_alone": kubectl_alone}, indent=2))
-    return 0
+    return 1 if FAILURES else 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ plugin/<build id>`), atomically, so that Python caches bytecode next to the sour
 import from there. A zip imported in place would recompile every module on every run (zipimport
 never writes bytecode), which costs seconds.
 
-This file must run on any python3 (3.6 on): when the interpreter is older than MIN_PYTHON it
+This file must run on any python3 from 3.6 on: when the interpreter is older than MIN_PYTHON it
 re-executes the archive with `$KUBECTL_EMQX_PYTHON` or the newest `python3.N` on PATH, or explains
 what is needed. Keep it free of annotations and newer syntax; it imports only the standard library.
 """
@@ -58,11 +58,11 @@ def ensure_python(archive):
                 try:
                     os.execve(path, [path, archive] + sys.argv[1:], env)
                 except OSError as exc:
-                    warn("cannot run {}: {}".format(path, exc))
+                    warn(f"cannot run {path}: {exc}")
     warn(
-        "needs Python >= {} but runs on Python {} ({}).\n"
-        "Install Python {} or newer (python3.11 ... python3.14 on PATH are found automatically),\n"
-        "or set {} to its path.".format(wanted, found, sys.executable, wanted, PYTHON_ENV)
+        f"needs Python >= {wanted} but runs on Python {found} ({sys.executable}).\n"
+        f"Install Python {wanted} or newer (python3.11 ... python3.14 on PATH are found automatically),\n"
+        f"or set {PYTHON_ENV} to its path."
     )
     sys.exit(1)
 
@@ -83,14 +83,18 @@ def extract(archive, root, target):
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".extract-", dir=root)
     try:
+        made = set()
         with zipfile.ZipFile(archive) as bundle:
             for info in bundle.infolist():
                 if not info.filename.startswith(PAYLOAD_PREFIX) or info.is_dir():
                     continue
                 path = os.path.join(tmp, *info.filename[len(PAYLOAD_PREFIX):].split("/"))
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with bundle.open(info) as source, open(path, "wb") as sink:
-                    shutil.copyfileobj(source, sink, 1 << 20)
+                directory = os.path.dirname(path)
+                if directory not in made:
+                    os.makedirs(directory, exist_ok=True)
+                    made.add(directory)
+                with open(path, "wb") as sink:
+                    sink.write(bundle.read(info))
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as marker:
             marker.write(BUILD_ID + "\n")
         try:
@@ -126,7 +130,7 @@ def site_dir(archive):
         extract(archive, root, target)
         return target
     except Exception as exc:  # noqa: BLE001 - any failure falls back to the slow path
-        warn("cannot unpack to {} ({}); running from the archive, which is slower".format(root, exc))
+        warn(f"cannot unpack to {root} ({exc}); running from the archive, which is slower")
         return os.path.join(archive, PAYLOAD_PREFIX.rstrip("/"))
 
 
@@ -158,7 +162,7 @@ def main():
         from kubectl_emqx.cli.completion import main as entry
     else:
         from kubectl_emqx.cli.main import main as entry
-    sys.exit(entry())
+    entry()
 
 
 if __name__ == "__main__":

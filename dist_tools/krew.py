@@ -50,12 +50,15 @@ class KrewHome:
         env.update(extra)
         return env
 
-    def run(self, *args: str, timeout: float = 120, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
-        """Run a command (`kubectl ...`) with this home's environment."""
-        completed = subprocess.run(list(args), env=self.env(**extra), stdin=subprocess.DEVNULL,
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command (`kubectl ...`) with this home's environment (plus `env`)."""
+        completed = subprocess.run(list(args), env=self.env(**(env or {})), stdin=subprocess.DEVNULL,
                                    capture_output=True, text=True, timeout=timeout, check=False)
         if check and completed.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {completed.returncode}:\n{completed.stdout}{completed.stderr}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {completed.returncode}:\n{completed.stdout}{completed.stderr}"
+            )
         return completed
 
     def install(self, manifest: Path, archive: Path) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
 """The plugin's only door to the Kubernetes API (the only module importing the `kubernetes` client).
 
 The facade is deliberately narrow: get/list/create/patch/delete the EMQX resource, watch it, list
-its Events and find the operator's version. Everything comes back as plain dicts in API (camelCase)
+its Events and find the operator's version; and for `install`/`uninstall`, apply, read and delete the
+operator's own objects (ManifestApi). Everything comes back as plain dicts in API (camelCase)
 form, every request carries a timeout, and every client failure leaves as a `kubectl_emqx.errors`
 exception with one actionable line.
 
@@ -100,6 +101,52 @@ class ClusterApi(Protocol):
     def list_events(self, name: str, namespace: str) -> list[dict[str, Any]]: ...
 
     def operator_deployments(self) -> list[OperatorDeployment]: ...
+
+
+class ManifestApi(Protocol):
+    """Generic objects for `install`/`uninstall` (the kinds in OBJECT_PATHS), by server-side apply."""
+
+    def apply_object(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
+
+    def get_object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None: ...
+
+    def list_objects(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """namespace None lists a namespaced kind in every namespace."""
+        ...
+
+    def delete_object(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        """False when it was already gone."""
+        ...
+
+
+# kind: (API path prefix, plural, namespaced) for the objects `install` manages.
+OBJECT_PATHS: dict[str, tuple[str, str, bool]] = {
+    "Namespace": ("/api/v1", "namespaces", False),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
+}
+FIELD_MANAGER = "kubectl-emqx"
+
+
+def object_path(kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix, plural, namespaced = OBJECT_PATHS[kind]
+    path = prefix + (f"/namespaces/{namespace}" if namespaced and namespace else "") + f"/{plural}"
+    return path + (f"/{name}" if name else "")
+
+
+def _resource_name(kind: str) -> str:
+    """plural.group, as RBAC and kubectl name it (e.g. clusterroles.rbac.authorization.k8s.io)."""
+    prefix, plural, _ = OBJECT_PATHS[kind]
+    parts = prefix.strip("/").split("/")
+    return f"{plural}.{parts[1]}" if parts[0] == "apis" else plural
 
 
 def connect(flags: KubeFlags) -> ClusterApi:
@@ -239,6 +286,58 @@ class KubernetesClusterApi:
                 )
             )
         return found
+
+    # --- generic objects (install / uninstall) ----------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
+              content_type: str = "application/json") -> Any:
+        from urllib.parse import urlencode
+
+        url = path + ("?" + urlencode(query) if query else "")
+        response = self._core.api_client.call_api(
+            url, method, header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=self._timeout,
+        )
+        raw = response[0] if isinstance(response, tuple) else response
+        return json.loads(raw.data) if raw.data else {}
+
+    def apply_object(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        meta = obj.get("metadata") or {}
+        query = {"fieldManager": FIELD_MANAGER, "force": "true", **({"dryRun": "All"} if dry_run else {})}
+        with self._translated("apply", meta.get("namespace"), meta.get("name", ""), _resource_name(obj["kind"])):
+            return dict(self._call("PATCH", object_path(obj["kind"], meta.get("namespace"), meta["name"]),
+                                   body=obj, query=query, content_type="application/apply-patch+yaml"))
+
+    def get_object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        with self._translated("get", namespace, name, _resource_name(kind)):
+            try:
+                return dict(self._call("GET", object_path(kind, namespace, name)))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+    def list_objects(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        with self._translated("list", namespace, resource=_resource_name(kind)):
+            result = self._call("GET", object_path(kind, namespace), query=query)
+        return list(result.get("items") or [])
+
+    def delete_object(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        with self._translated("delete", namespace, name, _resource_name(kind)):
+            try:
+                self._call("DELETE", object_path(kind, namespace, name), body={"propagationPolicy": "Background"})
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return True
 
     # --- error translation -------------------------------------------------------------------
 

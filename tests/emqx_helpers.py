@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import wait_for
+from tests.helpers import WaitTimeout, wait_for
 
 GROUP, VERSION, PLURAL = "apps.emqx.io", "v2beta1", "emqxes"
 
@@ -58,7 +58,12 @@ def wait_ready(api_client: Any, namespace: str, name: str, timeout: float = 90) 
             return obj
         return None
 
-    return wait_for(ready, timeout, f"EMQX {namespace}/{name} to be Ready")
+    try:
+        return wait_for(ready, timeout, f"EMQX {namespace}/{name} to be Ready")
+    except WaitTimeout as exc:
+        status = get_emqx(api_client, namespace, name).get("status") or {}
+        summary = {k: status.get(k) for k in ("phase", "message", "observedGeneration", "upgrade")}
+        raise WaitTimeout(f"{exc}; status: {summary}") from None
 
 
 def wait_condition(api_client: Any, namespace: str, name: str, kind: str, status: str,

@@ -87,7 +87,9 @@ class Reconciler:
             METRICS.set_phase(namespace, name, None)
             return FORGET
         status = dict(body.get("status") or {})
-        run = Pass(body, int(body["metadata"].get("generation", 1)), status, list(status.get("conditions") or []))
+        # A pass that gets as far as writing status met no 403: a Forbidden condition is stale.
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Forbidden"]
+        run = Pass(body, int(body["metadata"].get("generation", 1)), status, conditions)
 
         spec = spec_mod.normalize(body, namespace)
         problems = spec_mod.validate(spec)

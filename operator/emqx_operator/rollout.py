@@ -354,9 +354,12 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
         },
         "upgrade": upgrade,
     }
-    if ready and previous and previous != spec.image:
+    # previousImage: what the cluster ran before the latest image change — the target of --rollback,
+    # also while that change is still rolling out or stalled.
+    if previous and previous != spec.image:
         plan.status_fields["previousImage"] = previous
-        plan.events.append(("Normal", "UpgradeCompleted", f"every node runs {spec.image} (was {previous})"))
+        if ready:
+            plan.events.append(("Normal", "UpgradeCompleted", f"every node runs {spec.image} (was {previous})"))
     elif old_status.get("previousImage"):
         plan.status_fields["previousImage"] = old_status["previousImage"]
     plan.busy = not ready and not (stalled or violations)

@@ -18,7 +18,6 @@ from tests.emqx_helpers import (
     patch_emqx,
     pod_uids,
     pods,
-    wait_condition,
     wait_ready,
 )
 from tests.helpers import wait_for

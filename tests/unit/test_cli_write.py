@@ -447,12 +447,6 @@ def test_delete_unknown_cluster() -> None:
     assert 'did you mean "demo"?' in result.stderr
 
 
-def test_install_is_reserved() -> None:
-    result = run(fake_with(), "install")
-    assert result.exit_code == 1
-    assert "`kubectl emqx install` is not yet available" in result.stderr
-
-
 @pytest.fixture(autouse=True)
 def _no_real_editor(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDITOR", raising=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from emqx_operator import config_sync
+
 from kubectl_emqx import spec
 
 
