@@ -142,3 +142,23 @@ def test_before_511_config_is_applied_by_rolling_restart(api_client: Any, namesp
     assert all(after[n] != before[n] for n in before)
     for pod in pods(api_client, namespace, "old"):
         assert _level(live_config(api_client, namespace, "old", pod)) == "debug"
+
+
+def test_dashboard_port_change_rolls_nodes_and_moves_the_service(
+    api_client: Any, namespace: str, operator: Any
+) -> None:
+    from kubernetes import client
+
+    body = cr("dash", cores=2, replicants=1)
+    body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
+    _create(api_client, namespace, body)
+    wait_ready(api_client, namespace, "dash")
+    before = pod_uids(api_client, namespace, "dash")
+    patch_emqx(api_client, namespace, "dash", {"spec": {"config": {"data": "dashboard.listeners.http.bind = 18084\n"}}})
+    wait_for(lambda: get_emqx(api_client, namespace, "dash")["status"]["observedGeneration"] == 2, 30, "gen 2")
+    wait_ready(api_client, namespace, "dash", timeout=120)
+    after = pod_uids(api_client, namespace, "dash")
+    assert not set(before.values()) & set(after.values()), "the dashboard port needs every node restarted"
+    svc = client.CoreV1Api(api_client).read_namespaced_service("dash-dashboard", namespace)
+    assert [p.port for p in svc.spec.ports] == [18084]
+    assert condition(get_emqx(api_client, namespace, "dash"), "EMQXReachable")["message"].endswith(":18084")

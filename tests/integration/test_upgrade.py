@@ -232,3 +232,33 @@ def test_operator_killed_mid_upgrade_converges_replacing_each_node_once(
              if e["event"] == "booted" and e.get("image") == "emqx/emqx:5.0.7"]
     assert sorted(b for b in boots if "-core-" in b) == ["kill-core-0", "kill-core-1", "kill-core-2"], boots
     assert len([b for b in boots if "-replicant-" in b]) == 2, boots
+
+
+def test_enterprise_cores_are_evacuated_before_replacement(
+    api_client: Any, namespace: str, operator: Any, emqx_sim: Any
+) -> None:
+    _create(api_client, namespace, _cluster("ee", "emqx/emqx-enterprise:5.7.2", 2, 0))
+    wait_ready(api_client, namespace, "ee")
+    emqx_sim.set_clock_speed(20)
+    busy = [f"emqx@ee-core-{i}.ee-headless.{namespace}.svc.cluster.local" for i in range(2)]
+    for node in busy:
+        emqx_sim.set_connections(node, 40)
+    emqx_sim.reset_request_counts()
+    patch_emqx(api_client, namespace, "ee", {"spec": {"image": "emqx/emqx-enterprise:5.8.0"}})
+    obj = _wait_current(api_client, namespace, "ee", "emqx/emqx-enterprise:5.8.0")
+    evacuating = [e for e in events_for(api_client, namespace, "ee") if e.reason == "EvacuatingNode"]
+    assert {node for node in busy if any(node in (e.message or "") for e in evacuating)} == set(busy)
+    counts = emqx_sim.request_counts()
+    starts = sum(v for node_counts in counts.values() for k, v in node_counts["by_endpoint"].items()
+                 if k.startswith("POST") and k.endswith("/evacuation/start"))
+    assert starts >= 2, counts
+    states = {n["node"]: n.get("node_status") for n in obj["status"]["emqxNodes"]}
+    assert all(states[node] == "running" for node in busy)
+
+    import httpx
+
+    def all_available() -> bool:  # a core back on its old volume resumes evacuating until told to stop
+        return all(httpx.get(f"http://{p.status.pod_ip}:18083/api/v5/load_rebalance/availability_check",
+                             timeout=5).status_code == 200 for p in pods(api_client, namespace, "ee"))
+
+    wait_for(all_available, 30, "every replaced core to accept connections again")

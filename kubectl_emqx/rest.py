@@ -1,0 +1,497 @@
+"""A light session for the verbs that only read (`status`, `list`, cluster-name completion): the
+kubeconfig read with json (or yaml), requests made with http.client, no `kubernetes` client.
+
+Importing the `kubernetes` client costs ~0.3 s, several times what `kubectl get` takes in total;
+these verbs need four GET requests. `connect()` takes only the kubeconfigs it can serve exactly as
+kube.KubernetesClusterApi would -- client certificates, bearer tokens (inline or tokenFile), CA data
+or file, insecure-skip-tls-verify, tls-server-name -- and returns None for anything else (exec or
+auth-provider credentials, basic auth, proxies, in-cluster configuration, a kubeconfig it cannot
+read), so that the caller falls back to the full client, which also reports every kubeconfig
+problem. Kubeconfig merging and context selection follow kube.py (and share its code); API
+statuses become the same errors.PluginError through kube._status_error.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from kubectl_emqx import __version__, errors
+from kubectl_emqx.kube import (
+    DEFAULT_REQUEST_TIMEOUT,
+    GROUP,
+    KIND,
+    PLURAL,
+    RESOURCE,
+    VERSION,
+    KubeFlags,
+    WatchEvent,
+    _select_context,
+    _short_reason,
+    _status_error,
+    kubeconfig_paths,
+)
+
+if TYPE_CHECKING:
+    import http.client
+    import ssl
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+# What the light session understands in a kubeconfig's user and cluster entries; any other key
+# (exec, auth-provider, username/password, as/as-groups, proxy-url, ...) means "use the client".
+USER_KEYS = frozenset({"client-certificate", "client-certificate-data", "client-key", "client-key-data",
+                       "token", "tokenFile"})
+CLUSTER_KEYS = frozenset({"server", "certificate-authority", "certificate-authority-data",
+                          "insecure-skip-tls-verify", "tls-server-name", "extensions"})
+
+
+class Unsupported(Exception):
+    """The kubeconfig needs the full client (or has a problem the full client reports)."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how to send requests: everything resolved from the kubeconfig and the flags."""
+
+    server: str  # as the client reports it (scheme://host:port/prefix, no trailing slash)
+    context_name: str
+    namespace: str
+    token: str | None = None
+    ca_file: str | None = None
+    ca_data: str | None = None  # PEM
+    cert: tuple[str, str] | None = None  # (file or PEM data, "file"|"data") for the certificate...
+    key: tuple[str, str] | None = None  # ... and the key
+    verify: bool = True
+    tls_server_name: str | None = None
+
+
+def connect(flags: KubeFlags) -> RestClusterApi | None:
+    """A light session for `flags`, or None when only the full client can serve them."""
+    try:
+        endpoint = resolve(flags)
+    except (Unsupported, errors.PluginError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return RestClusterApi(endpoint, flags)
+
+
+# --- kubeconfig ------------------------------------------------------------------------------
+
+
+class _Node:
+    """The shape kube._select_context reads: `.value` holding the merged document."""
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+
+def _read_document(path: str) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)  # what the sandbox and many tools write; a JSON document is YAML too
+        except ValueError:
+            pass
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+
+
+def resolve(flags: KubeFlags) -> Endpoint:
+    """The endpoint kube._load_configuration would configure, or Unsupported."""
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        raise Unsupported("proxy settings: the client handles them")
+    paths = kubeconfig_paths(flags)
+    if flags.kubeconfig and not os.path.exists(os.path.expanduser(flags.kubeconfig)):
+        raise Unsupported("missing --kubeconfig")
+    # Merge as kubernetes.config.KubeConfigMerger: every existing file in the list; the first entry
+    # of each name wins; current-context from the first file that sets it (kube.py's rule).
+    merged: dict[str, Any] | None = None
+    origin: dict[tuple[str, str], str] = {}  # (kind, name) -> file the entry came from
+    current_context: str | None = None
+    for path in paths.split(os.pathsep):
+        if not path:
+            continue
+        path = os.path.expanduser(path)
+        if not os.path.exists(path):
+            continue
+        document = _read_document(path)
+        if not isinstance(document, dict):
+            raise Unsupported(f"{path} is not a kubeconfig")
+        if merged is None:
+            merged = {**document, "clusters": [], "contexts": [], "users": []}
+        for kind in ("clusters", "contexts", "users"):
+            for entry in document.get(kind) or []:
+                if (kind, entry["name"]) not in origin:
+                    origin[(kind, entry["name"])] = path
+                    merged[kind].append(entry)
+        if document.get("current-context") and current_context is None:
+            current_context = document["current-context"]
+    if merged is None:
+        if not flags.server or os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise Unsupported("no kubeconfig: in-cluster configuration or the client's error")
+        merged = {"clusters": [], "contexts": [], "users": []}
+    else:
+        merged["current-context"] = current_context
+
+    context_name, context = _select_context(_Node(merged), flags)
+    cluster, cluster_file = _entry(merged, origin, "clusters", "cluster", context.get("cluster"))
+    user, user_file = _entry(merged, origin, "users", "user", context.get("user"))
+    if set(cluster) - CLUSTER_KEYS or set(user) - USER_KEYS:
+        raise Unsupported("credentials or settings only the client handles")
+    if flags.server:
+        cluster["server"] = flags.server
+    if flags.certificate_authority:
+        cluster["certificate-authority"] = flags.certificate_authority
+        cluster.pop("certificate-authority-data", None)
+    if flags.insecure_skip_tls_verify:
+        cluster["insecure-skip-tls-verify"] = True
+    if flags.token:
+        user = {"token": flags.token}
+    if not cluster.get("server"):
+        raise Unsupported("no server")
+    server = str(cluster["server"]).rstrip("/")
+    # Relative paths resolve against the file the entry came from (the client's rules: the user's
+    # file for tokenFile, the cluster's file for certificates and keys).
+    cluster_base = os.path.abspath(os.path.dirname(cluster_file)) if cluster_file else ""
+    user_base = os.path.abspath(os.path.dirname(user_file)) if user_file else ""
+
+    token = _file_or_data(user, "tokenFile", "token", user_base)
+    token_text: str | None = None
+    if token is not None:
+        token_text = token[0] if token[1] == "data" else _read_text(token[0])
+    settings: dict[str, Any] = {}
+    if server.startswith("https"):
+        ca = _file_or_data(cluster, "certificate-authority", "certificate-authority-data", cluster_base)
+        if ca is not None and ca[1] == "file":
+            settings["ca_file"] = _existing(ca[0])
+        elif ca is not None:
+            settings["ca_data"] = base64.standard_b64decode(ca[0]).decode("ascii")
+        cert = _file_or_data(user, "client-certificate", "client-certificate-data", cluster_base)
+        key = _file_or_data(user, "client-key", "client-key-data", cluster_base)
+        for name, item in (("cert", cert), ("key", key)):
+            if item is not None:
+                settings[name] = (_existing(item[0]), "file") if item[1] == "file" else item
+    return Endpoint(
+        server=server,
+        context_name=context_name,
+        namespace=flags.namespace or context.get("namespace") or "default",
+        token=token_text or None,
+        verify=not cluster.get("insecure-skip-tls-verify", False),
+        tls_server_name=cluster.get("tls-server-name"),
+        **settings,
+    )
+
+
+def _entry(
+    merged: dict[str, Any], origin: dict[tuple[str, str], str], kind: str, key: str, name: str | None
+) -> tuple[dict[str, Any], str | None]:
+    if not name:
+        return {}, None
+    for entry in merged.get(kind) or []:
+        if entry.get("name") == name:
+            return dict(entry.get(key) or {}), origin.get((kind, name))
+    return {}, None
+
+
+def _file_or_data(entry: dict[str, Any], file_key: str, data_key: str, base: str) -> tuple[str, str] | None:
+    """kubernetes.config's FileOrData: the data key wins when present (even empty)."""
+    if data_key in entry:
+        data = entry[data_key]
+        return (str(data), "data") if data else None
+    if file_key in entry:
+        return os.path.normpath(os.path.join(base, str(entry[file_key]))), "file"
+    return None
+
+
+def _existing(path: str) -> str:
+    if not os.path.isfile(path):
+        raise Unsupported(f"{path} does not exist (the client reports it)")
+    return path
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class RestClusterApi:
+    """The read half of kube.ClusterApi (kube.ClusterReader) over one kept-alive connection."""
+
+    def __init__(self, endpoint: Endpoint, flags: KubeFlags) -> None:
+        self.endpoint = endpoint
+        self.namespace = endpoint.namespace
+        self.context_name = endpoint.context_name
+        self.server = endpoint.server
+        self._timeout = flags.effective_request_timeout
+        parts = urlsplit(endpoint.server)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._headers = {"Accept": "application/json", "User-Agent": f"kubectl-emqx/{__version__}"}
+        if endpoint.token:
+            self._headers["Authorization"] = f"Bearer {endpoint.token}"
+        self._impersonation = [("Impersonate-User", flags.as_user)] if flags.as_user else []
+        self._impersonation += [("Impersonate-Group", group) for group in flags.as_groups]
+        self._connection: http.client.HTTPConnection | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+
+    # --- the ClusterReader methods -----------------------------------------------------------
+
+    def get_emqx(self, name: str, namespace: str) -> dict[str, Any]:
+        return dict(self._get_json(_emqx_path(namespace, name), {}, "get", namespace, name))
+
+    def list_emqx(self, namespace: str | None) -> list[dict[str, Any]]:
+        result = self._get_json(_emqx_path(namespace), {}, "list", namespace)
+        return list(result.get("items", []))
+
+    def list_events(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        query = {"fieldSelector": f"involvedObject.kind={KIND},involvedObject.name={name}"}
+        result = self._get_json(
+            f"/api/v1/namespaces/{quote(namespace)}/events", query, "list", namespace, resource="events"
+        )
+        return list(result.get("items", []))
+
+    def watch_emqx(
+        self, name: str, namespace: str, *, resource_version: str, timeout_seconds: int
+    ) -> Iterator[WatchEvent]:
+        import http.client
+        import socket
+
+        query = {
+            "allowWatchBookmarks": "true",
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": timeout_seconds,
+            "watch": "true",
+        }
+        connect_timeout = self._timeout or DEFAULT_REQUEST_TIMEOUT
+        # The read timeout spans the quiet gaps between events: the server closes the watch after
+        # timeout_seconds, so allow that plus a margin (as kube.py does).
+        response = self._request(
+            _emqx_path(namespace), query, "watch", namespace, name,
+            read_timeout=timeout_seconds + connect_timeout,
+        )
+        if response.status >= 400:
+            raise self._status_failure(response, "watch", namespace, name, RESOURCE)
+        finished = False
+        try:
+            while True:
+                line = response.readline()
+                if not line:
+                    finished = True
+                    return
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    raise _status_error(event.get("object") or {}, "watch", namespace, name)
+                yield WatchEvent(event["type"], event["object"])
+        except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError):
+            # A watch that goes quiet or is cut ends like one the server closed: the caller
+            # re-reads the object and watches again.
+            return
+        finally:
+            if not finished:
+                self._discard()  # the stream was left mid-way: this connection cannot be reused
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _get_json(
+        self, path: str, query: dict[str, Any], verb: str, namespace: str | None, name: str = "",
+        resource: str = RESOURCE,
+    ) -> dict[str, Any]:
+        response = self._request(path, query, verb, namespace, name)
+        try:
+            data = response.read()
+        except OSError as exc:
+            self._discard()
+            raise self._unreachable(exc) from exc
+        if response.status >= 400:
+            raise self._status_failure(response, verb, namespace, name, resource, data)
+        result = json.loads(data) if data else {}
+        return result if isinstance(result, dict) else {}
+
+    def _request(
+        self, path: str, query: dict[str, Any], verb: str, namespace: str | None, name: str = "",
+        read_timeout: float | None = None,
+    ) -> http.client.HTTPResponse:
+        """Send a GET; a kept-alive connection the server has closed meanwhile is replaced once."""
+        import http.client
+
+        url = self._prefix + path + ("?" + urlencode(query) if query else "")
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            try:
+                connection = self._open()
+                connection.putrequest("GET", url, skip_accept_encoding=True)
+                for header, value in (*self._headers.items(), *self._impersonation):
+                    connection.putheader(header, value)
+                connection.endheaders()
+                if read_timeout is not None and connection.sock is not None:
+                    connection.sock.settimeout(read_timeout)
+                response = connection.getresponse()
+                if read_timeout is not None and connection.sock is not None:
+                    connection.sock.settimeout(self._timeout)
+                return response
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._discard()
+                if reused and attempt == 1:
+                    continue
+                raise self._unreachable(exc) from exc
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+                self._discard()
+                raise self._unreachable(exc) from exc
+        raise AssertionError("unreachable")
+
+    def _open(self) -> http.client.HTTPConnection:
+        if self._connection is not None:
+            return self._connection
+        import http.client
+
+        if self._https:
+            connection: http.client.HTTPConnection = _HTTPSConnection(
+                self._host, self._port, self._context(), self.endpoint.tls_server_name or self._host, self._timeout
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        try:
+            connection.connect()
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        return connection
+
+    def _discard(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is not None:
+            return self._ssl_context
+        import ssl
+
+        endpoint = self.endpoint
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if not endpoint.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif endpoint.ca_file or endpoint.ca_data:
+            context.load_verify_locations(cafile=endpoint.ca_file, cadata=endpoint.ca_data)
+        else:
+            context.load_verify_locations(cafile=_default_ca_bundle())
+        if endpoint.cert and endpoint.key:
+            _load_client_certificate(context, endpoint.cert, endpoint.key)
+        self._ssl_context = context
+        return context
+
+    def _status_failure(
+        self, response: http.client.HTTPResponse, verb: str, namespace: str | None, name: str, resource: str,
+        data: bytes | None = None,
+    ) -> errors.PluginError:
+        if data is None:
+            try:
+                data = response.read()
+            except OSError:
+                data = b""
+            self._discard()
+        try:
+            status = json.loads(data) if data else {}
+        except ValueError:
+            status = {}
+        if not isinstance(status, dict):
+            status = {}
+        status.setdefault("code", response.status)
+        status.setdefault("message", response.reason or "")
+        return _status_error(status, verb, namespace, name, resource)
+
+    def _unreachable(self, exc: BaseException) -> errors.PluginError:
+        import ssl
+
+        if isinstance(exc, TimeoutError) and self._connection is None and not isinstance(exc, ssl.SSLError):
+            pass
+        if isinstance(exc, TimeoutError) and self._timeout:
+            return errors.ClusterUnreachable(
+                f"the Kubernetes API at {self.server} did not answer within {self._timeout:g}s "
+                "(raise --request-timeout, or check the cluster)"
+            )
+        return errors.ClusterUnreachable(
+            f"cannot reach the Kubernetes API at {self.server} (context {self.context_name}): "
+            f"{_short_reason(exc)}; check --context/--kubeconfig and your network"
+        )
+
+
+def _emqx_path(namespace: str | None, name: str | None = None) -> str:
+    path = f"/apis/{GROUP}/{VERSION}"
+    if namespace is not None:
+        path += f"/namespaces/{quote(namespace)}"
+    path += f"/{PLURAL}"
+    return path + (f"/{quote(name)}" if name else "")
+
+
+def _default_ca_bundle() -> str | None:
+    """The client verifies against certifi's bundle when the kubeconfig names no CA."""
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return str(certifi.where())
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: tuple[str, str], key: tuple[str, str]) -> None:
+    """load_cert_chain reads files only: inline (base64) data goes through a private temporary
+    directory that is removed at once."""
+    if cert[1] == "file" and key[1] == "file":
+        context.load_cert_chain(cert[0], key[0])
+        return
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix="kubectl-emqx-")
+    try:
+        paths = []
+        for label, (value, kind) in (("cert", cert), ("key", key)):
+            if kind == "file":
+                paths.append(value)
+                continue
+            path = os.path.join(directory, label)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                handle.write(base64.standard_b64decode(value))
+            paths.append(path)
+        context.load_cert_chain(paths[0], paths[1])
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _https_connection_class() -> type[http.client.HTTPSConnection]:
+    import http.client
+
+    return http.client.HTTPSConnection
+
+
+class _HTTPSConnection:
+    """http.client.HTTPSConnection with the TLS server name chosen apart from the host (the
+    kubeconfig's tls-server-name); built lazily so that importing this module stays cheap."""
+
+    def __new__(cls, host: str, port: int, context: ssl.SSLContext, server_name: str,
+                timeout: float | None) -> Any:
+        import http.client
+
+        class Connection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                http.client.HTTPConnection.connect(self)
+                self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
+
+        return Connection(host, port, context=context, timeout=timeout)
