@@ -69,6 +69,23 @@ class OperatorDeployment:
     version: str | None  # the app.kubernetes.io/version label, None when unlabelled
 
 
+class ClusterReader(Protocol):
+    """The reads `status`, `list` and name completion need: what rest.RestClusterApi serves without
+    importing the client. Every ClusterApi is one."""
+
+    namespace: str
+
+    def get_emqx(self, name: str, namespace: str) -> dict[str, Any]: ...
+
+    def list_emqx(self, namespace: str | None) -> list[dict[str, Any]]: ...
+
+    def watch_emqx(
+        self, name: str, namespace: str, *, resource_version: str, timeout_seconds: int
+    ) -> Iterator[WatchEvent]: ...
+
+    def list_events(self, name: str, namespace: str) -> list[dict[str, Any]]: ...
+
+
 class ClusterApi(Protocol):
     """What the CLI needs from Kubernetes. Unit tests provide an in-memory implementation."""
 

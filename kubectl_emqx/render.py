@@ -273,6 +273,35 @@ def progress_view(status: ClusterStatus, progress: Progress, style: Style, elaps
         f"{style.phase(status.phase)}, nodes on target {progress.nodes_on_target}/{progress.nodes_desired}"
     )
     lines = [header, f"  {progress.reason}"]
-    if status.nodes:
+    rollout = upgrade_rows(status)
+    if rollout:
+        lines.append(table(rollout, UPGRADE_HEADERS))
+    elif status.nodes:
         lines.append(table(node_rows(status.nodes, style), NODE_HEADERS))
     return "\n".join(lines) + "\n"
+
+
+UPGRADE_HEADERS = ("NODE", "ROLE", "FROM → TO", "STATE")
+
+
+def upgrade_rows(status: ClusterStatus) -> list[tuple[str, ...]]:
+    """During an image change: each node's version against the target, cores first."""
+    source, target = status.current_image, status.target_image or status.image
+    if not source or not target or source == target:
+        return []
+    from kubectl_emqx.versions import format_version, parse_image
+
+    try:
+        to_version = format_version(parse_image(target).version)
+    except ValueError:
+        return []
+    rows = []
+    for node in sorted(status.nodes, key=lambda n: (n.role != "core", n.node)):
+        if node.status != "running":
+            state = node.status
+        elif node.version == to_version:
+            state = "done"
+        else:
+            state = "waiting"
+        rows.append((node.node, node.role, f"{node.version or '?'} → {to_version}", state))
+    return rows

@@ -14,11 +14,13 @@ statuses become the same errors.PluginError through kube._status_error.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from kubectl_emqx import __version__, errors
@@ -37,15 +39,11 @@ from kubectl_emqx.kube import (
     kubeconfig_paths,
 )
 
-if TYPE_CHECKING:
-    import http.client
-    import ssl
-
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 # What the light session understands in a kubeconfig's user and cluster entries; any other key
 # (exec, auth-provider, username/password, as/as-groups, proxy-url, ...) means "use the client".
 USER_KEYS = frozenset({"client-certificate", "client-certificate-data", "client-key", "client-key-data",
-                       "token", "tokenFile"})
+                       "token", "tokenFile", "extensions"})
 CLUSTER_KEYS = frozenset({"server", "certificate-authority", "certificate-authority-data",
                           "insecure-skip-tls-verify", "tls-server-name", "extensions"})
 
@@ -74,9 +72,9 @@ def connect(flags: KubeFlags) -> RestClusterApi | None:
     """A light session for `flags`, or None when only the full client can serve them."""
     try:
         endpoint = resolve(flags)
+        return RestClusterApi(endpoint, flags)
     except (Unsupported, errors.PluginError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return RestClusterApi(endpoint, flags)
 
 
 # --- kubeconfig ------------------------------------------------------------------------------
@@ -100,7 +98,10 @@ def _read_document(path: str) -> Any:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise Unsupported(f"{path}: {exc}") from exc  # the client words the error
 
 
 def resolve(flags: KubeFlags) -> Endpoint:
@@ -224,8 +225,31 @@ def _read_text(path: str) -> str:
 # --- requests --------------------------------------------------------------------------------
 
 
+class _Unreachable(Exception):
+    """A transport failure, tagged with the phase it happened in."""
+
+    def __init__(self, cause: BaseException, connecting: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.connecting = connecting
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPSConnection whose TLS server name may differ from the host (kubeconfig tls-server-name)."""
+
+    def __init__(self, host: str, port: int, *, context: ssl.SSLContext, server_name: str,
+                 timeout: float | None) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._tls_context = context
+        self._server_name = server_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._tls_context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
 class RestClusterApi:
-    """The read half of kube.ClusterApi (kube.ClusterReader) over one kept-alive connection."""
+    """The read half of kube.ClusterApi (kube.ClusterReader), over one kept-alive connection."""
 
     def __init__(self, endpoint: Endpoint, flags: KubeFlags) -> None:
         self.endpoint = endpoint
@@ -238,36 +262,32 @@ class RestClusterApi:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
-        self._headers = {"Accept": "application/json", "User-Agent": f"kubectl-emqx/{__version__}"}
+        headers = [("Accept", "application/json"), ("User-Agent", f"kubectl-emqx/{__version__}")]
         if endpoint.token:
-            self._headers["Authorization"] = f"Bearer {endpoint.token}"
-        self._impersonation = [("Impersonate-User", flags.as_user)] if flags.as_user else []
-        self._impersonation += [("Impersonate-Group", group) for group in flags.as_groups]
+            headers.append(("Authorization", f"Bearer {endpoint.token}"))
+        if flags.as_user:
+            headers.append(("Impersonate-User", flags.as_user))
+        headers += [("Impersonate-Group", group) for group in flags.as_groups]  # one header per group
+        self._headers = headers
         self._connection: http.client.HTTPConnection | None = None
-        self._ssl_context: ssl.SSLContext | None = None
+        self._ssl_context = self._tls() if self._https else None  # bad TLS material: connect() falls back
 
-    # --- the ClusterReader methods -----------------------------------------------------------
+    # --- kube.ClusterReader ------------------------------------------------------------------
 
     def get_emqx(self, name: str, namespace: str) -> dict[str, Any]:
-        return dict(self._get_json(_emqx_path(namespace, name), {}, "get", namespace, name))
+        return self._get_json(_emqx_path(namespace, name), {}, "get", namespace, name)
 
     def list_emqx(self, namespace: str | None) -> list[dict[str, Any]]:
-        result = self._get_json(_emqx_path(namespace), {}, "list", namespace)
-        return list(result.get("items", []))
+        return list(self._get_json(_emqx_path(namespace), {}, "list", namespace).get("items", []))
 
     def list_events(self, name: str, namespace: str) -> list[dict[str, Any]]:
         query = {"fieldSelector": f"involvedObject.kind={KIND},involvedObject.name={name}"}
-        result = self._get_json(
-            f"/api/v1/namespaces/{quote(namespace)}/events", query, "list", namespace, resource="events"
-        )
-        return list(result.get("items", []))
+        path = f"/api/v1/namespaces/{quote(namespace)}/events"
+        return list(self._get_json(path, query, "list", namespace, resource="events").get("items", []))
 
     def watch_emqx(
         self, name: str, namespace: str, *, resource_version: str, timeout_seconds: int
     ) -> Iterator[WatchEvent]:
-        import http.client
-        import socket
-
         query = {
             "allowWatchBookmarks": "true",
             "fieldSelector": f"metadata.name={name}",
@@ -275,15 +295,12 @@ class RestClusterApi:
             "timeoutSeconds": timeout_seconds,
             "watch": "true",
         }
-        connect_timeout = self._timeout or DEFAULT_REQUEST_TIMEOUT
         # The read timeout spans the quiet gaps between events: the server closes the watch after
         # timeout_seconds, so allow that plus a margin (as kube.py does).
-        response = self._request(
-            _emqx_path(namespace), query, "watch", namespace, name,
-            read_timeout=timeout_seconds + connect_timeout,
-        )
+        read_timeout = timeout_seconds + (self._timeout or DEFAULT_REQUEST_TIMEOUT)
+        response = self._send(_emqx_path(namespace), query, read_timeout)
         if response.status >= 400:
-            raise self._status_failure(response, "watch", namespace, name, RESOURCE)
+            raise self._failure(response, self._read(response), "watch", namespace, name, RESOURCE)
         finished = False
         try:
             while True:
@@ -297,13 +314,15 @@ class RestClusterApi:
                 if event.get("type") == "ERROR":
                     raise _status_error(event.get("object") or {}, "watch", namespace, name)
                 yield WatchEvent(event["type"], event["object"])
-        except (TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError):
+        except (OSError, http.client.HTTPException):
             # A watch that goes quiet or is cut ends like one the server closed: the caller
             # re-reads the object and watches again.
             return
         finally:
-            if not finished:
-                self._discard()  # the stream was left mid-way: this connection cannot be reused
+            if finished and self._connection is not None and self._connection.sock is not None:
+                self._connection.sock.settimeout(self._timeout)
+            else:
+                self._discard()  # left mid-stream: this connection cannot carry another request
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -311,65 +330,63 @@ class RestClusterApi:
         self, path: str, query: dict[str, Any], verb: str, namespace: str | None, name: str = "",
         resource: str = RESOURCE,
     ) -> dict[str, Any]:
-        response = self._request(path, query, verb, namespace, name)
-        try:
-            data = response.read()
-        except OSError as exc:
-            self._discard()
-            raise self._unreachable(exc) from exc
+        response = self._send(path, query)
+        data = self._read(response)
         if response.status >= 400:
-            raise self._status_failure(response, verb, namespace, name, resource, data)
+            raise self._failure(response, data, verb, namespace, name, resource)
         result = json.loads(data) if data else {}
-        return result if isinstance(result, dict) else {}
+        return dict(result) if isinstance(result, dict) else {}
 
-    def _request(
-        self, path: str, query: dict[str, Any], verb: str, namespace: str | None, name: str = "",
-        read_timeout: float | None = None,
-    ) -> http.client.HTTPResponse:
-        """Send a GET; a kept-alive connection the server has closed meanwhile is replaced once."""
-        import http.client
-
+    def _send(self, path: str, query: dict[str, Any], read_timeout: float | None = None) -> http.client.HTTPResponse:
+        """GET path?query and return the response (headers read). A kept-alive connection that the
+        server closed meanwhile is replaced once; any other transport failure is ClusterUnreachable."""
         url = self._prefix + path + ("?" + urlencode(query) if query else "")
         for attempt in (1, 2):
             reused = self._connection is not None
             try:
                 connection = self._open()
-                connection.putrequest("GET", url, skip_accept_encoding=True)
-                for header, value in (*self._headers.items(), *self._impersonation):
-                    connection.putheader(header, value)
-                connection.endheaders()
-                if read_timeout is not None and connection.sock is not None:
-                    connection.sock.settimeout(read_timeout)
-                response = connection.getresponse()
-                if read_timeout is not None and connection.sock is not None:
-                    connection.sock.settimeout(self._timeout)
-                return response
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._discard()
-                if reused and attempt == 1:
-                    continue
-                raise self._unreachable(exc) from exc
-            except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                self._discard()
-                raise self._unreachable(exc) from exc
-        raise AssertionError("unreachable")
+                try:
+                    connection.putrequest("GET", url, skip_accept_encoding=True)
+                    for header, value in self._headers:
+                        connection.putheader(header, value)
+                    connection.endheaders()
+                    if read_timeout is not None and connection.sock is not None:
+                        connection.sock.settimeout(read_timeout)
+                    return connection.getresponse()
+                except (OSError, http.client.HTTPException) as exc:
+                    self._discard()
+                    stale = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError)
+                    if reused and stale and attempt == 1:
+                        continue
+                    raise _Unreachable(exc, connecting=False) from exc
+            except _Unreachable as failure:
+                raise self._unreachable(failure) from failure.cause
+        raise AssertionError("not reached")
+
+    def _read(self, response: http.client.HTTPResponse) -> bytes:
+        try:
+            return response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard()
+            raise self._unreachable(_Unreachable(exc, connecting=False)) from exc
 
     def _open(self) -> http.client.HTTPConnection:
         if self._connection is not None:
             return self._connection
-        import http.client
-
+        connection: http.client.HTTPConnection
         if self._https:
-            connection: http.client.HTTPConnection = _HTTPSConnection(
-                self._host, self._port, self._context(), self.endpoint.tls_server_name or self._host, self._timeout
+            assert self._ssl_context is not None
+            connection = _TLSConnection(
+                self._host, self._port, context=self._ssl_context,
+                server_name=self.endpoint.tls_server_name or self._host, timeout=self._timeout,
             )
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         try:
             connection.connect()
-        except BaseException:
+        except OSError as exc:
             connection.close()
-            raise
+            raise _Unreachable(exc, connecting=True) from exc
         self._connection = connection
         return connection
 
@@ -378,11 +395,7 @@ class RestClusterApi:
             self._connection.close()
             self._connection = None
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is not None:
-            return self._ssl_context
-        import ssl
-
+    def _tls(self) -> ssl.SSLContext:
         endpoint = self.endpoint
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         if not endpoint.verify:
@@ -394,19 +407,12 @@ class RestClusterApi:
             context.load_verify_locations(cafile=_default_ca_bundle())
         if endpoint.cert and endpoint.key:
             _load_client_certificate(context, endpoint.cert, endpoint.key)
-        self._ssl_context = context
         return context
 
-    def _status_failure(
-        self, response: http.client.HTTPResponse, verb: str, namespace: str | None, name: str, resource: str,
-        data: bytes | None = None,
+    def _failure(
+        self, response: http.client.HTTPResponse, data: bytes, verb: str, namespace: str | None, name: str,
+        resource: str,
     ) -> errors.PluginError:
-        if data is None:
-            try:
-                data = response.read()
-            except OSError:
-                data = b""
-            self._discard()
         try:
             status = json.loads(data) if data else {}
         except ValueError:
@@ -417,19 +423,17 @@ class RestClusterApi:
         status.setdefault("message", response.reason or "")
         return _status_error(status, verb, namespace, name, resource)
 
-    def _unreachable(self, exc: BaseException) -> errors.PluginError:
-        import ssl
-
-        if isinstance(exc, TimeoutError) and self._connection is None and not isinstance(exc, ssl.SSLError):
-            pass
-        if isinstance(exc, TimeoutError) and self._timeout:
+    def _unreachable(self, failure: _Unreachable) -> errors.PluginError:
+        # As kube.py words it: a read timeout is "did not answer", anything else "cannot reach".
+        if isinstance(failure.cause, TimeoutError) and not failure.connecting:
             return errors.ClusterUnreachable(
-                f"the Kubernetes API at {self.server} did not answer within {self._timeout:g}s "
+                f"the Kubernetes API at {self.server} did not answer within "
+                f"{self._timeout or DEFAULT_REQUEST_TIMEOUT:g}s "
                 "(raise --request-timeout, or check the cluster)"
             )
         return errors.ClusterUnreachable(
             f"cannot reach the Kubernetes API at {self.server} (context {self.context_name}): "
-            f"{_short_reason(exc)}; check --context/--kubeconfig and your network"
+            f"{_short_reason(failure.cause)}; check --context/--kubeconfig and your network"
         )
 
 
@@ -442,7 +446,7 @@ def _emqx_path(namespace: str | None, name: str | None = None) -> str:
 
 
 def _default_ca_bundle() -> str | None:
-    """The client verifies against certifi's bundle when the kubeconfig names no CA."""
+    """Without a CA in the kubeconfig the client verifies against certifi's bundle."""
     try:
         import certifi
     except ImportError:
@@ -451,8 +455,8 @@ def _default_ca_bundle() -> str | None:
 
 
 def _load_client_certificate(context: ssl.SSLContext, cert: tuple[str, str], key: tuple[str, str]) -> None:
-    """load_cert_chain reads files only: inline (base64) data goes through a private temporary
-    directory that is removed at once."""
+    """load_cert_chain reads only files: inline (base64) data goes through a private temporary
+    directory, removed at once."""
     if cert[1] == "file" and key[1] == "file":
         context.load_cert_chain(cert[0], key[0])
         return
@@ -473,25 +477,3 @@ def _load_client_certificate(context: ssl.SSLContext, cert: tuple[str, str], key
         context.load_cert_chain(paths[0], paths[1])
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _https_connection_class() -> type[http.client.HTTPSConnection]:
-    import http.client
-
-    return http.client.HTTPSConnection
-
-
-class _HTTPSConnection:
-    """http.client.HTTPSConnection with the TLS server name chosen apart from the host (the
-    kubeconfig's tls-server-name); built lazily so that importing this module stays cheap."""
-
-    def __new__(cls, host: str, port: int, context: ssl.SSLContext, server_name: str,
-                timeout: float | None) -> Any:
-        import http.client
-
-        class Connection(http.client.HTTPSConnection):
-            def connect(self) -> None:
-                http.client.HTTPConnection.connect(self)
-                self.sock = context.wrap_socket(self.sock, server_hostname=server_name)
-
-        return Connection(host, port, context=context, timeout=timeout)

@@ -251,7 +251,11 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 # Conditions that mean "this generation cannot become Ready without someone acting".
-BLOCKING_CONDITIONS = (("Valid", "False"), ("UpgradeStalled", "True"), ("Forbidden", "True"))
+BLOCKING_CONDITIONS = (
+    ("Valid", "False"), ("UpgradeStalled", "True"), ("Forbidden", "True"), ("UpgradeAllowed", "False"),
+)
+# Conditions that end a wait only with these reasons (others are transient, e.g. waiting for an upgrade).
+BLOCKING_REASONS = {("ConfigApplied", "False"): ("ConfigRejected",)}
 
 
 def progress(body: dict[str, Any], generation: int | None) -> Progress:
@@ -274,6 +278,10 @@ def progress(body: dict[str, Any], generation: int | None) -> Progress:
     for type_, blocking in BLOCKING_CONDITIONS:
         item = condition(body, type_)
         if item and item.get("status") == blocking and current(item):
+            return result("failed", _because(item, type_))
+    for (type_, blocking), reasons in BLOCKING_REASONS.items():
+        item = condition(body, type_)
+        if item and item.get("status") == blocking and item.get("reason") in reasons and current(item):
             return result("failed", _because(item, type_))
     if not status_current:
         return result("progressing", f"waiting for the operator to observe generation {wanted}")

@@ -78,6 +78,7 @@ class InstalledOperator:
         )
         self.log = self.component.log
         self.metrics_url = f"http://127.0.0.1:{self.component.port}/metrics"
+        self.liveness_url = f"http://127.0.0.1:{live_port}/healthz"
         operator_process.wait_live(self.component, live_port)
 
     def metrics(self) -> dict[str, float]:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from kubectl_emqx import errors
-from kubectl_emqx.kube import ClusterApi
+from kubectl_emqx.kube import ClusterApi, ClusterReader
 
 CONFLICT_ATTEMPTS = 5
 
@@ -29,7 +29,7 @@ def _stderr_color() -> bool | None:
     return None if sys.stderr.isatty() else False
 
 
-def load_cluster(api: ClusterApi, name: str, namespace: str) -> dict[str, Any]:
+def load_cluster(api: ClusterReader, name: str, namespace: str) -> dict[str, Any]:
     """The EMQX resource, or NotFound naming close names (here, or the same name elsewhere)."""
     try:
         return api.get_emqx(name, namespace)
@@ -37,7 +37,7 @@ def load_cluster(api: ClusterApi, name: str, namespace: str) -> dict[str, Any]:
         raise errors.NotFound(name, namespace, _suggestions(api, name, namespace)) from None
 
 
-def _suggestions(api: ClusterApi, name: str, namespace: str) -> list[str]:
+def _suggestions(api: ClusterReader, name: str, namespace: str) -> list[str]:
     try:
         nearby = [_name(item) for item in api.list_emqx(namespace)]
     except errors.PluginError:

@@ -34,7 +34,7 @@ def complete_cluster_names(ctx: click.Context, param: click.Parameter, incomplet
     app = state(ctx)
     app.flags.setdefault("request_timeout", COMPLETION_TIMEOUT_SECONDS)
     try:
-        api = app.api()
+        api = app.reader()
         items = api.list_emqx(api.namespace)
     except Exception:
         return []

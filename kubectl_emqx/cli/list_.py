@@ -21,7 +21,7 @@ def list_clusters(all_namespaces: bool, output: str | None, no_headers: bool, co
     """
     from kubectl_emqx import render, status_model
 
-    api = state().api()
+    api = state().reader()
     namespace = None if all_namespaces else api.namespace
     items = api.list_emqx(namespace)
     rows = sorted(

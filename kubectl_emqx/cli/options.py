@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from kubectl_emqx.kube import ClusterApi, KubeFlags
+    from kubectl_emqx.kube import ClusterApi, ClusterReader, KubeFlags
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,6 +30,7 @@ class AppState:
     verbosity: int = 0
     connect: Callable[[KubeFlags], ClusterApi] | None = None  # tests inject an in-memory API
     _api: ClusterApi | None = None
+    _reader: ClusterReader | None = None
 
     def kube_flags(self) -> KubeFlags:
         from kubectl_emqx.kube import KubeFlags
@@ -42,6 +43,17 @@ class AppState:
 
             self._api = (self.connect or kube.connect)(self.kube_flags())
         return self._api
+
+    def reader(self) -> ClusterReader:
+        """For verbs that only read the EMQX resource and its Events: a light session (rest.py,
+        no `kubernetes` import) when the kubeconfig allows one, else the full session."""
+        if self._api is not None or self.connect is not None:
+            return self.api()
+        if self._reader is None:
+            from kubectl_emqx import rest
+
+            self._reader = rest.connect(self.kube_flags()) or self.api()
+        return self._reader
 
     @property
     def explicit_namespace(self) -> str | None:

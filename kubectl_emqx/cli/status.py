@@ -10,7 +10,7 @@ import click
 from kubectl_emqx import errors
 from kubectl_emqx.cli.common import emit, load_cluster
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, name_argument, output_options, state
-from kubectl_emqx.kube import ClusterApi
+from kubectl_emqx.kube import ClusterReader
 
 if TYPE_CHECKING:
     from kubectl_emqx.status_model import ClusterStatus
@@ -28,7 +28,7 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
     it, recent Events, and at the end any part that could not be read."""
     from kubectl_emqx import render
 
-    api = state().api()
+    api = state().reader()
     namespace = api.namespace
     body = load_cluster(api, name, namespace)
     stdout_is_terminal = sys.stdout.isatty()
@@ -60,7 +60,7 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
         return
 
 
-def build_status(api: ClusterApi, body: dict[str, Any]) -> ClusterStatus:
+def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
     """The status model, with Events when they can be read (otherwise noted under errors)."""
     from kubectl_emqx import status_model
 

@@ -15,13 +15,13 @@ from typing import Any
 import click
 
 from kubectl_emqx import errors, render, status_model
-from kubectl_emqx.kube import ClusterApi
+from kubectl_emqx.kube import ClusterApi, ClusterReader
 
 WATCH_WINDOW_SECONDS = 300
 
 
 def observe(
-    api: ClusterApi,
+    api: ClusterReader,
     name: str,
     namespace: str,
     deadline: float | None,

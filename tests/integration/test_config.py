@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,7 +50,7 @@ def _level(config: dict[str, Any]) -> Any:
 
 
 def test_live_change_reaches_every_node_without_restarts_and_new_nodes_boot_with_it(
-    api_client: Any, namespace: str, operator: Any
+    api_client: Any, namespace: str, operator: Any, kubeconfig: str
 ) -> None:
     _create(api_client, namespace, cr("hot", cores=2, replicants=1, config="log.console.level = warning\n"))
     wait_ready(api_client, namespace, "hot")
@@ -60,6 +64,11 @@ def test_live_change_reaches_every_node_without_restarts_and_new_nodes_boot_with
     assert pod_uids(api_client, namespace, "hot") == before, "a live key must not restart pods"
     status = get_emqx(api_client, namespace, "hot")["status"]
     assert "debug" in status["config"]["live"]
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl-emqx"), "config", "get", "hot", "--live", "-n", namespace],
+        capture_output=True, text=True, env=dict(os.environ, KUBECONFIG=kubeconfig), timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "level = debug" in shown.stdout and "18083" in shown.stdout, shown.stdout
     assert any(e.reason == "ConfigApplied" for e in events_for(api_client, namespace, "hot"))
 
     patch_emqx(api_client, namespace, "hot", {"spec": {"replicantTemplate": {"spec": {"replicas": 2}}}})

@@ -150,3 +150,28 @@ def test_image_line_before_the_first_rollout_and_during_one() -> None:
     assert "Image:      emqx/emqx:5.7.2 -> emqx/emqx:5.7.3\n" in render.summary_block(
         status_model.cluster_status(upgrading), render.Style()
     )
+
+
+def test_upgrade_rows_show_each_node_from_to_with_cores_first() -> None:
+    from kubectl_emqx import render, status_model
+
+    body = {
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX",
+        "metadata": {"name": "u", "namespace": "ns", "generation": 2},
+        "spec": {"image": "emqx/emqx:5.0.7"},
+        "status": {
+            "observedGeneration": 2, "phase": "Upgrading", "currentImage": "emqx/emqx:5.0.6",
+            "targetImage": "emqx/emqx:5.0.7",
+            "emqxNodes": [
+                {"node": "emqx@10.0.0.9", "node_status": "running", "role": "replicant", "version": "5.0.6"},
+                {"node": "emqx@u-core-1.x", "node_status": "running", "role": "core", "version": "5.0.7"},
+                {"node": "emqx@u-core-0.x", "node_status": "stopped", "role": "core"},
+            ],
+        },
+    }
+    rows = render.upgrade_rows(status_model.cluster_status(body))
+    assert rows == [
+        ("emqx@u-core-0.x", "core", "? → 5.0.7", "stopped"),
+        ("emqx@u-core-1.x", "core", "5.0.7 → 5.0.7", "done"),
+        ("emqx@10.0.0.9", "replicant", "5.0.6 → 5.0.7", "waiting"),
+    ]
