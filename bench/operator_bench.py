@@ -45,9 +45,13 @@ Options:
   --json PATH           also write every number (and the raw samples) as JSON to PATH
   --keep-logs DIR       copy the operator's and the simulator's logs to DIR before the teardown
 
-The exit status is 0 when every phase completed, 1 otherwise (the table and JSON still report what was
-measured). Everything runs on 127.0.0.1; a pod-IP /16 of 127/8 not used by another sandbox on this machine
-is picked unless EMQX_SANDBOX_POD_CIDR is set.
+If the operator process dies during a phase (other sessions on a shared machine have been seen to
+SIGTERM it), the bench records how (exit code, the log's last lines), starts a new operator and redoes
+that phase in fresh namespaces, at most twice; the table says so. The exit status is 0 when every phase
+completed, 1 otherwise (the table and JSON still report what was measured).
+
+Everything runs on 127.0.0.1; a pod-IP /16 of 127/8 that no other sandbox on this machine uses is picked
+unless EMQX_SANDBOX_POD_CIDR is set.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -80,11 +85,16 @@ SMALL_IMAGE = "emqx/emqx:5.7.2"
 STATUS_REFRESH_SECONDS = 300.0  # reconcile.STATUS_REFRESH_SECONDS: the one write allowed when settled
 PHASES = ("create", "seed", "idle1", "idle100")
 NS_PREFIX = "bench-"
+MAX_ATTEMPTS = 3  # a phase is redone at most twice after the operator died
 LOG_LEVEL = re.compile(r"\[(ERROR|CRITICAL|WARNING)\s*\]")
 
 
 class BenchError(Exception):
-    """A phase could not complete (a deadline passed, the operator died...)."""
+    """A phase could not complete (a deadline passed, an object never appeared...)."""
+
+
+class OperatorDied(BenchError):
+    """The operator process under test exited; the phase is redone with a new one."""
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -236,11 +246,14 @@ class Tracker:
                         self.first_ready.setdefault((namespace, name), at)
             self.cond.notify_all()
 
-    def wait_seen(self, keys: Iterable[tuple[str, str, str]], timeout: float) -> dict[tuple[str, str, str], float]:
+    def wait_seen(self, keys: Iterable[tuple[str, str, str]], timeout: float,
+                  check: Callable[[], None] = lambda: None) -> dict[tuple[str, str, str], float]:
+        """Wait until every key was seen; `check()` runs at least every second and may raise to abort."""
         wanted = list(keys)
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
+                check()
                 missing = [k for k in wanted if k not in self.first_seen]
                 if not missing:
                     return {k: self.first_seen[k] for k in wanted}
@@ -250,11 +263,13 @@ class Tracker:
                     raise BenchError(f"timed out after {timeout:.0f}s; never saw {names}")
                 self.cond.wait(min(left, 1.0))
 
-    def wait_ready(self, keys: Iterable[tuple[str, str]], timeout: float) -> dict[tuple[str, str], float]:
+    def wait_ready(self, keys: Iterable[tuple[str, str]], timeout: float,
+                   check: Callable[[], None] = lambda: None) -> dict[tuple[str, str], float]:
         wanted = list(keys)
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
+                check()
                 missing = [k for k in wanted if k not in self.first_ready]
                 if not missing:
                     return {k: self.first_ready[k] for k in wanted}
@@ -336,13 +351,40 @@ class Operator:
         self.metrics_url = metrics_url
         self.clock_ticks = os.sysconf("SC_CLK_TCK")
         self.scrape_failures: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self.code = ""
+        self.rss_start_kib = 0
+        self.died_noticed: float | None = None
+
+    def mark_live(self) -> None:
+        self.rss_start_kib = self.proc_status().get("VmRSS", 0)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def require_alive(self) -> None:
         if not self.alive():
-            raise BenchError(f"the operator exited with {self.proc.returncode}; see {self.log}")
+            if self.died_noticed is None:
+                self.died_noticed = time.monotonic()
+            raise OperatorDied(f"the operator (pid {self.proc.pid}) exited with {self.proc.returncode}: "
+                               f"{self.death_evidence()}")
+
+    def require_alive_quietly(self) -> None:
+        try:
+            self.require_alive()
+        except OperatorDied:
+            pass
+
+    def death_evidence(self) -> str:
+        """The log's reason for stopping (kopf logs received signals), else its last line."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        for line in reversed(lines[-200:]):
+            if "Signal" in line and "received" in line:
+                return line.strip()
+        return lines[-1].strip() if lines else "empty log"
 
     def metrics(self) -> dict[str, list[tuple[dict[str, str], float]]]:
         """Scrape /metrics; a failed scrape is retried (and recorded in `scrape_failures`) for up to 5 s."""
@@ -357,7 +399,8 @@ class Operator:
                     "at": time.monotonic(), "error": str(exc), "operator_alive": self.alive(),
                     "port_listening": _listening(port),
                 })
-                if time.monotonic() > deadline or not self.alive():
+                self.require_alive()
+                if time.monotonic() > deadline:
                     raise BenchError(f"cannot scrape {self.metrics_url}: {exc} "
                                      f"(failures so far: {self.scrape_failures[-3:]})") from exc
                 time.sleep(0.5)
@@ -444,6 +487,15 @@ class Bench:
         self.core = client.CoreV1Api(self.api_client)
         self.custom = client.CustomObjectsApi(self.api_client)
         self.results: dict[str, Any] = {}
+        self.attempt = 1  # part of every namespace name, so a redone phase never meets its old objects
+        self.leftovers: dict[str, list[str]] = {}  # namespace -> EMQX names still to clean up
+
+    def check(self) -> None:
+        """Raise OperatorDied as soon as the operator under test is gone (called while waiting)."""
+        self.op.require_alive()
+
+    def ns(self, name: str) -> str:
+        return f"{NS_PREFIX}a{self.attempt}-{name}"
 
     # -- namespaces -----------------------------------------------------------------------------
 
@@ -515,7 +567,18 @@ class Bench:
         for name in names:
             wait_until(functools.partial(self._emqx_gone, namespace, name), 30, f"EMQX {namespace}/{name} to go")
         gone = self.delete_namespace(namespace, wait=wait)
+        self.leftovers.pop(namespace, None)
         return None if gone is None else time.monotonic() - started
+
+    def clean_leftovers(self, keep: str | None = None) -> None:
+        """After an aborted phase: remove what it created (best effort), except namespace `keep`."""
+        for namespace, names in list(self.leftovers.items()):
+            if namespace == keep:
+                continue
+            try:
+                self.clean_up(namespace, names, wait=0)
+            except Exception as exc:  # noqa: BLE001 - best effort; the namespace is left behind
+                print(f"  could not clean up {namespace}: {exc}", flush=True)
 
     def _emqx_gone(self, namespace: str, name: str) -> bool:
         from kubernetes.client.rest import ApiException
@@ -528,16 +591,23 @@ class Bench:
                 return True
             raise
 
-    def create_emqx(self, namespace: str, body: dict[str, Any]) -> None:
+    def create_emqx(self, namespace: str, body: dict[str, Any], exist_ok: bool = False) -> None:
+        from kubernetes.client.rest import ApiException
+
+        self.leftovers.setdefault(namespace, []).append(body["metadata"]["name"])
         version = body["apiVersion"].split("/")[1]
-        self.custom.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, body, _request_timeout=15)
+        try:
+            self.custom.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, body, _request_timeout=15)
+        except ApiException as exc:
+            if not (exist_ok and exc.status == 409):
+                raise
 
     # -- phase 1: create -> children --------------------------------------------------------------
 
     def phase_create(self) -> None:
         args = self.args
         total = args.warmup + args.runs
-        names = [f"{NS_PREFIX}create-{i:02d}" for i in range(total)]
+        names = [self.ns(f"create-{i:02d}") for i in range(total)]
         self.make_namespaces(names)
         cr_name = "bench"
         children = [("Secret", f"{cr_name}-node-cookie"), ("Secret", f"{cr_name}-bootstrap-api-key"),
@@ -553,17 +623,17 @@ class Bench:
             before = Snapshot(self.op)
             started = time.monotonic()
             self.create_emqx(namespace, body)
-            seen = self.tracker.wait_seen([(k, namespace, n) for k, n in children], 60)
+            seen = self.tracker.wait_seen([(k, namespace, n) for k, n in children], 60, self.check)
             children_at = max(seen.values())
-            deploy_at = self.tracker.wait_seen([(deployment[0], namespace, deployment[1])], 180)
+            deploy_at = self.tracker.wait_seen([(deployment[0], namespace, deployment[1])], 180, self.check)
             after = Snapshot(self.op)
-            run = {
+            run: dict[str, Any] = {
                 "namespace": namespace,
                 "warmup": index < args.warmup,
                 "children_s": children_at - started,
                 "deployment_s": next(iter(deploy_at.values())) - started,
                 "per_object_s": {f"{k}/{n}": seen[(k, namespace, n)] - started for k, n in children},
-                "last_child": max(children, key=lambda c: seen[(c[0], namespace, c[1])])[0],
+                "last_child": "{}/{}".format(*max(children, key=lambda c: seen[(c[0], namespace, c[1])])),
                 "writes": delta_writes(before, after),
                 "reconciles": delta_reconciles(before, after)["count"],
             }
@@ -573,22 +643,25 @@ class Bench:
                   f"{run['children_s']:.3f}s, Deployment {run['deployment_s']:.3f}s, {sum(run['writes'].values())} "
                   f"writes, {run['reconciles']} reconciles", flush=True)
         measured = [r for r in runs if not r["warmup"]]
-        per_object: dict[str, dict[str, Any]] = {}
-        for key in [f"{k}/{n}" for k, n in children]:
-            per_object[key] = summary([r["per_object_s"][key] for r in measured])
+        per_object = {f"{k}/{n}": summary([r["per_object_s"][f"{k}/{n}"] for r in measured]) for k, n in children}
+        last: dict[str, int] = {}
+        for r in measured:
+            last[r["last_child"]] = last.get(r["last_child"], 0) + 1
         self.results["create"] = {
             "shape": f"{args.create_cores} cores + {args.create_replicants} replicants of {SMALL_IMAGE} (v2beta1)",
             "children": summary([r["children_s"] for r in measured]),
             "deployment": summary([r["deployment_s"] for r in measured]),
             "per_object": per_object,
-            "runs": runs,
+            "last_child_counts": last,
+            "warmup_runs": [r for r in runs if r["warmup"]],
+            "runs": measured,
         }
 
     # -- phase 2: seed -> Ready --------------------------------------------------------------------
 
     def phase_seed(self, keep_last: bool) -> tuple[str, str] | None:
         args = self.args
-        names = [f"{NS_PREFIX}seed-{i}" for i in range(args.seed_runs)]
+        names = [self.ns(f"seed-{i}") for i in range(args.seed_runs)]
         self.make_namespaces(names)
         runs: list[dict[str, Any]] = []
         kept: tuple[str, str] | None = None
@@ -597,7 +670,8 @@ class Bench:
             before = Snapshot(self.op)
             started = time.monotonic()
             self.create_emqx(namespace, seed_cr())
-            ready_at = self.tracker.wait_ready([(namespace, "emqx")], args.ready_timeout)[(namespace, "emqx")]
+            ready_at = self.tracker.wait_ready([(namespace, "emqx")], args.ready_timeout, self.check)[
+                (namespace, "emqx")]
             after = Snapshot(self.op)
             run: dict[str, Any] = {"namespace": namespace, "ready_s": ready_at - started,
                                    "writes": delta_writes(before, after), "reconciles": delta_reconciles(before, after)}
@@ -620,7 +694,7 @@ class Bench:
     def settle(self, keys: list[tuple[str, str]]) -> dict[str, Any]:
         """Every CR Ready, then no operator write for --quiet-seconds."""
         started = time.monotonic()
-        self.tracker.wait_ready(keys, self.args.ready_timeout)
+        self.tracker.wait_ready(keys, self.args.ready_timeout, self.check)
         ready_s = time.monotonic() - started
         first = Snapshot(self.op)
         last_total, last_change = first.total_writes(), time.monotonic()
@@ -652,19 +726,20 @@ class Bench:
         total = sum(writes.values())
         reconciles = delta_reconciles(before, after)
         allowed_status = len(keys) * window / STATUS_REFRESH_SECONDS
-        unexpected = {k: v for k, v in writes.items() if k != "PATCH EMQX/status"}
         status_writes = writes.get("PATCH EMQX/status", 0)
         result = {
             "label": label,
             "crs": len(keys),
             "shape": shape,
+            "operator_pid": self.op.proc.pid,
+            "operator_age_s": before.at - self.op.started,
             **settled,
             "window_s": window,
             "writes": writes,
             "writes_total": total,
             "writes_per_min": total * 60 / window,
             "status_refresh_budget": allowed_status,
-            "unexpected_writes": unexpected,
+            "unexpected_writes": {k: v for k, v in writes.items() if k != "PATCH EMQX/status"},
             "status_writes_over_budget": max(0.0, status_writes - allowed_status),
             "reconciles_per_min": reconciles["count"] * 60 / window,
             "reconciles": reconciles,
@@ -682,10 +757,10 @@ class Bench:
         return result
 
     def phase_idle_one(self, kept: tuple[str, str] | None) -> tuple[str, str]:
-        if kept is None:  # the seed phase was skipped: make one seed cluster here
-            namespace = f"{NS_PREFIX}seed-idle"
+        if kept is None:  # the seed phase was skipped or failed: make one seed cluster here
+            namespace = self.ns("seed-idle")
             self.make_namespaces([namespace])
-            self.create_emqx(namespace, seed_cr())
+            self.create_emqx(namespace, seed_cr(), exist_ok=True)
             kept = (namespace, "emqx")
         shape = f"1 seed cluster ({SEED_IMAGE}, 3 cores + 3 replicants)"
         self.results["idle1"] = self.idle_window("idle with 1 CR", [kept], shape)
@@ -693,14 +768,14 @@ class Bench:
 
     def phase_idle_many(self) -> None:
         args = self.args
-        namespace = f"{NS_PREFIX}idle-{args.crs}"
+        namespace = self.ns(f"idle-{args.crs}")
         self.make_namespaces([namespace])
         keys = [(namespace, f"s{i:03d}") for i in range(args.crs)]
         started = time.monotonic()
         for _, name in keys:
             self.create_emqx(namespace, small_cr(name, SMALL_IMAGE, 1, 0))
         created_s = time.monotonic() - started
-        ready = self.tracker.wait_ready(keys, args.ready_timeout)
+        ready = self.tracker.wait_ready(keys, args.ready_timeout, self.check)
         all_ready_s = max(ready.values()) - started
         print(f"  {args.crs} CRs created in {created_s:.1f}s, all Ready after {all_ready_s:.1f}s", flush=True)
         result = self.idle_window(f"idle with {args.crs} CRs", keys,
@@ -791,19 +866,30 @@ def render(results: dict[str, Any]) -> str:
                 out.append(f"  {idle['crs']} CR(s): {idle['shape']}; settled {idle['settle_s']:.1f}s after start "
                            f"(writes while settling: {idle['writes_while_settling'] or 'none'}); {verdict}")
         out.append("")
-    if "operator" in results:
-        op = results["operator"]
-        out.append(f"operator: RSS at start {op.get('rss_start_mib', 0):.1f} MiB, peak (VmHWM) "
-                   f"{op.get('rss_peak_mib', 0):.1f} MiB, CPU {op.get('cpu_total_s', 0):.1f}s over the run, "
-                   f"{op.get('reconciles_total', 0)} reconciles ({op.get('reconcile_errors', 0)} errors), "
-                   f"{op.get('writes_total', 0)} writes")
-        logs = op.get("log") or {}
-        out.append(f"operator log: {logs.get('errors', 0)} ERROR, {logs.get('warnings', 0)} WARNING, "
+    for op in results.get("operators", []):
+        head = f"operator pid {op['pid']} ({op['started_because']}, code {op['code']}): "
+        if "died" in op:
+            died = op["died"]
+            out.append(head + f"DIED (noticed {died['uptime_s']:.0f}s after its start), exit code "
+                       f"{died['exit_code']}: {died['evidence']}")
+        else:
+            out.append(head + f"RSS at start {op.get('rss_start_mib', 0):.1f} MiB, end {op.get('rss_end_mib', 0):.1f} "
+                       f"MiB, peak (VmHWM) {op.get('rss_peak_mib', 0):.1f} MiB, CPU {op.get('cpu_total_s', 0):.1f}s "
+                       f"in {op.get('uptime_s', 0):.0f}s, {op.get('reconciles_total', 0)} reconciles "
+                       f"({op.get('reconcile_errors', 0)} errors), {op.get('writes_total', 0)} writes")
+        logs = op.get("log_scan") or {}
+        out.append(f"  log {op['log']}: {logs.get('errors', 0)} ERROR, {logs.get('warnings', 0)} WARNING, "
                    f"{logs.get('tracebacks', 0)} tracebacks")
-        out.extend(f"  {sample}" for sample in logs.get("samples", []))
-        sim = results.get("simulator_log") or {}
+        out.extend(f"    {sample}" for sample in logs.get("samples", []))
+        if op.get("scrape_failures"):
+            out.append(f"  {len(op['scrape_failures'])} failed /metrics scrapes: {op['scrape_failures'][:2]}")
+    if "simulator_log" in results:
+        sim = results["simulator_log"]
         out.append(f"simulator log: {sim.get('errors', 0)} ERROR, {sim.get('warnings', 0)} WARNING")
         out.extend(f"  {sample}" for sample in sim.get("samples", [])[:5])
+    for restart in results.get("operator_restarts", []):
+        out.append(f"OPERATOR RESTARTED during {restart['phase']} (attempt {restart['attempt']}, "
+                   f"{restart['at_s']:.0f}s into the run): {restart['why']}")
     for phase, error in results.get("errors", {}).items():
         out.append(f"PHASE {phase} FAILED: {error}")
     return "\n".join(out)
@@ -853,6 +939,70 @@ def _on_sigterm(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
+def source_hash() -> str:
+    """Hash of the code the operator runs (operator/ and the shared kubectl_emqx/), to tie numbers to code."""
+    digest = hashlib.sha256()
+    for path in sorted([*REPO_ROOT.glob("operator/emqx_operator/*.py"), *REPO_ROOT.glob("kubectl_emqx/**/*.py")]):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def start_operator(state: Any, args: argparse.Namespace, number: int) -> Operator:
+    from sandbox import operator_process
+
+    code = source_hash()
+    proc, comp, live_port = operator_process.spawn(
+        state, name=f"operator-bench-{number}",
+        extra_args=["--resync-seconds", f"{args.resync_seconds:g}", "--workers", str(args.workers)])
+    op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+    op.code = code
+    try:
+        operator_process.wait_live(comp, live_port)
+        wait_until(functools.partial(_metrics_up, op), 30, "the operator's metrics endpoint")
+        op.mark_live()
+    except BaseException:
+        op.stop()
+        raise
+    return op
+
+
+def _metrics_up(op: Operator) -> bool:
+    try:
+        op.metrics()
+        return True
+    except (OSError, BenchError):
+        return False
+
+
+def operator_summary(op: Operator, reason: str) -> dict[str, Any]:
+    """What one operator process did, read just before it is stopped (or after it died)."""
+    out: dict[str, Any] = {"pid": op.proc.pid, "started_because": reason, "code": op.code,
+                           "log": str(op.log.name), "rss_start_mib": op.rss_start_kib / 1024}
+    if op.alive():
+        try:
+            final = Snapshot(op)
+            out.update({
+                "rss_end_mib": final.status.get("VmRSS", 0) / 1024,
+                "rss_peak_mib": final.status.get("VmHWM", 0) / 1024,
+                "threads": final.status.get("Threads"),
+                "cpu_total_s": final.cpu,
+                "uptime_s": final.at - op.started,
+                "writes_total": int(final.total_writes()),
+                "writes_by_kind": {f"{v} {k}": int(n) for (v, k), n in sorted(final.writes.items())},
+                "reconciles_total": int(sum(final.reconciles.values())),
+                "reconcile_errors": int(sum(n for (_, _, r), n in final.reconciles.items() if r != "ok")),
+            })
+        except BenchError as exc:
+            out["final_scrape_error"] = str(exc)
+    else:
+        op.require_alive_quietly()
+        noticed = op.died_noticed or time.monotonic()
+        out["died"] = {"exit_code": op.proc.returncode, "evidence": op.death_evidence(),
+                       "uptime_s": noticed - op.started}
+    out["scrape_failures"] = op.scrape_failures
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
@@ -871,10 +1021,10 @@ def main(argv: list[str] | None = None) -> int:
         "resync_seconds": args.resync_seconds,
         "workers": args.workers,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }, "errors": {}}
+    }, "errors": {}, "operators": []}
     os.environ.setdefault(cluster.POD_CIDR_ENV, pick_pod_cidr())
     directory = Path(tempfile.mkdtemp(prefix="emqx-bench-"))
-    op: Operator | None = None
+    operators: list[tuple[Operator, str]] = []  # every operator process started, with why
     watchers: list[Watcher] = []
     sim_log: Path | None = None
     try:
@@ -884,15 +1034,10 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["sandbox_up_s"] = time.monotonic() - step
         sim_log = next((Path(c.log) for c in state.components if c.name == "emqx-simulator"), None)
         operator_process.install_crd(state)
-        proc, comp, live_port = operator_process.spawn(
-            state, name="operator-bench",
-            extra_args=["--resync-seconds", f"{args.resync_seconds:g}", "--workers", str(args.workers)])
-        op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
-        operator_process.wait_live(comp, live_port)
-        wait_until(lambda: _metrics_up(op), 30, "the operator's metrics endpoint")
-        results["operator"] = {"pid": proc.pid, "rss_start_mib": op.proc_status()["VmRSS"] / 1024}
-        print(f"sandbox up in {results['meta']['sandbox_up_s']:.1f}s; operator pid {proc.pid}, "
-              f"RSS {results['operator']['rss_start_mib']:.1f} MiB", flush=True)
+        op = start_operator(state, args, 1)
+        operators.append((op, "start"))
+        print(f"sandbox up in {results['meta']['sandbox_up_s']:.1f}s; operator pid {op.proc.pid}, "
+              f"RSS {op.rss_start_kib / 1024:.1f} MiB, code {op.code}", flush=True)
 
         tracker = Tracker()
         clients = [config.new_client_from_config(config_file=state.kubeconfig) for _ in range(7)]
@@ -917,54 +1062,62 @@ def main(argv: list[str] | None = None) -> int:
         for phase in PHASES:
             if phase not in args.phases:
                 continue
-            print(f"phase {phase}", flush=True)
             step = time.monotonic()
-            try:
-                if phase == "create":
-                    bench.phase_create()
-                elif phase == "seed":
-                    kept = bench.phase_seed(keep_last="idle1" in args.phases)
-                elif phase == "idle1":
-                    kept = bench.phase_idle_one(kept)
-                elif phase == "idle100":
-                    if kept is not None:
-                        bench.clean_up(kept[0], [kept[1]])
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                print(f"phase {phase}" + (f" (attempt {attempt})" if attempt > 1 else ""), flush=True)
+                try:
+                    if phase == "create":
+                        bench.phase_create()
+                    elif phase == "seed":
+                        kept = bench.phase_seed(keep_last="idle1" in args.phases)
+                    elif phase == "idle1":
+                        kept = bench.phase_idle_one(kept)
+                    elif phase == "idle100":
+                        if kept is not None:
+                            bench.clean_up(kept[0], [kept[1]])
+                            kept = None
+                        bench.phase_idle_many()
+                    results["errors"].pop(phase, None)
+                    break
+                except OperatorDied as exc:
+                    results["errors"][phase] = f"OperatorDied: {exc}"
+                    restart = {"phase": phase, "attempt": attempt, "why": str(exc),
+                               "at_s": time.monotonic() - wall_start}
+                    results.setdefault("operator_restarts", []).append(restart)
+                    print(f"  the operator died during {phase}: {exc}", flush=True)
+                    if attempt == MAX_ATTEMPTS:
+                        break
+                    bench.attempt += 1
+                    bench.clean_leftovers(keep=kept[0] if kept and phase == "idle1" else None)
+                    if kept and phase != "idle1":
                         kept = None
-                    bench.phase_idle_many()
-            except Exception as exc:  # noqa: BLE001 - report the phase, go on with the next one
-                results["errors"][phase] = f"{type(exc).__name__}: {exc}"
-                if not isinstance(exc, BenchError):
-                    results.setdefault("tracebacks", {})[phase] = traceback.format_exc()
-                print(f"phase {phase} FAILED: {type(exc).__name__}: {exc}", flush=True)
-            finally:
-                results.update(bench.results)
-                results.setdefault("phase_seconds", {})[phase] = time.monotonic() - step
-        final = Snapshot(op)
-        results["operator"].update({
-            "rss_end_mib": final.status.get("VmRSS", 0) / 1024,
-            "rss_peak_mib": final.status.get("VmHWM", 0) / 1024,
-            "threads": final.status.get("Threads"),
-            "cpu_total_s": final.cpu,
-            "writes_total": int(final.total_writes()),
-            "writes_by_kind": {f"{v} {k}": int(n) for (v, k), n in sorted(final.writes.items())},
-            "reconciles_total": int(sum(final.reconciles.values())),
-            "reconcile_errors": int(sum(n for (_, _, r), n in final.reconciles.items() if r != "ok")),
-        })
+                    op = start_operator(state, args, len(operators) + 1)
+                    operators.append((op, f"the previous one died during {phase}"))
+                    bench.op = op
+                    print(f"  restarted the operator: pid {op.proc.pid}, code {op.code}", flush=True)
+                except Exception as exc:  # noqa: BLE001 - report the phase, go on with the next one
+                    results["errors"][phase] = f"{type(exc).__name__}: {exc}"
+                    if not isinstance(exc, BenchError):
+                        results.setdefault("tracebacks", {})[phase] = traceback.format_exc()
+                    print(f"phase {phase} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                    break
+            results.update(bench.results)
+            results.setdefault("phase_seconds", {})[phase] = time.monotonic() - step
     except KeyboardInterrupt:
         results["errors"]["interrupted"] = "interrupted"
         print("interrupted; tearing down", flush=True)
-    except (BenchError, SystemExit, Exception) as exc:  # noqa: BLE001 - always tear down, then report
+    except (SystemExit, Exception) as exc:  # noqa: BLE001 - always tear down, then report
         results["errors"]["setup"] = f"{type(exc).__name__}: {exc}"
         results.setdefault("tracebacks", {})["setup"] = traceback.format_exc()
         print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
     finally:
         for watcher in watchers:
             watcher.stop()
-        if op is not None:
+        for op, reason in operators:
+            summary_ = operator_summary(op, reason)
             op.stop()
-            results.setdefault("operator", {})["log"] = scan_log(op.log)
-            results["operator"]["exit_code"] = op.proc.returncode
-            results["operator"]["scrape_failures"] = op.scrape_failures
+            summary_["log_scan"] = scan_log(op.log)
+            results["operators"].append(summary_)
         if sim_log is not None:
             results["simulator_log"] = scan_log(sim_log)
         if args.keep_logs:
@@ -984,14 +1137,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=False, default=str) + "\n")
         print(f"\nresults written to {args.json}")
     return 1 if results.get("errors") else 0
-
-
-def _metrics_up(op: Operator) -> bool:
-    try:
-        op.metrics()
-        return True
-    except OSError:
-        return False
 
 
 if __name__ == "__main__":

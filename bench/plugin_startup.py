@@ -1,5 +1,5 @@
-"""Start-up of the installed plugin (issue 9): first run and later runs of `kubectl emqx --help` and
-`kubectl emqx list -A`, through the real kubectl, for each way of shipping it.
+"""Start-up of the installed plugin (issue 9): first run and later runs of `kubectl emqx --help`,
+`kubectl emqx list -A` and `kubectl emqx version`, through the real kubectl, for each way of shipping it.
 
 Run from the repository root:
 
@@ -49,7 +49,13 @@ from dist_tools.krew import KrewHome  # noqa: E402
 from sandbox import build as sandbox_build  # noqa: E402
 from sandbox import cluster, operator_process  # noqa: E402
 
-COMMANDS = {"--help": ["kubectl", "emqx", "--help"], "list": ["kubectl", "emqx", "list", "-A"]}
+# --help: click only; list: the light read path (kubectl_emqx.rest, no kubernetes client);
+# version: a verb that loads the full kubernetes client.
+COMMANDS = {
+    "--help": ["kubectl", "emqx", "--help"],
+    "list": ["kubectl", "emqx", "list", "-A"],
+    "version": ["kubectl", "emqx", "version"],
+}
 
 
 @contextmanager

@@ -545,6 +545,9 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
     context_name, context = _select_context(merged, flags)
     cluster = _entry_node(merged, "clusters", context.get("cluster"))
     cluster_settings = dict(cluster.value.get("cluster") or {}) if cluster else {}
+    # As kubectl: a relative path in a kubeconfig is relative to that kubeconfig's directory (the
+    # client would take it relative to the working directory); paths given as flags are not.
+    _absolute_paths(cluster_settings, ("certificate-authority",), cluster and cluster.path)
     if flags.server:
         cluster_settings["server"] = flags.server
     if flags.certificate_authority:
@@ -554,6 +557,7 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
         cluster_settings["insecure-skip-tls-verify"] = True
     user = _entry_node(merged, "users", context.get("user"))
     user_settings = dict(user.value.get("user") or {}) if user else {}
+    _absolute_paths(user_settings, KUBECONFIG_USER_FILES, user and user.path)
     if flags.token:
         user_settings = {"token": flags.token}
     # Keep each entry's file of origin: relative certificate paths resolve against it.
@@ -571,6 +575,20 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
     except ConfigException as exc:
         raise errors.KubeconfigError(f"kubeconfig context {context_name}: {exc}") from exc
     return configuration, flags.namespace or context.get("namespace") or "default", context_name
+
+
+KUBECONFIG_USER_FILES = ("client-certificate", "client-key", "tokenFile")
+
+
+def _absolute_paths(settings: dict[str, Any], keys: tuple[str, ...], origin: str | None) -> None:
+    """Make the file paths at `keys` absolute against the directory of the kubeconfig `origin`."""
+    if not origin:
+        return
+    base = os.path.dirname(os.path.abspath(os.path.expanduser(origin)))
+    for key in keys:
+        value = settings.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            settings[key] = os.path.join(base, value)
 
 
 def _select_context(merged: Any, flags: KubeFlags) -> tuple[str, dict[str, Any]]:

@@ -28,11 +28,13 @@ from kubectl_emqx.kube import (
     DEFAULT_REQUEST_TIMEOUT,
     GROUP,
     KIND,
+    KUBECONFIG_USER_FILES,
     PLURAL,
     RESOURCE,
     VERSION,
     KubeFlags,
     WatchEvent,
+    _absolute_paths,
     _select_context,
     _short_reason,
     _status_error,
@@ -144,8 +146,9 @@ def resolve(flags: KubeFlags) -> Endpoint:
     context_name, context = _select_context(_Node(merged), flags)
     cluster, cluster_file = _entry(merged, origin, "clusters", "cluster", context.get("cluster"))
     user, user_file = _entry(merged, origin, "users", "user", context.get("user"))
-    if set(cluster) - CLUSTER_KEYS or set(user) - USER_KEYS:
-        raise Unsupported("credentials or settings only the client handles")
+    # Relative paths in a kubeconfig are relative to its directory, as kube.py makes them.
+    _absolute_paths(cluster, ("certificate-authority",), cluster_file)
+    _absolute_paths(user, KUBECONFIG_USER_FILES, user_file)
     if flags.server:
         cluster["server"] = flags.server
     if flags.certificate_authority:
@@ -155,13 +158,12 @@ def resolve(flags: KubeFlags) -> Endpoint:
         cluster["insecure-skip-tls-verify"] = True
     if flags.token:
         user = {"token": flags.token}
+    if set(cluster) - CLUSTER_KEYS or set(user) - USER_KEYS:
+        raise Unsupported("credentials or settings only the client handles")
     if not cluster.get("server"):
         raise Unsupported("no server")
     server = str(cluster["server"]).rstrip("/")
-    # Relative paths resolve against the file the entry came from (the client's rules: the user's
-    # file for tokenFile, the cluster's file for certificates and keys).
-    cluster_base = os.path.abspath(os.path.dirname(cluster_file)) if cluster_file else ""
-    user_base = os.path.abspath(os.path.dirname(user_file)) if user_file else ""
+    cluster_base = user_base = ""  # what is still relative came from a flag: the working directory
 
     token = _file_or_data(user, "tokenFile", "token", user_base)
     token_text: str | None = None
@@ -455,15 +457,15 @@ def _default_ca_bundle() -> str | None:
 
 
 def _load_client_certificate(context: ssl.SSLContext, cert: tuple[str, str], key: tuple[str, str]) -> None:
-    """load_cert_chain reads only files: inline (base64) data goes through a private temporary
-    directory, removed at once."""
+    """load_cert_chain reads only files: inline (base64) data goes through a private directory
+    (mode 0700) that is removed at once. (os alone: tempfile and shutil cost start-up time.)"""
     if cert[1] == "file" and key[1] == "file":
         context.load_cert_chain(cert[0], key[0])
         return
-    import shutil
-    import tempfile
-
-    directory = tempfile.mkdtemp(prefix="kubectl-emqx-")
+    base = os.environ.get("TMPDIR") or "/tmp"
+    directory = os.path.join(base, f"kubectl-emqx-{os.getpid()}-{os.urandom(8).hex()}")
+    os.mkdir(directory, 0o700)
+    written: list[str] = []
     try:
         paths = []
         for label, (value, kind) in (("cert", cert), ("key", key)):
@@ -472,8 +474,11 @@ def _load_client_certificate(context: ssl.SSLContext, cert: tuple[str, str], key
                 continue
             path = os.path.join(directory, label)
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                written.append(path)
                 handle.write(base64.standard_b64decode(value))
             paths.append(path)
         context.load_cert_chain(paths[0], paths[1])
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        for path in written:
+            os.unlink(path)
+        os.rmdir(directory)

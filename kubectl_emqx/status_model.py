@@ -8,6 +8,7 @@ or YAML, so `-o json` never lacks what the text shows. `progress()` is the one j
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -157,10 +158,29 @@ def recent_events(items: list[dict[str, Any]], limit: int = RECENT_EVENTS) -> li
     return events[-limit:]
 
 
-def desired_image(body: dict[str, Any]) -> str | None:
-    from kubectl_emqx import spec
+# The few spec fields the read verbs show, read here rather than through spec.py: importing spec
+# (its dataclasses and hocon) costs `status` and `list` ~15 ms. tests/unit/test_status_model.py holds
+# these to spec.image_field_path and spec.DEFAULT_* on every form the CRD accepts.
+DEFAULT_CORES = 3
+DEFAULT_REPLICANTS = 3
 
-    image = spec.get_field(body, spec.image_field_path(body))
+
+def _field(body: Any, *path: str) -> Any:
+    node = body
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def desired_image(body: dict[str, Any]) -> str | None:
+    """spec.image, or spec.emqxTemplate.image (the v2alpha1 form) when spec.image is absent."""
+    spec = _field(body, "spec")
+    image = _field(body, "spec", "image")
+    if not (isinstance(spec, Mapping) and "image" in spec):
+        alpha = _field(body, "spec", "emqxTemplate", "image")
+        image = alpha if alpha is not None else image
     return str(image) if image else None
 
 
@@ -169,13 +189,17 @@ def desired_replicas(body: dict[str, Any]) -> tuple[int, int]:
 
     Reads the two fields the way spec.normalize() does, without normalising the whole body (that
     parses the HOCON config, which `list` should not pay for every cluster)."""
-    from kubectl_emqx import spec
 
     def replicas(template: str, default: int) -> int:
-        value = spec.get_field(body, ("spec", template, "spec", "replicas"))
-        return value if isinstance(value, int) and not isinstance(value, bool) else default
+        value = _field(body, "spec", template, "spec", "replicas")
+        if isinstance(value, bool) or value is None:
+            return default
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return default
 
-    return replicas("coreTemplate", spec.DEFAULT_CORES), replicas("replicantTemplate", spec.DEFAULT_REPLICANTS)
+    return replicas("coreTemplate", DEFAULT_CORES), replicas("replicantTemplate", DEFAULT_REPLICANTS)
 
 
 def _node_counts(body: dict[str, Any]) -> tuple[NodeCounts, NodeCounts]:

@@ -188,13 +188,17 @@ def make_pki(pki: Path) -> None:
     if shutil.which("openssl") is None:
         raise SandboxError("openssl is not installed (apt-get install openssl)")
     pki.mkdir(parents=True, exist_ok=True)
+    # keyUsage on the CA: Python >= 3.13 (VERIFY_X509_STRICT) refuses CAs without it.
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=sandbox-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
              "-keyout", "ca.key", "-out", "ca.crt", cwd=pki)
     (pki / "apiserver.ext").write_text(
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n"
     )
-    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    (pki / "client.ext").write_text("keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
         ("admin", f"/O=system:masters/CN={ADMIN_USER}", "client.ext"),

@@ -4,7 +4,6 @@ guarded against concurrent changes, and the stderr chatter."""
 from __future__ import annotations
 
 import copy
-import difflib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +41,8 @@ def _suggestions(api: ClusterReader, name: str, namespace: str) -> list[str]:
         nearby = [_name(item) for item in api.list_emqx(namespace)]
     except errors.PluginError:
         nearby = []
+    import difflib
+
     suggestions = [f'"{close}"' for close in difflib.get_close_matches(name, nearby, n=3, cutoff=0.6)]
     if suggestions:
         return suggestions

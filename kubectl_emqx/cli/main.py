@@ -7,7 +7,8 @@ verb runs (or prints its help), so `kubectl emqx --help` loads click and nothing
 from __future__ import annotations
 
 import importlib
-import traceback
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,34 @@ class LazyGroup(EmqxGroup):
             ctx.fail(f"unknown command {name!r}.{hint} See `{PROG_NAME} --help`.")
         return super().resolve_command(ctx, args)
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, except that a usage error (a bad flag value, a missing argument, an unknown
+        verb) is one line on stderr -- `error: <what is wrong> (see `kubectl emqx VERB --help`)` --
+        instead of click's usage block; still exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.UsageError as exc:
+            click.echo(f"error: {usage_error_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # Without standalone mode click returns the exit code of ctx.exit(code), or the verb's
+        # return value (None).
+        sys.exit(result if isinstance(result, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -102,8 +131,17 @@ class LazyGroup(EmqxGroup):
             ctx.exit(1)
 
 
+def usage_error_line(exc: click.exceptions.UsageError) -> str:
+    message = exc.format_message().strip().replace("\n", " ")
+    if exc.ctx is None or "--help" in message:
+        return message
+    return f"{message} (see `{exc.ctx.command_path} --help`)"
+
+
 def _report(ctx: click.Context, exc: BaseException, message: str) -> None:
     if state(ctx).verbosity:
+        import traceback
+
         click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
     lines = message.splitlines() or [""]
     click.echo(f"error: {lines[0]}", err=True)

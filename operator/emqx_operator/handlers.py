@@ -8,7 +8,9 @@ operator never blocks on it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -20,6 +22,16 @@ INSTANCE_LABEL = "apps.emqx.io/instance"
 MANAGED_BY = "apps.emqx.io/managed-by=kubectl-emqx"
 
 
+class RetryForever:
+    """kopf's API retry backoffs with no last attempt. kopf retries 403s and 5xx, then gives up and
+    the operator exits; a watch that is Forbidden (RBAC being fixed) or an API server that is away
+    must not stop the operator: the reconciler reports Forbidden conditions meanwhile."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from (1, 1, 2, 3, 5, 8, 13, 21)
+        yield from itertools.repeat(30)
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"operator.{GROUP}/finalizer"
@@ -28,6 +40,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    settings.networking.error_backoffs = RetryForever()
     settings.scanning.disabled = True
     settings.watching.label_selectors["v1", "pods"] = MANAGED_BY
     state = runtime.current()

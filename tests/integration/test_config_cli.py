@@ -23,8 +23,10 @@ def _plugin(kubeconfig: str, *args: str, env: dict[str, str] | None = None,
                           capture_output=True, text=True, env=full_env, timeout=60)
 
 
-def _version(api_client: Any, namespace: str) -> str:
-    return str(get_emqx(api_client, namespace, "cfg")["metadata"]["resourceVersion"])
+def _version(api_client: Any, namespace: str) -> tuple[Any, Any]:
+    """What a write by the plugin would change (status belongs to the operator, which may be running)."""
+    obj = get_emqx(api_client, namespace, "cfg")
+    return obj["metadata"]["generation"], obj["spec"]
 
 
 def test_invalid_hocon_from_every_config_verb_writes_nothing(

@@ -161,18 +161,28 @@ def test_delete_removes_everything_and_settled_cluster_makes_no_writes(
     wait_ready(api_client, namespace, "quiet")
     operator.wait_reconciles(namespace, "quiet", count=1)
 
-    def versions() -> dict[str, str]:
+    def operator_footprint() -> dict[str, Any]:
+        """What only the operator writes: the resource's status, and per owned object its spec
+        generation, applied hash and the time of the operator's last apply. (Controllers keep
+        updating the workloads' status, so resourceVersions of those would prove nothing.)"""
         out = json.loads(kubectl(
-            "get", "emqx,statefulset,deployment,service,configmap,secret,pdb,pod", "-n", namespace,
-            "-l", "apps.emqx.io/instance=quiet", "-o", "json").stdout)
-        listing = {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in out["items"]}
-        cr_obj = get_emqx(api_client, namespace, "quiet")
-        listing["EMQX/quiet"] = cr_obj["metadata"]["resourceVersion"]
-        return listing
+            "get", "statefulset,deployment,service,configmap,secret,pdb", "-n", namespace,
+            "-l", "apps.emqx.io/instance=quiet", "-o", "json", "--show-managed-fields").stdout)
+        footprint: dict[str, Any] = {}
+        for item in out["items"]:
+            meta = item["metadata"]
+            applied = [(f.get("operation"), f.get("time")) for f in meta.get("managedFields", [])
+                       if f.get("manager") == "emqx-operator"]
+            footprint[f"{item['kind']}/{meta['name']}"] = (
+                meta.get("generation"), (meta.get("annotations") or {}).get("apps.emqx.io/applied-hash"), applied)
+        footprint["EMQX/quiet"] = get_emqx(api_client, namespace, "quiet")["metadata"]["resourceVersion"]
+        return footprint
 
-    before = versions()
+    before = operator_footprint()
+    assert len(before) == 11, sorted(before)
+    assert all(v[2] for k, v in before.items() if k != "EMQX/quiet" and not k.startswith("Secret/")), before
     operator.wait_reconciles(namespace, "quiet", count=3)
-    assert versions() == before, "a settled cluster must not be written to"
+    assert operator_footprint() == before, "a settled cluster must not be written to"
     sts = client.AppsV1Api(api_client).read_namespaced_stateful_set("quiet-core", namespace)
     assert sts.metadata.generation == 1
 

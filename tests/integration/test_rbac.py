@@ -71,7 +71,7 @@ def test_operator_on_its_service_account_creates_scales_reconfigures_and_upgrade
     api_client: Any, solo_namespace: str, installed: tuple[str, InstalledOperator],
 ) -> None:
     _, operator = installed
-    body = cr("rbac", image="emqx/emqx:5.7.2", cores=2, replicants=1)
+    body = cr("rbac", image="emqx/emqx:5.7.1", cores=2, replicants=1)
     body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
     custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", solo_namespace, "emqxes", body)
     wait_ready(api_client, solo_namespace, "rbac")
@@ -86,18 +86,24 @@ def test_operator_on_its_service_account_creates_scales_reconfigures_and_upgrade
     applied = wait_ready(api_client, solo_namespace, "rbac")
     assert condition(applied, "ConfigApplied")["status"] == "True", condition(applied, "ConfigApplied")
 
-    patch_emqx(api_client, solo_namespace, "rbac", {"spec": {"image": "emqx/emqx:5.7.3"}})
-    upgraded = _wait_image(api_client, solo_namespace, "rbac", "emqx/emqx:5.7.3")
-    assert upgraded["status"]["previousImage"] == "emqx/emqx:5.7.2"
-    assert {n["version"] for n in emqx_nodes(api_client, solo_namespace, "rbac")} == {"5.7.3"}
+    # A patch upgrade (5.7.2 is the last 5.7 release, which the simulator knows like EMQX's registry).
+    patch_emqx(api_client, solo_namespace, "rbac", {"spec": {"image": "emqx/emqx:5.7.2"}})
+    upgraded = _wait_image(api_client, solo_namespace, "rbac", "emqx/emqx:5.7.2")
+    assert upgraded["status"]["previousImage"] == "emqx/emqx:5.7.1"
+    assert {n["version"] for n in emqx_nodes(api_client, solo_namespace, "rbac")} == {"5.7.2"}
 
     log = operator.log_text()
     assert "forbidden" not in log.lower(), log
     assert operator.metrics()["emqx_operator_leader"] == 1
 
 
+@pytest.mark.parametrize(("resource", "group"), [
+    ("poddisruptionbudgets", "policy"),  # only the reconciler needs it
+    ("pods", ""),  # kopf's watch needs it too: kopf must keep retrying rather than exit
+])
 def test_a_missing_permission_is_reported_as_forbidden_naming_it_and_the_operator_carries_on(
     api_client: Any, kubeconfig: str, kubectl: Any, solo_namespace: str, installed: tuple[str, InstalledOperator],
+    resource: str, group: str,
 ) -> None:
     operator_namespace, operator = installed
     custom_api(api_client).create_namespaced_custom_object(
@@ -105,18 +111,18 @@ def test_a_missing_permission_is_reported_as_forbidden_naming_it_and_the_operato
     wait_ready(api_client, solo_namespace, "denied")
 
     role = json.loads(kubectl("get", "role", "emqx-operator", "-n", solo_namespace, "-o", "json").stdout)
-    role["rules"] = [rule for rule in role["rules"] if "poddisruptionbudgets" not in rule["resources"]]
+    role["rules"] = [rule for rule in role["rules"] if resource not in rule["resources"]]
     kubectl("replace", "-f", "-", stdin=json.dumps(role))
     kubectl("annotate", "emqx/denied", "-n", solo_namespace, "test/poke=1")  # look again now
 
     forbidden = wait_condition(api_client, solo_namespace, "denied", "Forbidden", "True", timeout=30)
     message = forbidden["message"]
-    assert 'cannot list resource "poddisruptionbudgets" in API group "policy"' in message, message
+    assert f'cannot list resource "{resource}" in API group "{group}"' in message, message
     assert "system:serviceaccount:" + operator_namespace + ":emqx-operator" in message, message
     ready = condition(get_emqx(api_client, solo_namespace, "denied"), "Ready")
     assert ready["status"] == "False" and ready["reason"] == "Forbidden", ready
-    assert any(e.reason == "Forbidden" and "poddisruptionbudgets" in (e.message or "")
-               for e in events_for(api_client, solo_namespace, "denied"))
+    wait_for(lambda: any(e.reason == "Forbidden" and f'"{resource}"' in (e.message or "")
+                         for e in events_for(api_client, solo_namespace, "denied")), 10, "a Forbidden Event")
     assert operator.alive(), "a missing permission must not crash the operator"
     with urllib.request.urlopen(operator.liveness_url, timeout=5) as response:
         assert response.status == 200

@@ -193,3 +193,24 @@ def test_short_connection_reason() -> None:
         "[Errno 111] Connection refused"
     )
     assert kube._short_reason(reason) == "Connection refused"
+
+
+def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As kubectl; the client alone would read them relative to the working directory."""
+    home = tmp_path / "kube"
+    (home / "creds").mkdir(parents=True)
+    (home / "creds" / "token").write_text("file-token")
+    (home / "creds" / "ca.crt").write_text("ca")
+    config = _kubeconfig(
+        home / "config", current="dev",
+        contexts={"dev": {"cluster": "c", "user": "u"}},
+        clusters={"c": {"server": "https://dev.example:6443", "certificate-authority": "creds/ca.crt"}},
+        users={"u": {"tokenFile": "creds/token"}},
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.chdir(tmp_path)
+    configuration = _configuration(_session(kubeconfig=str(config)))
+    assert configuration.api_key["BearerToken"] == "Bearer file-token"
+    assert configuration.ssl_ca_cert == str(home / "creds" / "ca.crt")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kubectl_emqx import status_model
 from tests.unit.cli_helpers import condition, emqx, event, node
 
@@ -152,3 +154,35 @@ def test_age_seconds() -> None:
     assert status_model.age_seconds("2026-01-01T00:00:00Z", now) == 60
     assert status_model.age_seconds(None, now) is None
     assert status_model.age_seconds("yesterday", now) is None
+
+
+@pytest.mark.parametrize(
+    "spec_body",
+    [
+        {"image": "emqx/emqx:5.7.2"},
+        {"emqxTemplate": {"image": "emqx/emqx:5.0.6"}},
+        {"image": "emqx/emqx:5.7.2", "emqxTemplate": {"image": "emqx/emqx:5.0.6"}},
+        {"image": None, "emqxTemplate": {"image": "emqx/emqx:5.0.6"}},
+        {"emqxTemplate": {"image": None}},
+        {"emqxTemplate": "not a mapping"},
+        {},
+        None,
+        "not a mapping",
+        {"coreTemplate": {"spec": {"replicas": 5}}, "replicantTemplate": {"spec": {"replicas": 0}}},
+        {"coreTemplate": {"spec": {"replicas": True}}, "replicantTemplate": {"spec": {"replicas": "2"}}},
+        {"coreTemplate": {"spec": {"replicas": "many"}}, "replicantTemplate": {"spec": {"replicas": 2.0}}},
+    ],
+)
+def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
+    """status_model reads the image and replica counts itself (importing spec.py costs start-up): it
+    must agree with spec.py on every form."""
+    from kubectl_emqx import spec
+
+    body = {"metadata": {"name": "x"}, "spec": spec_body}
+    image = spec.get_field(body, spec.image_field_path(body))
+    assert status_model.desired_image(body) == (str(image) if image else None)
+    normalized = spec.normalize(body) if isinstance(spec_body, dict) and "coreTemplate" in spec_body else None
+    if normalized is not None:
+        assert status_model.desired_replicas(body) == (normalized.core.replicas, normalized.replicant.replicas)
+    assert (status_model.DEFAULT_CORES, status_model.DEFAULT_REPLICANTS) == (spec.DEFAULT_CORES,
+                                                                             spec.DEFAULT_REPLICANTS)

@@ -1,0 +1,66 @@
+"""render.table lays out plain tables itself (so `status` and `list` need not import tabulate): its
+output must be tabulate's "plain" format exactly, and anything it does not handle goes to tabulate."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import click
+import pytest
+from tabulate import tabulate
+
+from kubectl_emqx import render
+
+HEADERS = ("NODE", "ROLE", "STATUS", "VERSION", "OTP", "UPTIME", "CONNECTIONS")
+
+
+def _tabulate(rows: list[list[Any]], headers: tuple[str, ...], no_headers: bool) -> str:
+    if no_headers:
+        return str(tabulate(rows, tablefmt="plain", disable_numparse=True))
+    return str(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+
+
+def _cell(rng: random.Random) -> str:
+    text = "".join(rng.choice("abcXYZ019-@./:_ ") for _ in range(rng.randint(0, 24)))
+    roll = rng.random()
+    if roll < 0.2:
+        return click.style(text, fg=rng.choice(["green", "red", "yellow"]))
+    if roll < 0.3:
+        return click.style(text, bold=True)
+    if roll < 0.4:
+        return f"  {text} "
+    return text
+
+
+@pytest.mark.parametrize("seed", range(60))
+@pytest.mark.parametrize("no_headers", [False, True])
+def test_same_text_as_tabulate(seed: int, no_headers: bool) -> None:
+    rng = random.Random(seed)
+    rows = [[_cell(rng) for _ in HEADERS] for _ in range(rng.randint(0, 8))]
+    assert render.table(rows, HEADERS, no_headers) == _tabulate(rows, HEADERS, no_headers)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [["emqx@n-core-0", "core", "running", "5.7.2", "26.2.5-1", "3h12m", "10"]],
+        [["", "", "", "", "", "", ""]],
+        [["a" * 40, "b", "c", "d", "e", "f", "g"], ["x", "y" * 30, "z", "", "", "", "1234567890123"]],
+    ],
+)
+def test_fixed_tables(rows: list[list[str]]) -> None:
+    for no_headers in (False, True):
+        assert render.table(rows, HEADERS, no_headers) == _tabulate(rows, HEADERS, no_headers)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [["ünïcode", "core", "running", "5.7.2", "-", "-", "-"]],  # wide/non-ASCII: tabulate's widths
+        [["two\nlines", "core", "running", "5.7.2", "-", "-", "-"]],  # multi-line cells
+        [[None, "core", 3, 1.5, "-", "-", "-"]],  # not text
+    ],
+)
+def test_other_tables_go_to_tabulate(rows: list[list[Any]]) -> None:
+    assert render.table(rows, HEADERS) == _tabulate(rows, HEADERS, False)
