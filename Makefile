@@ -39,10 +39,12 @@ test: build lint
 plugin: venv
 	$(PY) -m dist_tools.build_plugin
 
+# Re-running it keeps the sandbox, its operator and the demo cluster (create only when missing).
 demo: build
 	$(PY) -m sandbox up --operator
-	PATH="$$($(PY) -c 'from sandbox import build; print(build.bin_dir())'):$(CURDIR)/$(VENV)/bin:$$PATH" \
-		KUBECONFIG="$(CURDIR)/.sandbox/kubeconfig" sh -c 'kubectl emqx create demo --wait && kubectl emqx status demo'
+	eval "$$($(PY) -m sandbox env)" && \
+		{ kubectl emqx status demo >/dev/null 2>&1 || kubectl emqx create demo --wait; } && \
+		kubectl emqx status demo
 	@echo
 	@echo 'Point your shell at the sandbox:  eval "$$($(PY) -m sandbox env)"'
 	@echo 'Tear it down:                     make demo-down'

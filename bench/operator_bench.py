@@ -198,6 +198,14 @@ def _listening(port: int) -> bool:
     return any(f"{port:04X}" == line.split()[1].split(":")[1] and line.split()[3] == "0A" for line in lines)
 
 
+def loadavg() -> list[float]:
+    """The machine's 1/5/15-minute load averages: other work on a shared machine skews every number."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return []
+
+
 def log_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -227,11 +235,20 @@ class Tracker:
         self.first_seen: dict[tuple[str, str, str], float] = {}
         self.ready: dict[tuple[str, str], bool] = {}
         self.first_ready: dict[tuple[str, str], float] = {}
+        self.events: list[dict[str, Any]] = []  # Events the operator posted, in arrival order
 
     def on_event(self, kind: str, event_type: str, obj: dict[str, Any], at: float) -> None:
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace") or "", meta.get("name") or ""
         if not namespace.startswith(NS_PREFIX):
+            return
+        if kind == "Event":
+            if event_type == "ADDED" and (obj.get("source") or {}).get("component") == "emqx-operator":
+                involved = obj.get("involvedObject") or {}
+                with self.cond:
+                    self.events.append({"at": at, "namespace": namespace, "name": involved.get("name"),
+                                        "type": obj.get("type"), "reason": obj.get("reason"),
+                                        "message": obj.get("message")})
             return
         with self.cond:
             if event_type == "DELETED":
@@ -278,6 +295,12 @@ class Tracker:
                     raise BenchError(f"timed out after {timeout:.0f}s: {len(missing)}/{len(wanted)} EMQX not Ready "
                                      f"(e.g. {'/'.join(missing[0])})")
                 self.cond.wait(min(left, 1.0))
+
+    def events_since(self, since: float, namespaces: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        wanted = set(namespaces) if namespaces is not None else None
+        with self.cond:
+            return [{k: v for k, v in e.items() if k != "at"} for e in self.events
+                    if e["at"] >= since and (wanted is None or e["namespace"] in wanted)]
 
     def ready_count(self, keys: Iterable[tuple[str, str]]) -> int:
         with self.cond:
@@ -636,6 +659,7 @@ class Bench:
                 "last_child": "{}/{}".format(*max(children, key=lambda c: seen[(c[0], namespace, c[1])])),
                 "writes": delta_writes(before, after),
                 "reconciles": delta_reconciles(before, after)["count"],
+                "events": self.tracker.events_since(started, [namespace]),
             }
             runs.append(run)
             run["cleanup_s"] = self.clean_up(namespace, [cr_name])
@@ -674,7 +698,8 @@ class Bench:
                 (namespace, "emqx")]
             after = Snapshot(self.op)
             run: dict[str, Any] = {"namespace": namespace, "ready_s": ready_at - started,
-                                   "writes": delta_writes(before, after), "reconciles": delta_reconciles(before, after)}
+                                   "writes": delta_writes(before, after), "reconciles": delta_reconciles(before, after),
+                                   "events": self.tracker.events_since(started, [namespace])}
             runs.append(run)
             print(f"  seed run {index + 1}/{len(names)}: Ready after {run['ready_s']:.2f}s, "
                   f"{sum(run['writes'].values())} writes, {run['reconciles']['count']} reconciles", flush=True)
@@ -749,6 +774,7 @@ class Bench:
             "cpu_s": after.cpu - before.cpu,
             "cpu_pct": (after.cpu - before.cpu) / window * 100,
             "still_ready": self.tracker.ready_count(keys),
+            "events": self.tracker.events_since(before.at),
             "log": scan_log(self.op.log, log_start),
         }
         print(f"  {label}: {len(keys)} CRs, {total} writes in {window:.0f}s {writes or ''}, "
@@ -812,7 +838,9 @@ def render(results: dict[str, Any]) -> str:
 
     meta = results["meta"]
     out = [f"Operator benchmark, {meta['started_at']} ({meta['cpus']} CPUs, resync {meta['resync_seconds']:g}s, "
-           f"{meta['workers']} workers, total {meta.get('duration_s', 0):.0f}s)", ""]
+           f"{meta['workers']} workers, total {meta.get('duration_s', 0):.0f}s), code {meta['git']}",
+           f"machine load average (1 min) at start {(meta.get('loadavg_at_start') or ['?'])[0]}, after each phase: "
+           + ", ".join(f"{k} {v[0] if v else '?'}" for k, v in results.get("loadavg_after_phase", {}).items()), ""]
     rows = []
 
     def row(what: str, s: dict[str, Any]) -> None:
@@ -839,6 +867,7 @@ def render(results: dict[str, Any]) -> str:
         for run in results["seed"]["runs"]:
             out.append(f"seed run {run['namespace']}: Ready {run['ready_s']:.2f}s, "
                        f"{run['reconciles']['count']} reconciles, writes {run['writes']}")
+            out.extend(f"  event {e['type']} {e['reason']}: {e['message']}" for e in run.get("events", []))
         out.append("")
     idle_rows = []
     for key in ("idle1", "idle100"):
@@ -1020,6 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "resync_seconds": args.resync_seconds,
         "workers": args.workers,
+        "loadavg_at_start": loadavg(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }, "errors": {}, "operators": []}
     os.environ.setdefault(cluster.POD_CIDR_ENV, pick_pod_cidr())
@@ -1040,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
               f"RSS {op.rss_start_kib / 1024:.1f} MiB, code {op.code}", flush=True)
 
         tracker = Tracker()
-        clients = [config.new_client_from_config(config_file=state.kubeconfig) for _ in range(7)]
+        clients = [config.new_client_from_config(config_file=state.kubeconfig) for _ in range(8)]
         watchers = [
             Watcher("Secret", client.CoreV1Api(clients[0]).list_secret_for_all_namespaces, tracker),
             Watcher("ConfigMap", client.CoreV1Api(clients[1]).list_config_map_for_all_namespaces, tracker),
@@ -1051,6 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
                     client.PolicyV1Api(clients[5]).list_pod_disruption_budget_for_all_namespaces, tracker),
             Watcher("EMQX", client.CustomObjectsApi(clients[6]).list_cluster_custom_object, tracker,
                     list_args=(GROUP, "v2beta1", PLURAL)),
+            Watcher("Event", client.CoreV1Api(clients[7]).list_event_for_all_namespaces, tracker),
         ]
         for watcher in watchers:
             watcher.start()
@@ -1103,6 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
                     break
             results.update(bench.results)
             results.setdefault("phase_seconds", {})[phase] = time.monotonic() - step
+            results.setdefault("loadavg_after_phase", {})[phase] = loadavg()
     except KeyboardInterrupt:
         results["errors"]["interrupted"] = "interrupted"
         print("interrupted; tearing down", flush=True)

@@ -31,8 +31,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if args.operator:
         from sandbox import operator_process
 
-        operator_process.start(state)
-        print("sandbox: operator started from the working tree", file=sys.stderr)
+        already = operator_process.running(state)
+        comp = operator_process.start(state)
+        what = "already running" if already else "started from the working tree"
+        print(f"sandbox: operator {what} (pid {comp.pid}, log {comp.log})", file=sys.stderr)
     print("sandbox: point your shell at it with: eval \"$(python -m sandbox env)\"", file=sys.stderr)
     return 0
 

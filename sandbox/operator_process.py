@@ -65,8 +65,18 @@ def wait_live(comp: Component, port: int, timeout: float = 60) -> None:
     raise SandboxError(f"{comp.name} did not become live within {timeout:.0f}s; see {comp.log}")
 
 
+def running(state: SandboxState) -> Component | None:
+    """The operator `start` gave this sandbox, if it is alive."""
+    return next((c for c in state.components if c.name == "operator" and _pid_alive(c.pid)), None)
+
+
 def start(state: SandboxState) -> Component:
+    """Install (or update) the CRD and start the operator, unless it already runs: a second one
+    would fight it (`up --operator` on a running sandbox)."""
     install_crd(state)
+    existing = running(state)
+    if existing is not None:
+        return existing
     _, comp, port = spawn(state)
     state.components.append(comp)
     state.save()

@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kopf.configure(verbose=args.verbose)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     api = ClusterApi.from_kubeconfig(args.kubeconfig)

@@ -197,9 +197,11 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
         others_healthy = all(p in healthy_cores for p in core_pods if p not in outdated)
         broken = [p for p in outdated if p not in healthy_cores]
         candidates = broken or (outdated if len(healthy_cores) == desired_cores else [])
-        takeover_until = (parse_timestamp(upgrade.get("lastCompleted")) or moment) + datetime.timedelta(
+        # Without evacuation, clients of the last replaced node get waitTakeover seconds to reconnect.
+        last_completed = parse_timestamp(upgrade.get("lastCompleted"))
+        taken_over = last_completed is None or moment >= last_completed + datetime.timedelta(
             seconds=strategy.evacuation.wait_takeover_seconds)
-        if others_healthy and candidates and len(core_pods) == desired_cores and moment >= takeover_until:
+        if others_healthy and candidates and len(core_pods) == desired_cores and taken_over:
             victim = max(candidates, key=lambda p: _ordinal(p["metadata"]["name"]))
     if victim is not None:
         victim_name = victim["metadata"]["name"]

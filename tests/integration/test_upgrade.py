@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -34,9 +35,9 @@ def _create(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
     custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", body)
 
 
-def _cluster(name: str, image: str, cores: int, replicants: int, **strategy: Any) -> dict[str, Any]:
+def _cluster(name: str, image: str, cores: int, replicants: int, takeover: int = 0, **strategy: Any) -> dict[str, Any]:
     body = cr(name, image=image, cores=cores, replicants=replicants)
-    body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}, **strategy}
+    body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": takeover}, **strategy}
     return body
 
 
@@ -70,7 +71,7 @@ def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
 ) -> None:
     from kubernetes import client
 
-    _create(api_client, namespace, _cluster("up", "emqx/emqx:5.0.6", 3, 3))
+    _create(api_client, namespace, _cluster("up", "emqx/emqx:5.0.6", 3, 3, takeover=1))
     wait_ready(api_client, namespace, "up")
     before = pod_uids(api_client, namespace, "up")
     mark = emqx_sim.last_seq()
@@ -114,6 +115,8 @@ def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
             running_cores -= 1
             lowest = min(lowest, running_cores)
     assert lowest >= 2, "never fewer than 2 of 3 cores running"
+    core_boot_times = [e["time"] for e in events if e["event"] == "booted" and "-core-" in _short(e)]
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(core_boot_times)), "waitTakeover between cores"
     replaced = [e for e in events_for(api_client, namespace, "up") if e.reason == "NodeReplaced"]
     assert len(replaced) == 3
 

@@ -246,3 +246,16 @@ def test_dockerignore_sends_only_what_the_image_installs() -> None:
     lines = (REPO / "operator" / "Dockerfile.dockerignore").read_text().splitlines()
     assert "*" in lines
     assert {"!pyproject.toml", "!kubectl_emqx/", "!operator/emqx_operator/"} <= set(lines)
+
+
+def test_kopf_never_gives_up_on_a_forbidden_watch() -> None:
+    """A removed list/watch rule must not make kopf exit after its retries (the operator reports
+    Forbidden conditions and resumes once the rule is back)."""
+    import itertools
+
+    from emqx_operator.handlers import RetryForever
+
+    backoffs = RetryForever()
+    first = list(itertools.islice(backoffs, 100))
+    assert first[:3] == [1, 1, 2] and max(first) == 30 and len(first) == 100
+    assert list(itertools.islice(backoffs, 3)) == [1, 1, 2], "every request starts its own sequence"
