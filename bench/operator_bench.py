@@ -770,6 +770,7 @@ class Bench:
             "reconciles": reconciles,
             "rss_mib": {"start": rss_samples[0] / 1024, "end": rss_samples[-1] / 1024,
                         "max": max(rss_samples) / 1024, "peak_hwm": after.status.get("VmHWM", 0) / 1024},
+            "rss_series_mib_every_10s": [round(kib / 1024, 1) for kib in rss_samples[::10]],
             "threads": after.status.get("Threads"),
             "cpu_s": after.cpu - before.cpu,
             "cpu_pct": (after.cpu - before.cpu) / window * 100,

@@ -329,7 +329,7 @@ def upgrade_rows(status: ClusterStatus) -> list[tuple[str, ...]]:
         to_version = format_version(parse_image(target).version)
     except ValueError:
         return []
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for node in sorted(status.nodes, key=lambda n: (n.role != "core", n.node)):
         if node.status != "running":
             state = node.status

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import secrets as secrets_mod
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,28 +139,55 @@ def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options
     ready = [p for p in world.core_pods if pod_ready(p) and (p.get("status") or {}).get("podIP")]
     if options.emqx_address == "service":
         host = f"{spec.name}-dashboard.{spec.namespace}.svc.{spec.cluster_domain}"
-        addresses = [(host, port)] if ready else []
+        addresses = [(container_image(ready[0]) or spec.image, host, port)] if ready else []
     else:
-        addresses = [(p["status"]["podIP"], _pod_dashboard_port(p, port)) for p in ready]
+        addresses = [(container_image(p) or spec.image, p["status"]["podIP"], _pod_dashboard_port(p, port))
+                     for p in ready]
     if not addresses:
         return EmqxView()
-    use_login = not versions.supports_bootstrap_api_keys(spec.image_info.version)
     last_error: EmqxApiError | None = None
-    for address, address_port in addresses[:2]:
+    for pod_image, address, address_port in addresses[:2]:
         base = f"http://{address}:{address_port}"
-        if use_login:
-            client = EmqxApi(base, creds.dashboard_username, creds.dashboard_password, timeout=options.emqx_timeout,
-                             login=True)
+        # Before 5.0.14 there are no bootstrap API keys: log in as the dashboard admin instead.
+        if versions.supports_bootstrap_api_keys(versions.parse_image(pod_image).version):
+            client = _client(base, creds.api_key, creds.api_secret, False, options.emqx_timeout)
         else:
-            client = EmqxApi(base, creds.api_key, creds.api_secret, timeout=options.emqx_timeout)
+            client = _client(base, creds.dashboard_username, creds.dashboard_password, True, options.emqx_timeout)
         try:
             nodes = client.nodes()
             return EmqxView(nodes=sorted(nodes, key=lambda n: str(n.get("node"))), address=base, client=client)
         except EmqxApiError as exc:
             last_error = exc
-            client.close()
+            _forget_client(client)
     assert last_error is not None
     return EmqxView(error=_describe(last_error), error_reason=_reason(last_error), address=last_error.url)
+
+
+# One client per EMQX address and credentials, reused across passes: keeps connections (and, for
+# dashboard logins, the token) instead of opening new ones every second during a rollout.
+_CLIENTS: dict[tuple[str, str, str, bool], EmqxApi] = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLIENTS_MAX = 512
+
+
+def _client(base: str, user: str, secret: str, login: bool, timeout: float) -> EmqxApi:
+    key = (base, user, secret, login)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            if len(_CLIENTS) >= _CLIENTS_MAX:
+                oldest = next(iter(_CLIENTS))
+                _CLIENTS.pop(oldest).close()
+            client = _CLIENTS[key] = EmqxApi(base, user, secret, timeout=timeout, login=login)
+        return client
+
+
+def _forget_client(client: EmqxApi) -> None:
+    with _CLIENTS_LOCK:
+        for key, cached in list(_CLIENTS.items()):
+            if cached is client:
+                del _CLIENTS[key]
+    client.close()
 
 
 def observe_evacuations(view: EmqxView) -> None:

@@ -110,19 +110,15 @@ class Reconciler:
             run.event_on_change("EMQXReachable", True, "APIAnswered",
                                 f"EMQX answered at {emqx_view.address}", event_type="Normal")
 
-        try:
-            if emqx_view.client is not None and self._rollout_may_move(spec, run):
-                observe.observe_evacuations(emqx_view)
-            plan = rollout.decide(spec, world, emqx_view, status, body, run.generation)
-            self._act(run, spec, world, emqx_view, plan)
-            outcome = config_sync.sync(spec, emqx_view, status, run.generation,
-                                       cluster_settled=plan.cores_settled and emqx_view.nodes is not None,
-                                       versions_mixed=plan.versions_mixed)
-            if outcome.applied:
-                config_sync.refresh_live(spec, emqx_view, outcome.status)
-        finally:
-            if emqx_view.client is not None:
-                emqx_view.client.close()
+        if emqx_view.client is not None and self._rollout_may_move(spec, run):
+            observe.observe_evacuations(emqx_view)
+        plan = rollout.decide(spec, world, emqx_view, status, body, run.generation)
+        self._act(run, spec, world, emqx_view, plan)
+        outcome = config_sync.sync(spec, emqx_view, status, run.generation,
+                                   cluster_settled=plan.cores_settled and emqx_view.nodes is not None,
+                                   versions_mixed=plan.versions_mixed)
+        if outcome.applied:
+            config_sync.refresh_live(spec, emqx_view, outcome.status)
         ok, reason, message = outcome.condition
         run.condition("ConfigApplied", ok, reason, message)
         run.events.extend(outcome.events)

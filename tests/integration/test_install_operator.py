@@ -112,7 +112,6 @@ def test_reinstall_prunes_rbac_and_uninstall_leaves_emqx_running_and_namespaces_
                               ("role", "emqx-operator", solo_namespace),
                               ("rolebinding", "emqx-operator", solo_namespace)):
         assert kubectl("get", kind, name, "-n", where, check=False).returncode != 0, kind
-    wait_namespace_gone(api_client, operator_namespace)
     kubectl("get", "crd", "emqxes.apps.emqx.io")
 
     # EMQX keeps running without the operator: same pods, all Ready, resource and status intact.
@@ -122,6 +121,7 @@ def test_reinstall_prunes_rbac_and_uninstall_leaves_emqx_running_and_namespaces_
     # No finalizer holds the namespace: deleting it completes with no operator around.
     kubectl("delete", "namespace", solo_namespace, "--wait=false")
     wait_namespace_gone(api_client, solo_namespace)
+    wait_namespace_gone(api_client, operator_namespace)  # install made it: uninstall removed it
 
 
 def test_purge_explains_and_asks_and_a_refusal_changes_nothing(

@@ -13,7 +13,7 @@ import yaml
 
 from kubectl_emqx import render, status_model
 from sandbox import cluster
-from tests.emqx_helpers import custom_api, emqx_nodes, get_emqx, ready_pods, wait_ready
+from tests.emqx_helpers import custom_api, emqx_nodes, get_emqx, patch_emqx, ready_pods, wait_ready
 from tests.helpers import wait_for
 from tests.plugin_helpers import PluginRunner
 
@@ -175,3 +175,53 @@ def test_read_verbs_do_not_load_the_kubernetes_client(
     assert "kubernetes" not in imported(completed)
     # A verb that writes still goes through the client.
     assert "kubernetes" in imported(plugin("scale", "replicants", "light", "1", "-n", namespace, env=trace))
+
+
+def test_status_watch_follows_changes(plugin: PluginRunner, api_client: Any, namespace: str, crd: None) -> None:
+    """`status -w -o json` prints the model again on every change, through the light session's watch."""
+    import queue
+    import signal
+    import subprocess
+    import threading
+
+    custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", {
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "watched"},
+        "spec": {"image": "emqx/emqx:5.7.2"}})
+    process = subprocess.Popen([str(plugin.kubectl), "emqx", "status", "watched", "-n", namespace, "-w", "-o", "json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin.env)
+    chunks: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+    threading.Thread(target=lambda: [chunks.put(line) for line in stdout], daemon=True).start()
+    printed = ""
+
+    def documents() -> list[dict[str, Any]]:
+        nonlocal printed
+        while not chunks.empty():
+            printed += chunks.get()
+        decoder, found, index = json.JSONDecoder(), [], 0
+        while index < len(printed.rstrip()):
+            try:
+                document, index = decoder.raw_decode(printed, index)
+            except ValueError:
+                break
+            found.append(document)
+            while index < len(printed) and printed[index].isspace():
+                index += 1
+        return found
+
+    try:
+        wait_for(lambda: len(documents()) == 1, 30, "the first status document")
+        patch_emqx(api_client, namespace, "watched", {"spec": {"replicantTemplate": {"spec": {"replicas": 7}}}})
+        shown = wait_for(lambda: [d for d in documents() if d["replicants"]["desired"] == 7], 30,
+                         "a status document with 7 replicants desired")
+        assert shown[0]["generation"] == 2
+        assert process.poll() is None  # still watching
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
