@@ -227,7 +227,7 @@ class Reconciler:
 
     def _report_forbidden(self, namespace: str, name: str, exc: ApiError) -> None:
         message = (f"the operator is not allowed to {exc.method} {exc.path}: {exc.message} — grant it in the "
-                   "operator's ClusterRole (kubectl emqx install regenerates it)")
+                   "operator's ClusterRole or Role (`kubectl emqx install` regenerates them)")
         log.error("%s/%s: %s", namespace, name, message)
         try:
             body = self.api.get("EMQX", namespace, name)
