@@ -27,7 +27,14 @@ times are when the API server reported the object, with no polling load. Percent
 linearly between the two nearest samples. Before an idle window starts, every CR is Ready and the
 operator has made no write for --quiet-seconds. Once settled the operator should make no writes at all
 except one status refresh (PATCH EMQX/status) per CR at most every 300 s for the volatile node fields;
-anything else is listed as an unexpected write.
+anything else is listed as an unexpected write. A 60 s window cannot show that refresh: run with
+`--phases idle100 --idle-seconds 360` to see it (one PATCH EMQX/status per CR is expected).
+
+Also recorded: the Events the operator posts (per run and per idle window), the ERROR/WARNING lines of
+its log, a hash of the operator's source (another session may be editing it), and the machine's load
+average at the start and after each phase (other work on a shared machine skews every latency). Each
+run's CRs are deleted, and gone, before their namespace: deleting a namespace under a live CR makes the
+operator log RBAC errors that are not (see clean_up()).
 
 Options:
   --runs N              measured create runs (default 20)

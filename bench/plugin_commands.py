@@ -2,19 +2,20 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/plugin_commands.py [--runs 20] [--json FILE]
+    .venv/bin/python bench/plugin_commands.py [--runs 20] [--json FILE] [--venv DIR]
 
-Every command runs through the real kubectl with this repository's venv on PATH (the editable
-install's `kubectl-emqx`), against a Ready 3 cores + 3 replicants cluster: the sandbox in
-EMQX_SANDBOX_DIR when set, else a private one (with the EMQX simulator) started and torn down
-here. The operator is the sandbox's own when `python -m sandbox up --operator` started one, else
-one run here for the bench's namespace only.
+Every command runs through the real kubectl with an installation's bin directory on PATH (default
+this repository's .venv, an editable install; --venv names another, e.g. a plain `pip install .`),
+against a Ready 3 cores + 3 replicants cluster: the sandbox in EMQX_SANDBOX_DIR when set, else a
+private one (with the EMQX simulator) started and torn down here. The operator is the sandbox's own
+when `python -m sandbox up --operator` started one, else one run here for the bench's namespace only.
 
 The commands run round-robin (after two warm-up rounds, which also fill kubectl's discovery
 cache), so that load from anything else on the machine spreads over all of them evenly. Goals:
 `kubectl emqx --help` <= 100 ms; `kubectl emqx status` <= 1.5 x `kubectl get emqx -o json`.
-Reference rows show what every row pays before the plugin runs a line of its own: kubectl's
-start-up (`kubectl version --client`) and the interpreter's (`python -c pass`).
+Reference rows: `status` the way it ran before the light read session (through the `kubernetes`
+client), and what every row pays before the plugin runs a line of its own: kubectl's start-up
+(`kubectl version --client`) and the interpreter's (`python -c pass`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from sandbox import cluster, operator_process  # noqa: E402
 
-VENV_BIN = REPO_ROOT / ".venv" / "bin"
+DEFAULT_VENV = REPO_ROOT / ".venv"
 CLUSTER = "bench"
 HELP_GOAL_MS = 100.0
 STATUS_GOAL_RATIO = 1.5
@@ -61,9 +62,9 @@ def sandbox() -> Iterator[cluster.SandboxState]:
         cluster.down(directory)
 
 
-def environment(state: cluster.SandboxState) -> dict[str, str]:
+def environment(state: cluster.SandboxState, venv_bin: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(VENV_BIN), state.bin_dir, env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(venv_bin), state.bin_dir, env.get("PATH", "")])
     env["KUBECONFIG"] = state.kubeconfig
     for name in ("NO_COLOR", "KUBECTL_EMQX_NO_EXTRACT"):
         env.pop(name, None)
@@ -108,19 +109,35 @@ def ready_cluster(state: cluster.SandboxState, env: dict[str, str]) -> Iterator[
                 own_operator.kill()
 
 
-def commands(namespace: str) -> dict[str, list[str]]:
+def client_path_kubeconfig(state: cluster.SandboxState, directory: str) -> str:
+    """The sandbox's kubeconfig plus a user setting the light session (kubectl_emqx/rest.py) leaves
+    to the `kubernetes` client (which ignores it): `status` then runs the way it did before rest.py."""
+    import yaml
+
+    config = yaml.safe_load(Path(state.kubeconfig).read_text())
+    for entry in config["users"]:
+        entry["user"]["as-user-extra"] = {}
+    path = Path(directory) / "kubeconfig-client-path"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def commands(namespace: str, client_kubeconfig: str, venv_bin: Path) -> dict[str, list[str]]:
     return {
         "kubectl get emqx -o json": ["kubectl", "get", "emqx", "-n", namespace, "-o", "json"],
         "kubectl emqx --help": ["kubectl", "emqx", "--help"],
         "kubectl emqx list": ["kubectl", "emqx", "list", "-n", namespace],
         f"kubectl emqx status {CLUSTER}": ["kubectl", "emqx", "status", CLUSTER, "-n", namespace],
+        "status via the kubernetes client": ["kubectl", "emqx", "status", CLUSTER, "-n", namespace,
+                                             "--kubeconfig", client_kubeconfig],
         "kubectl version --client": ["kubectl", "version", "--client"],
-        "kubectl-emqx --help (no kubectl)": [str(VENV_BIN / "kubectl-emqx"), "--help"],
-        "python -c pass": [str(VENV_BIN / "python"), "-c", "pass"],
+        "kubectl-emqx --help (no kubectl)": [str(venv_bin / "kubectl-emqx"), "--help"],
+        "python -c pass": [str(venv_bin / "python"), "-c", "pass"],
     }
 
 
-REFERENCES = ("kubectl version --client", "kubectl-emqx --help (no kubectl)", "python -c pass")
+REFERENCES = ("status via the kubernetes client", "kubectl version --client", "kubectl-emqx --help (no kubectl)",
+              "python -c pass")
 
 
 def measure(argvs: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, list[float]]:
@@ -133,7 +150,7 @@ def measure(argvs: dict[str, list[str]], env: dict[str, str], runs: int) -> dict
     return samples
 
 
-def report(samples: dict[str, list[float]], runs: int) -> list[dict[str, object]]:
+def report(samples: dict[str, list[float]], runs: int, venv: Path) -> list[dict[str, object]]:
     baseline = statistics.median(samples["kubectl get emqx -o json"])
     rows: list[dict[str, object]] = []
     for label, values in samples.items():
@@ -154,8 +171,8 @@ def report(samples: dict[str, list[float]], runs: int) -> list[dict[str, object]
                 "met" if median / baseline <= STATUS_GOAL_RATIO else "MISSED")
         rows.append(row)
 
-    print(f"\nplugin commands on the sandbox: {runs} runs each, interleaved; ratio = median / median of "
-          "`kubectl get emqx -o json`")
+    print(f"\nplugin commands on the sandbox ({venv}): {runs} runs each, interleaved; ratio = median / median "
+          "of `kubectl get emqx -o json`")
     header = f"{'command':<34} {'median':>8} {'min':>8} {'p90':>8} {'ratio':>7}   goal"
     print(header)
     print("-" * len(header))
@@ -171,12 +188,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None, help="also write the samples and the table here")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help="the installation to measure (default: this repository's .venv, an editable install)")
     args = parser.parse_args()
-    with sandbox() as state:
-        env = environment(state)
+    venv_bin = args.venv.resolve() / "bin"
+    if not (venv_bin / "kubectl-emqx").exists():
+        raise SystemExit(f"bench: {venv_bin / 'kubectl-emqx'} is missing")
+    with sandbox() as state, tempfile.TemporaryDirectory() as scratch:
+        env = environment(state, venv_bin)
         with ready_cluster(state, env) as namespace:
-            samples = measure(commands(namespace), env, args.runs)
-    rows = report(samples, args.runs)
+            samples = measure(commands(namespace, client_path_kubeconfig(state, scratch), venv_bin), env, args.runs)
+    rows = report(samples, args.runs, args.venv)
     if args.json:
         args.json.write_text(json.dumps({"runs": args.runs, "rows": rows, "samples": samples}, indent=2))
     return 0

@@ -9,6 +9,7 @@ Durations and byte sizes (`15s`, `1MB`) stay strings, as EMQX's own schema reads
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -102,8 +103,14 @@ def parse(text: str) -> Config:
     """HOCON text -> plain dict. Raises HoconError (with line and column) for invalid input.
 
     Substitutions (`${VAR}`) are kept as the literal string "${VAR}": EMQX resolves them from its
-    own environment, which the operator does not share.
+    own environment, which the operator does not share. Results are cached by text (the operator
+    parses the same configuration on every pass, and pyhocon rebuilds its grammar each time).
     """
+    return copy.deepcopy(_parse_cached(text))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> Config:
     import pyparsing
     from pyhocon import config_parser
     from pyhocon.exceptions import ConfigException

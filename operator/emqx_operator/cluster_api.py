@@ -208,6 +208,10 @@ class ClusterApi:
         }
         self.request("POST", resource_path("Event", meta["namespace"]), body=event, kind="Event")
 
+    def writes_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.writes)
+
     def total_writes(self) -> int:
         with self._lock:
             return sum(self.writes.values())

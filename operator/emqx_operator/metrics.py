@@ -111,7 +111,7 @@ class Metrics:
         source = self.writes_source
         if source is not None:
             lines += _header("api_writes_total", "counter", "Kubernetes API writes by verb and kind.")
-            for key, value in sorted(source.writes.items()):
+            for key, value in sorted(source.writes_snapshot().items()):
                 verb, _, kind = key.partition(" ")
                 lines.append(f'emqx_operator_api_writes_total{{verb="{verb}",kind="{kind}"}} {value}')
         lines += _header("build_info", "gauge", "The operator's version.")

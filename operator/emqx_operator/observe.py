@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from emqx_operator.cluster_api import ApiError, ClusterApi
 from emqx_operator.runtime import Options
 from kubectl_emqx import builders, hocon, versions
@@ -150,9 +152,10 @@ def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options
         base = f"http://{address}:{address_port}"
         # Before 5.0.14 there are no bootstrap API keys: log in as the dashboard admin instead.
         if versions.supports_bootstrap_api_keys(versions.parse_image(pod_image).version):
-            client = _client(base, creds.api_key, creds.api_secret, False, options.emqx_timeout)
+            client = _client(spec, base, creds.api_key, creds.api_secret, False, options.emqx_timeout)
         else:
-            client = _client(base, creds.dashboard_username, creds.dashboard_password, True, options.emqx_timeout)
+            client = _client(spec, base, creds.dashboard_username, creds.dashboard_password, True,
+                             options.emqx_timeout)
         try:
             nodes = client.nodes()
             return EmqxView(nodes=sorted(nodes, key=lambda n: str(n.get("node"))), address=base, client=client)
@@ -163,22 +166,25 @@ def emqx_view(spec: spec_mod.EmqxSpec, world: World, creds: Credentials, options
     return EmqxView(error=_describe(last_error), error_reason=_reason(last_error), address=last_error.url)
 
 
-# One client per EMQX address and credentials, reused across passes: keeps connections (and, for
-# dashboard logins, the token) instead of opening new ones every second during a rollout.
-_CLIENTS: dict[tuple[str, str, str, bool], EmqxApi] = {}
+# EMQX API clients are kept across passes (connections, and for dashboard logins the token), one
+# per resource and address, all on one shared HTTP connection pool: a pool per client would cost
+# an SSL context each. forget_clients() drops a resource's entries when it is gone.
+_HTTP: httpx.Client | None = None
+_CLIENTS: dict[tuple[str, str, str, str, str, bool], EmqxApi] = {}
 _CLIENTS_LOCK = threading.Lock()
-_CLIENTS_MAX = 512
 
 
-def _client(base: str, user: str, secret: str, login: bool, timeout: float) -> EmqxApi:
-    key = (base, user, secret, login)
+def _client(spec: spec_mod.EmqxSpec, base: str, user: str, secret: str, login: bool, timeout: float) -> EmqxApi:
+    global _HTTP
+    key = (spec.namespace, spec.name, base, user, secret, login)
     with _CLIENTS_LOCK:
+        if _HTTP is None:
+            _HTTP = httpx.Client(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=64))
         client = _CLIENTS.get(key)
         if client is None:
-            if len(_CLIENTS) >= _CLIENTS_MAX:
-                oldest = next(iter(_CLIENTS))
-                _CLIENTS.pop(oldest).close()
-            client = _CLIENTS[key] = EmqxApi(base, user, secret, timeout=timeout, login=login)
+            for stale in [k for k in _CLIENTS if k[:2] == key[:2] and k[2] == base]:
+                del _CLIENTS[stale]  # same address, other credentials
+            client = _CLIENTS[key] = EmqxApi(base, user, secret, timeout=timeout, login=login, client=_HTTP)
         return client
 
 
@@ -187,7 +193,12 @@ def _forget_client(client: EmqxApi) -> None:
         for key, cached in list(_CLIENTS.items()):
             if cached is client:
                 del _CLIENTS[key]
-    client.close()
+
+
+def forget_clients(namespace: str, name: str) -> None:
+    with _CLIENTS_LOCK:
+        for key in [k for k in _CLIENTS if k[:2] == (namespace, name)]:
+            del _CLIENTS[key]
 
 
 def observe_evacuations(view: EmqxView) -> None:

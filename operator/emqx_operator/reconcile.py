@@ -68,6 +68,11 @@ class Reconciler:
         try:
             return self._reconcile(namespace, name)
         except ApiError as exc:
+            if exc.not_found and self.api.get("EMQX", namespace, name) is None:
+                observe.forget_clients(namespace, name)
+                return FORGET  # deleted while this pass ran
+            if exc.forbidden and "being terminated" in exc.message:
+                return FORGET  # its namespace is going away with everything in it
             result = "error"
             if exc.forbidden:
                 self._report_forbidden(namespace, name, exc)
@@ -85,6 +90,7 @@ class Reconciler:
         body = self.api.get("EMQX", namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             METRICS.set_phase(namespace, name, None)
+            observe.forget_clients(namespace, name)
             return FORGET
         status = dict(body.get("status") or {})
         # A pass that gets as far as writing status met no 403: a Forbidden condition is stale.

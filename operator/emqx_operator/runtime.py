@@ -15,7 +15,7 @@ class Options:
     # "service" (the dashboard Service's DNS name, for setups where pod IPs are not routable).
     emqx_address: str = "pod-ip"
     resync_seconds: float = 30.0
-    busy_requeue_seconds: float = 1.0
+    busy_requeue_seconds: float = 2.0  # pod and resource events trigger a pass at once anyway
     emqx_timeout: float = 5.0
     excluded_namespaces: tuple[str, ...] = ()
 

@@ -100,8 +100,13 @@ def test_dry_run_client_output_applies_with_kubectl(
     assert custom_api(api_client).list_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes")[
         "items"] == []
 
-    applied = plugin.run("apply", "-n", namespace, "-f", "-", stdin=printed.stdout)
-    assert applied.code == 0, applied.describe()
+    import subprocess
+
+    pipeline = (f"kubectl emqx create piped --replicants 1 --dry-run=client -o yaml | "
+                f"kubectl apply -n {namespace} -f -")
+    applied = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True,
+                             timeout=120, env=plugin.env)
+    assert applied.returncode == 0, applied.stderr
     assert "emqx.apps.emqx.io/piped created" in applied.stdout
     wait_ready(api_client, namespace, "piped")
     listed = json.loads(plugin.ok("list", "-n", namespace, "-o", "json").stdout)
