@@ -558,6 +558,8 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
     user = _entry_node(merged, "users", context.get("user"))
     user_settings = dict(user.value.get("user") or {}) if user else {}
     _absolute_paths(user_settings, KUBECONFIG_USER_FILES, user and user.path)
+    if "token" not in user_settings and user_settings.get("tokenFile"):
+        user_settings["token"] = read_token_file(str(user_settings.pop("tokenFile")))
     if flags.token:
         user_settings = {"token": flags.token}
     # Keep each entry's file of origin: relative certificate paths resolve against it.
@@ -578,6 +580,16 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
 
 
 KUBECONFIG_USER_FILES = ("client-certificate", "client-key", "tokenFile")
+
+
+def read_token_file(path: str) -> str:
+    """A kubeconfig tokenFile's token without the surrounding whitespace, as kubectl reads it (the
+    client would send the file's trailing newline and fail every request with a ValueError)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise errors.KubeconfigError(f"cannot read the kubeconfig's tokenFile {path}: {exc.strerror or exc}") from exc
 
 
 def _absolute_paths(settings: dict[str, Any], keys: tuple[str, ...], origin: str | None) -> None:

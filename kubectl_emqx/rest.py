@@ -2,7 +2,7 @@
 kubeconfig read with json (or yaml), requests made with http.client, no `kubernetes` client.
 
 Importing the `kubernetes` client costs ~0.3 s, several times what `kubectl get` takes in total;
-these verbs need four GET requests. `connect()` takes only the kubeconfigs it can serve exactly as
+these verbs need a few GET requests. `connect()` takes only the kubeconfigs it can serve exactly as
 kube.KubernetesClusterApi would -- client certificates, bearer tokens (inline or tokenFile), CA data
 or file, insecure-skip-tls-verify, tls-server-name -- and returns None for anything else (exec or
 auth-provider credentials, basic auth, proxies, in-cluster configuration, a kubeconfig it cannot
@@ -39,6 +39,7 @@ from kubectl_emqx.kube import (
     _short_reason,
     _status_error,
     kubeconfig_paths,
+    read_token_file,
 )
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
@@ -168,7 +169,7 @@ def resolve(flags: KubeFlags) -> Endpoint:
     token = _file_or_data(user, "tokenFile", "token", user_base)
     token_text: str | None = None
     if token is not None:
-        token_text = token[0] if token[1] == "data" else _read_text(token[0])
+        token_text = token[0] if token[1] == "data" else read_token_file(_existing(token[0]))
     settings: dict[str, Any] = {}
     if server.startswith("https"):
         ca = _file_or_data(cluster, "certificate-authority", "certificate-authority-data", cluster_base)
@@ -217,11 +218,6 @@ def _existing(path: str) -> str:
     if not os.path.isfile(path):
         raise Unsupported(f"{path} does not exist (the client reports it)")
     return path
-
-
-def _read_text(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
 
 
 # --- requests --------------------------------------------------------------------------------

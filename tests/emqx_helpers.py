@@ -47,23 +47,39 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def wait_ready(api_client: Any, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
-    """Wait for Ready=True observed at the current generation."""
+def create_emqx(api_client: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return dict(custom_api(api_client).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
 
-    def ready() -> dict[str, Any] | None:
+
+def _wait_settled(api_client: Any, namespace: str, name: str, image: str | None, timeout: float,
+                  what: str) -> dict[str, Any]:
+    """Wait for Ready=True at the current generation (and `image` everywhere, when given); on a
+    timeout the error carries the operator's own account (phase, message, rollout)."""
+
+    def settled() -> dict[str, Any] | None:
         obj = get_emqx(api_client, namespace, name)
         cond = condition(obj, "Ready")
         status = obj.get("status") or {}
-        if cond and cond["status"] == "True" and status.get("observedGeneration") == obj["metadata"]["generation"]:
-            return obj
-        return None
+        if not (cond and cond["status"] == "True"
+                and status.get("observedGeneration") == obj["metadata"]["generation"]):
+            return None
+        return obj if image is None or status.get("currentImage") == image else None
 
     try:
-        return wait_for(ready, timeout, f"EMQX {namespace}/{name} to be Ready")
+        return wait_for(settled, timeout, what)
     except WaitTimeout as exc:
         status = get_emqx(api_client, namespace, name).get("status") or {}
-        summary = {k: status.get(k) for k in ("phase", "message", "observedGeneration", "upgrade")}
+        summary = {k: status.get(k) for k in ("phase", "message", "observedGeneration", "currentImage", "upgrade")}
         raise WaitTimeout(f"{exc}; status: {summary}") from None
+
+
+def wait_ready(api_client: Any, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    return _wait_settled(api_client, namespace, name, None, timeout, f"EMQX {namespace}/{name} to be Ready")
+
+
+def wait_image(api_client: Any, namespace: str, name: str, image: str, timeout: float = 120) -> dict[str, Any]:
+    """Wait until every node runs `image` and the resource is Ready."""
+    return _wait_settled(api_client, namespace, name, image, timeout, f"{namespace}/{name} Ready on {image}")
 
 
 def wait_condition(api_client: Any, namespace: str, name: str, kind: str, status: str,

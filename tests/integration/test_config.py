@@ -14,7 +14,7 @@ from kubectl_emqx import hocon
 from tests.emqx_helpers import (
     condition,
     cr,
-    custom_api,
+    create_emqx,
     emqx_api,
     events_for,
     get_emqx,
@@ -27,10 +27,6 @@ from tests.emqx_helpers import (
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _create(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
-    custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", body)
 
 
 def _wait_applied(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -52,7 +48,7 @@ def _level(config: dict[str, Any]) -> Any:
 def test_live_change_reaches_every_node_without_restarts_and_new_nodes_boot_with_it(
     api_client: Any, namespace: str, operator: Any, kubeconfig: str
 ) -> None:
-    _create(api_client, namespace, cr("hot", cores=2, replicants=1, config="log.console.level = warning\n"))
+    create_emqx(api_client, namespace, cr("hot", cores=2, replicants=1, config="log.console.level = warning\n"))
     wait_ready(api_client, namespace, "hot")
     before = pod_uids(api_client, namespace, "hot")
 
@@ -83,7 +79,7 @@ def test_restart_key_rolls_each_node_once_cores_first(
 ) -> None:
     body = cr("roll", cores=3, replicants=2)
     body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
-    _create(api_client, namespace, body)
+    create_emqx(api_client, namespace, body)
     wait_ready(api_client, namespace, "roll")
     before = pod_uids(api_client, namespace, "roll")
     mark = emqx_sim.last_seq()
@@ -110,7 +106,7 @@ def test_restart_key_rolls_each_node_once_cores_first(
 def test_dashboard_change_survives_and_rejection_is_reported(
     api_client: Any, namespace: str, operator: Any
 ) -> None:
-    _create(api_client, namespace, cr("keep", cores=1, replicants=0, config="log.console.level = warning\n"))
+    create_emqx(api_client, namespace, cr("keep", cores=1, replicants=0, config="log.console.level = warning\n"))
     wait_ready(api_client, namespace, "keep")
     core = pods(api_client, namespace, "keep", "core")[0]
     with emqx_api(api_client, namespace, "keep", core) as api:
@@ -139,7 +135,7 @@ def test_dashboard_change_survives_and_rejection_is_reported(
 def test_before_511_config_is_applied_by_rolling_restart(api_client: Any, namespace: str, operator: Any) -> None:
     body = cr("old", image="emqx/emqx:5.0.6", cores=2, replicants=0, config="log.console.level = warning\n")
     body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
-    _create(api_client, namespace, body)
+    create_emqx(api_client, namespace, body)
     wait_ready(api_client, namespace, "old")
     before = pod_uids(api_client, namespace, "old")
     patch_emqx(api_client, namespace, "old", {"spec": {"config": {"data": "log.console.level = debug\n"}}})
@@ -160,7 +156,7 @@ def test_dashboard_port_change_rolls_nodes_and_moves_the_service(
 
     body = cr("dash", cores=2, replicants=1)
     body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
-    _create(api_client, namespace, body)
+    create_emqx(api_client, namespace, body)
     wait_ready(api_client, namespace, "dash")
     before = pod_uids(api_client, namespace, "dash")
     patch_emqx(api_client, namespace, "dash", {"spec": {"config": {"data": "dashboard.listeners.http.bind = 18084\n"}}})

@@ -9,7 +9,7 @@ import pytest
 from tests.emqx_helpers import (
     condition,
     cr,
-    custom_api,
+    create_emqx,
     events_for,
     get_emqx,
     patch_emqx,
@@ -20,10 +20,6 @@ from tests.emqx_helpers import (
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _create(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
-    custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", body)
 
 
 def _event_with(api_client: Any, namespace: str, name: str, reason: str, text: str) -> Any:
@@ -37,7 +33,8 @@ def _event_with(api_client: Any, namespace: str, name: str, reason: str, text: s
 def test_invalid_hocon_is_reported_and_nothing_is_built(api_client: Any, namespace: str, operator: Any) -> None:
     from kubernetes import client
 
-    _create(api_client, namespace, cr("badconf", cores=1, replicants=0, config="listeners.tcp.default {\n bind = \n"))
+    broken = "listeners.tcp.default {\n bind = \n"
+    create_emqx(api_client, namespace, cr("badconf", cores=1, replicants=0, config=broken))
     cond = wait_condition(api_client, namespace, "badconf", "Valid", "False")
     assert "config.data" in cond["message"] and "line" in cond["message"], cond
     assert condition(get_emqx(api_client, namespace, "badconf"), "Ready")["status"] == "False"
@@ -50,7 +47,7 @@ def test_invalid_hocon_is_reported_and_nothing_is_built(api_client: Any, namespa
 
 
 def test_replicants_on_opensource_58_are_refused(api_client: Any, namespace: str, operator: Any) -> None:
-    _create(api_client, namespace, cr("ce58", image="emqx/emqx:5.8.9", cores=1, replicants=2))
+    create_emqx(api_client, namespace, cr("ce58", image="emqx/emqx:5.8.9", cores=1, replicants=2))
     cond = wait_condition(api_client, namespace, "ce58", "Valid", "False")
     assert "replicant" in cond["message"] and "5.8" in cond["message"], cond
     _event_with(api_client, namespace, "ce58", "InvalidSpec", "replicant")
@@ -63,7 +60,7 @@ def test_replicants_on_opensource_58_are_refused(api_client: Any, namespace: str
 def test_emqx_api_401_and_unreachable_then_recovery(
     api_client: Any, namespace: str, operator: Any, emqx_sim: Any
 ) -> None:
-    _create(api_client, namespace, cr("auth", cores=1, replicants=0))
+    create_emqx(api_client, namespace, cr("auth", cores=1, replicants=0))
     wait_ready(api_client, namespace, "auth")
     node = f"emqx@auth-core-0.auth-headless.{namespace}.svc.cluster.local"
     try:

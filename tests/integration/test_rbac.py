@@ -23,9 +23,10 @@ from tests.emqx_helpers import (
     patch_emqx,
     ready_pods,
     wait_condition,
+    wait_image,
     wait_ready,
 )
-from tests.helpers import WaitTimeout, wait_for
+from tests.helpers import wait_for
 from tests.install_helpers import InstalledOperator, deployment_container, plugin, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
@@ -50,23 +51,6 @@ def installed(api_client: Any, kubeconfig: str, sandbox: Any, solo_namespace: st
         plugin(kubeconfig, "uninstall", "-n", operator_namespace, check=False)
 
 
-def _wait_image(api_client: Any, namespace: str, name: str, image: str, timeout: float = 180) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        obj = get_emqx(api_client, namespace, name)
-        ready = condition(obj, "Ready")
-        if (obj.get("status") or {}).get("currentImage") == image and ready and ready["status"] == "True" \
-                and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]:
-            return obj
-        return None
-
-    try:
-        return wait_for(done, timeout, f"{namespace}/{name} Ready on {image}")
-    except WaitTimeout as exc:
-        status = get_emqx(api_client, namespace, name).get("status") or {}
-        summary = {k: status.get(k) for k in ("phase", "message", "currentImage", "targetImage", "upgrade")}
-        raise WaitTimeout(f"{exc}; status: {summary}") from None
-
-
 def test_operator_on_its_service_account_creates_scales_reconfigures_and_upgrades(
     api_client: Any, solo_namespace: str, installed: tuple[str, InstalledOperator],
 ) -> None:
@@ -88,7 +72,7 @@ def test_operator_on_its_service_account_creates_scales_reconfigures_and_upgrade
 
     # A patch upgrade (5.7.2 is the last 5.7 release, which the simulator knows like EMQX's registry).
     patch_emqx(api_client, solo_namespace, "rbac", {"spec": {"image": "emqx/emqx:5.7.2"}})
-    upgraded = _wait_image(api_client, solo_namespace, "rbac", "emqx/emqx:5.7.2")
+    upgraded = wait_image(api_client, solo_namespace, "rbac", "emqx/emqx:5.7.2")
     assert upgraded["status"]["previousImage"] == "emqx/emqx:5.7.1"
     assert {n["version"] for n in emqx_nodes(api_client, solo_namespace, "rbac")} == {"5.7.2"}
 

@@ -14,7 +14,7 @@ import pytest
 from tests.emqx_helpers import (
     condition,
     cr,
-    custom_api,
+    create_emqx,
     events_for,
     get_emqx,
     is_ready,
@@ -23,16 +23,13 @@ from tests.emqx_helpers import (
     pods,
     selector_matches,
     wait_condition,
+    wait_image,
     wait_ready,
 )
-from tests.helpers import WaitTimeout, wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _create(api_client: Any, namespace: str, body: dict[str, Any]) -> None:
-    custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", body)
 
 
 def _cluster(name: str, image: str, cores: int, replicants: int, takeover: int = 0, **strategy: Any) -> dict[str, Any]:
@@ -49,29 +46,12 @@ def _short(event: dict[str, Any]) -> str:
     return str(event["pod"]).split("/", 1)[1]
 
 
-def _wait_current(api_client: Any, namespace: str, name: str, image: str, timeout: float = 120) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        obj = get_emqx(api_client, namespace, name)
-        status = obj.get("status") or {}
-        ready = condition(obj, "Ready")
-        if status.get("currentImage") == image and ready and ready["status"] == "True":
-            return obj
-        return None
-
-    try:
-        return wait_for(done, timeout, f"{namespace}/{name} to run {image} everywhere")
-    except WaitTimeout as exc:
-        status = get_emqx(api_client, namespace, name).get("status") or {}
-        summary = {k: status.get(k) for k in ("phase", "message", "currentImage", "targetImage", "upgrade")}
-        raise WaitTimeout(f"{exc}; status: {summary}") from None
-
-
 def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
     api_client: Any, namespace: str, operator: Any, emqx_sim: Any
 ) -> None:
     from kubernetes import client
 
-    _create(api_client, namespace, _cluster("up", "emqx/emqx:5.0.6", 3, 3, takeover=1))
+    create_emqx(api_client, namespace, _cluster("up", "emqx/emqx:5.0.6", 3, 3, takeover=1))
     wait_ready(api_client, namespace, "up")
     before = pod_uids(api_client, namespace, "up")
     mark = emqx_sim.last_seq()
@@ -124,7 +104,7 @@ def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
 def test_never_booting_image_stalls_after_first_core_and_rollback_restores(
     api_client: Any, namespace: str, operator: Any, emqx_sim: Any, kubeconfig: str
 ) -> None:
-    _create(api_client, namespace, _cluster("stall", "emqx/emqx:5.0.6", 3, 1, nodeReadyTimeoutSeconds=3))
+    create_emqx(api_client, namespace, _cluster("stall", "emqx/emqx:5.0.6", 3, 1, nodeReadyTimeoutSeconds=3))
     wait_ready(api_client, namespace, "stall")
     before = pod_uids(api_client, namespace, "stall")
     emqx_sim.never_boot("emqx/emqx:5.0.8")
@@ -146,14 +126,14 @@ def test_never_booting_image_stalls_after_first_core_and_rollback_restores(
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    obj = _wait_current(api_client, namespace, "stall", "emqx/emqx:5.0.6")
+    obj = wait_image(api_client, namespace, "stall", "emqx/emqx:5.0.6")
     assert condition(obj, "UpgradeStalled")["status"] == "False"
     final = pod_uids(api_client, namespace, "stall")
     assert {n: final.get(n) for n in untouched} == untouched
 
 
 def test_version_policy_refusals(api_client: Any, namespace: str, operator: Any) -> None:
-    _create(api_client, namespace, _cluster("policy", "emqx/emqx:5.6.1", 1, 1))
+    create_emqx(api_client, namespace, _cluster("policy", "emqx/emqx:5.6.1", 1, 1))
     wait_ready(api_client, namespace, "policy")
     before = pod_uids(api_client, namespace, "policy")
 
@@ -176,13 +156,13 @@ def test_version_policy_refusals(api_client: Any, namespace: str, operator: Any)
 
     patch_emqx(api_client, namespace, "policy", {"spec": {
         "image": "emqx/emqx:5.6.0", "updateStrategy": {"allowDowngrade": True}}})
-    _wait_current(api_client, namespace, "policy", "emqx/emqx:5.6.0")
+    wait_image(api_client, namespace, "policy", "emqx/emqx:5.6.0")
 
 
 def test_config_change_waits_while_versions_are_mixed(
     api_client: Any, namespace: str, operator: Any, emqx_sim: Any
 ) -> None:
-    _create(api_client, namespace, _cluster("mixed", "emqx/emqx:5.6.0", 3, 0))
+    create_emqx(api_client, namespace, _cluster("mixed", "emqx/emqx:5.6.0", 3, 0))
     wait_ready(api_client, namespace, "mixed")
     stuck = f"emqx@mixed-core-2.mixed-headless.{namespace}.svc.cluster.local"
     emqx_sim.fail_api(stuck, status=503, path_prefix="/status")
@@ -196,7 +176,7 @@ def test_config_change_waits_while_versions_are_mixed(
     assert "mixed versions" in cond["message"]
 
     emqx_sim.clear_faults(stuck)
-    _wait_current(api_client, namespace, "mixed", "emqx/emqx:5.6.1")
+    wait_image(api_client, namespace, "mixed", "emqx/emqx:5.6.1")
     wait_condition(api_client, namespace, "mixed", "ConfigApplied", "True")
 
 
@@ -206,7 +186,7 @@ def test_operator_killed_mid_upgrade_converges_replacing_each_node_once(
 ) -> None:
     namespace = solo_namespace
     op = solo_operator()
-    _create(api_client, namespace, _cluster("kill", "emqx/emqx:5.0.6", 3, 2))
+    create_emqx(api_client, namespace, _cluster("kill", "emqx/emqx:5.0.6", 3, 2))
     wait_ready(api_client, namespace, "kill")
     before = pod_uids(api_client, namespace, "kill")
     mark = emqx_sim.last_seq()
@@ -229,7 +209,7 @@ def test_operator_killed_mid_upgrade_converges_replacing_each_node_once(
         wait_for(lambda: new_replicants() >= 1, 60, "the first new replicant", interval=0.02)
     op.kill()
     op.start()
-    _wait_current(api_client, namespace, "kill", "emqx/emqx:5.0.7")
+    wait_image(api_client, namespace, "kill", "emqx/emqx:5.0.7")
 
     boots = [_short(e) for e in _events_in(emqx_sim, mark, namespace)
              if e["event"] == "booted" and e.get("image") == "emqx/emqx:5.0.7"]
@@ -240,7 +220,7 @@ def test_operator_killed_mid_upgrade_converges_replacing_each_node_once(
 def test_enterprise_cores_are_evacuated_before_replacement(
     api_client: Any, namespace: str, operator: Any, emqx_sim: Any
 ) -> None:
-    _create(api_client, namespace, _cluster("ee", "emqx/emqx-enterprise:5.7.2", 2, 0))
+    create_emqx(api_client, namespace, _cluster("ee", "emqx/emqx-enterprise:5.7.2", 2, 0))
     wait_ready(api_client, namespace, "ee")
     emqx_sim.set_clock_speed(20)
     busy = [f"emqx@ee-core-{i}.ee-headless.{namespace}.svc.cluster.local" for i in range(2)]
@@ -248,7 +228,7 @@ def test_enterprise_cores_are_evacuated_before_replacement(
         emqx_sim.set_connections(node, 40)
     emqx_sim.reset_request_counts()
     patch_emqx(api_client, namespace, "ee", {"spec": {"image": "emqx/emqx-enterprise:5.8.0"}})
-    obj = _wait_current(api_client, namespace, "ee", "emqx/emqx-enterprise:5.8.0")
+    obj = wait_image(api_client, namespace, "ee", "emqx/emqx-enterprise:5.8.0")
     evacuating = [e for e in events_for(api_client, namespace, "ee") if e.reason == "EvacuatingNode"]
     assert {node for node in busy if any(node in (e.message or "") for e in evacuating)} == set(busy)
     counts = emqx_sim.request_counts()

@@ -201,7 +201,7 @@ def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
     """As kubectl; the client alone would read them relative to the working directory."""
     home = tmp_path / "kube"
     (home / "creds").mkdir(parents=True)
-    (home / "creds" / "token").write_text("file-token")
+    (home / "creds" / "token").write_text("file-token\n")  # as `echo` and ServiceAccount token files end
     (home / "creds" / "ca.crt").write_text("ca")
     config = _kubeconfig(
         home / "config", current="dev",
@@ -214,3 +214,13 @@ def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
     configuration = _configuration(_session(kubeconfig=str(config)))
     assert configuration.api_key["BearerToken"] == "Bearer file-token"
     assert configuration.ssl_ca_cert == str(home / "creds" / "ca.crt")
+
+
+def test_an_unreadable_token_file_is_a_kubeconfig_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _kubeconfig(
+        tmp_path / "config", current="dev", contexts={"dev": {"cluster": "c", "user": "u"}},
+        clusters={"c": {"server": "https://dev.example:6443"}}, users={"u": {"tokenFile": "missing-token"}},
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.KubeconfigError, match=f"tokenFile {tmp_path / 'missing-token'}: No such file"):
+        _session(kubeconfig=str(config))

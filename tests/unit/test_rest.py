@@ -105,7 +105,7 @@ def test_resolves_as_the_client_does(two_files: tuple[Path, Path], flags: dict[s
 
 def test_token_file_and_certificates_resolve_against_their_kubeconfig(two_files: tuple[Path, Path]) -> None:
     first, _ = two_files
-    assert rest.resolve(KubeFlags(context="prod")).token == "token\n"
+    assert rest.resolve(KubeFlags(context="prod")).token == "token"  # trimmed, as kubectl does
     files = rest.resolve(KubeFlags(context="files"))
     assert files.ca_file == str(first.parent / "certs" / "ca.crt")
     assert files.cert == (str(first.parent / "certs" / "client.crt"), "file")
@@ -210,7 +210,7 @@ class FakeApiServer:
 @pytest.fixture()
 def server() -> Iterator[FakeApiServer]:
     fake = FakeApiServer()
-    thread = threading.Thread(target=fake.http.serve_forever, daemon=True)
+    thread = threading.Thread(target=fake.http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield fake
     fake.http.shutdown()
