@@ -145,7 +145,8 @@ def cluster_status(
         cores=cores,
         replicants=replicants,
         conditions=[_condition(item) for item in status.get("conditions") or []],
-        nodes=sorted((_node(item) for item in status.get("emqxNodes") or []), key=_node_order),
+        nodes=sorted((_node(item, _age_seconds(status.get("emqxNodesObservedAt")))
+                      for item in status.get("emqxNodes") or []), key=_node_order),
         events=recent_events(events or []),
         errors=list(errors or []),
         created=metadata.get("creationTimestamp"),
@@ -228,8 +229,23 @@ def _condition(item: dict[str, Any]) -> Condition:
     )
 
 
-def _node(item: dict[str, Any]) -> Node:
+def _age_seconds(timestamp: Any) -> int:
+    """Seconds since an RFC 3339 timestamp; 0 when absent or unreadable."""
+    import datetime
+
+    try:
+        then = datetime.datetime.strptime(str(timestamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return 0
+    return max(0, int((datetime.datetime.now(datetime.UTC) - then).total_seconds()))
+
+
+def _node(item: dict[str, Any], observed_age: int = 0) -> Node:
+    """`observed_age`: how long ago the operator read the node; a settled cluster's status is not
+    rewritten just because uptime grew, so a running node's uptime is extrapolated."""
     uptime_ms = item.get("uptime")
+    if isinstance(uptime_ms, int | float) and item.get("node_status") == "running":
+        uptime_ms = uptime_ms + observed_age * 1000
     connections = item.get("connections")
     return Node(
         node=str(item.get("node", "")),

@@ -195,7 +195,7 @@ class Reconciler:
             world, emqx_view, plan = observed
             new.update(plan.status_fields)
             if emqx_view.nodes is not None:
-                new["emqxNodes"] = emqx_view.nodes
+                new["emqxNodes"] = _with_pod_names(emqx_view.nodes, world)
                 new["emqxNodesObservedAt"] = now_rfc3339()
         if not self._status_changed(old, new):
             METRICS.set_phase(namespace, name, phase, (new.get("upgrade") or old.get("upgrade") or {}).get("phase"))
@@ -271,6 +271,19 @@ def _merge_patch(old: dict[str, Any], new: dict[str, Any], removable: tuple[str,
         if key not in new and (removable is None or key in removable):
             patch[key] = None
     return patch
+
+
+def _with_pod_names(nodes: list[dict[str, Any]], world: observe.World) -> list[dict[str, Any]]:
+    """EMQX's node entries as EMQX gives them, plus the pod each runs in (by host name or IP)."""
+    by_host = {p["metadata"]["name"]: p["metadata"]["name"] for p in world.core_pods}
+    by_host.update({(p.get("status") or {}).get("podIP"): p["metadata"]["name"]
+                    for p in world.core_pods + world.replicant_pods if (p.get("status") or {}).get("podIP")})
+    named = []
+    for node in nodes:
+        host = str(node.get("node", "")).partition("@")[2]
+        pod = by_host.get(host) or by_host.get(host.split(".", 1)[0])
+        named.append({**node, "podName": pod} if pod else dict(node))
+    return named
 
 
 def _stable_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

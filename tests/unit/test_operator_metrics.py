@@ -64,6 +64,9 @@ def test_every_series_has_help_and_type_and_api_writes_are_read_at_scrape_time()
     class Api:
         writes: Counter[str] = Counter({"PATCH StatefulSet": 2, "PUT Lease": 5})
 
+        def writes_snapshot(self) -> dict[str, int]:
+            return dict(self.writes)
+
     metrics = Metrics()
     metrics.writes_source = Api()
     metrics.observe_reconcile("ns", "a", 0.1, "ok")

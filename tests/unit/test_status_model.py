@@ -186,3 +186,23 @@ def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
         assert status_model.desired_replicas(body) == (normalized.core.replicas, normalized.replicant.replicas)
     assert (status_model.DEFAULT_CORES, status_model.DEFAULT_REPLICANTS) == (spec.DEFAULT_CORES,
                                                                              spec.DEFAULT_REPLICANTS)
+
+
+def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -> None:
+    import datetime
+
+    from kubectl_emqx import status_model
+
+    read_at = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "u", "namespace": "ns"},
+        "spec": {"image": "emqx/emqx:5.7.2"},
+        "status": {"emqxNodesObservedAt": read_at, "emqxNodes": [
+            {"node": "emqx@a", "node_status": "running", "role": "core", "uptime": 60_000, "podName": "u-core-0"},
+            {"node": "emqx@b", "node_status": "stopped", "role": "core"},
+        ]},
+    }
+    nodes = {n.node: n for n in status_model.cluster_status(body).nodes}
+    assert 180 <= nodes["emqx@a"].uptime_seconds <= 182
+    assert nodes["emqx@a"].pod == "u-core-0"
+    assert nodes["emqx@b"].uptime_seconds is None
