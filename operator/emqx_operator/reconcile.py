@@ -77,6 +77,9 @@ class Reconciler:
             if exc.forbidden:
                 self._report_forbidden(namespace, name, exc)
                 return 30.0
+            if exc.status == 422:
+                self._report_refused(namespace, name, exc)
+                return self.options.resync_seconds
             raise
         except Exception:
             result = "error"
@@ -234,22 +237,32 @@ class Reconciler:
     def _report_forbidden(self, namespace: str, name: str, exc: ApiError) -> None:
         message = (f"the operator is not allowed to {exc.method} {exc.path}: {exc.message} — grant it in the "
                    "operator's ClusterRole or Role (`kubectl emqx install` regenerates them)")
+        self._report_condition(namespace, name, "Forbidden", True, "Forbidden", message, phase="Forbidden")
+
+    def _report_refused(self, namespace: str, name: str, exc: ApiError) -> None:
+        """Kubernetes refused an object built from the spec (e.g. a change to an immutable field)."""
+        message = (f"Kubernetes refused {exc.method} {exc.path}: {exc.message} — revert that change in the "
+                   "resource (for instance, a StatefulSet's volumeClaimTemplates cannot change after creation)")
+        self._report_condition(namespace, name, "Valid", False, "RefusedByKubernetes", message, phase="Invalid")
+
+    def _report_condition(self, namespace: str, name: str, kind: str, value: bool, reason: str, message: str,
+                          phase: str) -> None:
         log.error("%s/%s: %s", namespace, name, message)
         try:
             body = self.api.get("EMQX", namespace, name)
             if body is None:
                 return
             status = body.get("status") or {}
-            conditions = set_condition(list(status.get("conditions") or []), "Ready", False, "Forbidden", message,
-                                       int(body["metadata"].get("generation", 1)))
-            conditions = set_condition(conditions, "Forbidden", True, "Forbidden", message,
-                                       int(body["metadata"].get("generation", 1)))
+            generation = int(body["metadata"].get("generation", 1))
+            conditions = set_condition(list(status.get("conditions") or []), "Ready", False, reason, message,
+                                       generation)
+            conditions = set_condition(conditions, kind, value, reason, message, generation)
             if without_times(conditions) != without_times(status.get("conditions") or []):
-                self.api.patch_status(namespace, name, {"conditions": conditions, "phase": "Forbidden",
+                self.api.patch_status(namespace, name, {"conditions": conditions, "phase": phase,
                                                         "message": message})
-                self.api.post_event(body, "Forbidden", message, "Warning")
+                self.api.post_event(body, reason, message, "Warning")
         except ApiError as nested:
-            log.error("%s/%s: cannot report the Forbidden error either: %s", namespace, name, nested)
+            log.error("%s/%s: cannot report the %s error either: %s", namespace, name, reason, nested)
 
 
 _OWNED_STATUS_KEYS = ("emqxNodes", "emqxNodesObservedAt", "upgrade", "config")

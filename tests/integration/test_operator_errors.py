@@ -82,3 +82,21 @@ def test_emqx_api_401_and_unreachable_then_recovery(
     wait_ready(api_client, namespace, "auth")
     restarts = [p.status.container_statuses[0].restart_count for p in pods(api_client, namespace, "auth")]
     assert restarts == [0]
+
+
+def test_a_change_kubernetes_refuses_is_reported_and_reverting_it_recovers(
+    api_client: Any, namespace: str, operator: Any
+) -> None:
+    body = cr("immutable", cores=1, replicants=0)
+    body["spec"]["coreTemplate"]["spec"]["volumeClaimTemplates"] = {"resources": {"requests": {"storage": "20Mi"}}}
+    create_emqx(api_client, namespace, body)
+    wait_ready(api_client, namespace, "immutable")
+    patch_emqx(api_client, namespace, "immutable", {"spec": {"coreTemplate": {"spec": {
+        "volumeClaimTemplates": {"resources": {"requests": {"storage": "40Mi"}}}}}}})
+    cond = wait_condition(api_client, namespace, "immutable", "Valid", "False")
+    assert cond["reason"] == "RefusedByKubernetes" and "volumeClaimTemplates" in cond["message"], cond
+    _event_with(api_client, namespace, "immutable", "RefusedByKubernetes", "statefulsets")
+    patch_emqx(api_client, namespace, "immutable", {"spec": {"coreTemplate": {"spec": {
+        "volumeClaimTemplates": {"resources": {"requests": {"storage": "20Mi"}}}}}}})
+    wait_ready(api_client, namespace, "immutable")
+    assert condition(get_emqx(api_client, namespace, "immutable"), "Valid")["status"] == "True"
