@@ -36,6 +36,9 @@ LABEL_MANAGED_BY = "apps.emqx.io/managed-by"
 LABEL_DB_ROLE = "apps.emqx.io/db-role"
 # Pod-template annotation: hash of the restart-relevant configuration; a change rolls the pods.
 ANNOTATION_RESTART_HASH = "apps.emqx.io/restart-hash"
+# Replicant pods are Ready only once the operator opens this gate: it paces replicant rollouts
+# (draining the next old replicant through evacuation first) the way it paces cores by deleting them.
+READINESS_GATE = "apps.emqx.io/on-serving"
 
 CORE = "core"
 REPLICANT = "replicant"
@@ -500,6 +503,8 @@ def _pod_template(spec: EmqxSpec, role: str, image: str, restart_hash: str, data
             pod_spec[key] = copy.deepcopy(items)
     pod_spec["containers"] = [container] + copy.deepcopy(template.extra_containers)
     pod_spec["volumes"] = _volumes(spec, template, data_from_claim)
+    if role == REPLICANT:
+        pod_spec["readinessGates"] = [{"conditionType": READINESS_GATE}]
 
     labels = {**template.labels, **selector_labels(spec.name, role)}
     annotations = {**template.annotations, ANNOTATION_RESTART_HASH: restart_hash}

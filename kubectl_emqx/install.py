@@ -73,8 +73,11 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("apps", ("statefulsets", "deployments"), ("get", "list", "create", "patch"),
          "cores (StatefulSet) and replicants (Deployment)"),
     Rule("policy", ("poddisruptionbudgets",), ("get", "list", "create", "patch"), "one PDB per node role"),
-    Rule("", ("pods",), ("list", "watch", "delete"),
-         "kopf watches EMQX pods (labelled); observe lists them; rollouts replace a pod by deleting it"),
+    Rule("", ("pods",), ("list", "watch", "patch", "delete"),
+         "kopf watches EMQX pods (labelled); observe lists them; rollouts replace a core by deleting it and "
+         "mark the next old replicant to go (pod-deletion-cost annotation)"),
+    Rule("", ("pods/status",), ("patch",),
+         "opens a replicant's readiness gate (apps.emqx.io/on-serving) once it may take traffic"),
     Rule("", ("events",), ("create",), "Events on the EMQX resource (the reconciler posts them; kopf's are off)"),
 )
 

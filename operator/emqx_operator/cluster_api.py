@@ -167,6 +167,15 @@ class ClusterApi:
             content_type="application/merge-patch+json", kind=kind + (f"/{subresource}" if subresource else ""),
         ))
 
+    def strategic_patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any],
+                        subresource: str = "") -> dict[str, Any]:
+        """Strategic merge patch (lists with merge keys, e.g. pod conditions by type, are merged)."""
+        return dict(self.request(
+            "PATCH", resource_path(kind, namespace, name, subresource), body=patch,
+            content_type="application/strategic-merge-patch+json",
+            kind=kind + (f"/{subresource}" if subresource else ""),
+        ))
+
     def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> bool:
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:

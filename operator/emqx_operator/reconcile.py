@@ -19,8 +19,8 @@ from emqx_operator.conditions import now_rfc3339, set_condition, without_times
 from emqx_operator.metrics import METRICS
 from emqx_operator.runtime import Options
 from emqx_operator.scheduler import FORGET
+from kubectl_emqx import builders, versions
 from kubectl_emqx import spec as spec_mod
-from kubectl_emqx import versions
 from kubectl_emqx.emqx_api import EmqxApiError
 
 log = logging.getLogger("emqx_operator.reconcile")
@@ -170,6 +170,14 @@ class Reconciler:
                     view.client.evacuation_stop(node)
             except EmqxApiError as exc:
                 log.warning("ending the evacuation of %s failed: %s", node, exc)
+        for pod_name in plan.mark_next_to_go:
+            self.api.merge_patch("Pod", namespace, pod_name,
+                                 {"metadata": {"annotations": {rollout.DELETION_COST: "-1000"}}})
+        for pod_name in plan.open_gates:
+            self.api.strategic_patch("Pod", namespace, pod_name, {"status": {"conditions": [{
+                "type": builders.READINESS_GATE, "status": "True", "reason": "NodeRunning",
+                "message": "EMQX reports the node running; the operator lets it take traffic",
+                "lastTransitionTime": now_rfc3339()}]}}, subresource="status")
         for pod_name, uid, reason in plan.delete_pods:
             if self.api.delete("Pod", namespace, pod_name, uid=uid):
                 run.events.append(("Normal", "NodeReplaced", reason))

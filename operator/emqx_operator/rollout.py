@@ -30,6 +30,8 @@ class Plan:
     delete_pods: list[tuple[str, str, str]] = field(default_factory=list)  # (name, uid, why)
     force_leave: list[str] = field(default_factory=list)
     evacuate: list[str] = field(default_factory=list)
+    open_gates: list[str] = field(default_factory=list)  # replicant pods allowed to become Ready
+    mark_next_to_go: list[str] = field(default_factory=list)  # old replicants the Deployment removes first
     stop_evacuation: list[str] = field(default_factory=list)
     conditions: list[tuple[str, bool, str, str]] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -214,7 +216,8 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
                                              versions.parse_version(str(info.get("version", "0.0.0"))))
         )
         if can_evacuate and evacuation_state != "prohibiting":
-            plan.evacuate.append(node)
+            if evacuation_state in (None, "disabled"):
+                plan.evacuate.append(node)  # otherwise draining: wait for it
         else:
             why = f"replacing core {victim_name} ({info.get('version', '?')} -> {target_version})"
             plan.delete_pods.append((victim_name, victim["metadata"]["uid"], why))
@@ -249,6 +252,8 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
     if live_deploy is not None or (desired_replicants > 0 and cores_done):
         plan.objects.append(deployment)
     replicant_pods = [p for p in world.replicant_pods if not p["metadata"].get("deletionTimestamp")]
+    _pace_replicants(plan, spec, view, running, replicant_pods, replicant_image, replicant_hash,
+                     desired_replicants)
     ready_replicants = [p for p in replicant_pods if pod_ready(p)]
     deploy_status = (live_deploy or {}).get("status") or {}
     deploy_settled = (desired_replicants == 0 and not replicant_pods) or bool(
@@ -369,6 +374,59 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
                         desired_replicants, emqx_ok, len(core_pods), len(replicant_pods))
     plan.message = next(m for k, _, _, m in plan.conditions if k == "Ready")
     return plan
+
+
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def gate_open(pod: dict[str, Any]) -> bool:
+    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+    if builders.READINESS_GATE not in gates:
+        return True  # a pod from before the gate existed
+    return any(c.get("type") == builders.READINESS_GATE and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _pace_replicants(plan: Plan, spec: spec_mod.EmqxSpec, view: EmqxView, running: dict[str, dict[str, Any]],
+                     pods: list[dict[str, Any]], image: str, restart_hash: str, desired: int) -> None:
+    """Open readiness gates of replicants whose node runs. While old replicants remain, each new one
+    is let in only after the old one the Deployment removes next (marked by deletion cost) has been
+    drained through evacuation, where the edition supports it and the node has connections."""
+
+    def node_of(pod: dict[str, Any]) -> str:
+        return f"emqx@{(pod.get('status') or {}).get('podIP')}"
+
+    def current(pod: dict[str, Any]) -> bool:
+        annotations = pod["metadata"].get("annotations") or {}
+        return container_image(pod) == image and annotations.get(builders.ANNOTATION_RESTART_HASH) == restart_hash
+
+    old = [p for p in pods if not current(p)]
+    serving_new = [p for p in pods if current(p) and gate_open(p)]
+    waiting = sorted((p for p in pods if current(p) and not gate_open(p) and node_of(p) in running),
+                     key=lambda p: p["metadata"]["name"])
+    for pod in waiting:
+        if len(serving_new) + len(old) < max(desired, 1) or not old:
+            plan.open_gates.append(pod["metadata"]["name"])
+            serving_new.append(pod)
+            continue
+        victim = min(old, key=lambda p: (
+            (p["metadata"].get("annotations") or {}).get(DELETION_COST) != "-1000",
+            int((running.get(node_of(p)) or {}).get("connections") or 0), p["metadata"]["name"]))
+        if (victim["metadata"].get("annotations") or {}).get(DELETION_COST) != "-1000":
+            plan.mark_next_to_go.append(victim["metadata"]["name"])
+        info = running.get(node_of(victim)) or {}
+        drainable = (
+            view.evacuations_known and int(info.get("connections") or 0) > 0
+            and versions.supports_evacuation(str(info.get("edition", "")),
+                                             versions.parse_version(str(info.get("version", "0.0.0"))))
+        )
+        state = view.evacuations.get(node_of(victim))
+        if drainable and state != "prohibiting":
+            if state in (None, "disabled"):
+                plan.evacuate.append(node_of(victim))
+        else:
+            plan.open_gates.append(pod["metadata"]["name"])
+        break  # one old replicant at a time
 
 
 def rollout_restart_hash(spec: spec_mod.EmqxSpec) -> str:

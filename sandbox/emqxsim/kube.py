@@ -193,7 +193,9 @@ class ReadinessKeeper:
         }
         for uid, namespace, name, _, _, observed, statuses in targets:
             future = futures[uid]
-            ready = bool(future.result()) if future is not None else False
+            containers_ready = bool(future.result()) if future is not None else False
+            # Like the kubelet: a pod is Ready when its containers are and every readiness gate is True.
+            ready = containers_ready and self._gates_open(uid)
             if ready == observed:
                 continue
             last = self._last_patch.get(uid)
@@ -206,6 +208,14 @@ class ReadinessKeeper:
         for uid in list(self._last_patch):
             if uid not in live:
                 del self._last_patch[uid]
+
+    def _gates_open(self, uid: str) -> bool:
+        with self.world.lock:
+            record = next((r for r in self.world.pods.values() if r.uid == uid), None)
+            pod = copy.deepcopy(record.pod) if record is not None else {}
+        gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
+        conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+        return all(conditions.get(gate) == "True" for gate in gates)
 
     def _patch(self, namespace: str, name: str, ready: bool, container_statuses: list[dict[str, Any]]) -> None:
         from kubernetes.client.exceptions import ApiException

@@ -245,3 +245,35 @@ def test_enterprise_cores_are_evacuated_before_replacement(
                              timeout=5).status_code == 200 for p in pods(api_client, namespace, "ee"))
 
     wait_for(all_available, 30, "every replaced core to accept connections again")
+
+
+def test_enterprise_replicants_are_drained_one_at_a_time_before_removal(
+    api_client: Any, namespace: str, operator: Any, emqx_sim: Any
+) -> None:
+    from kubernetes import client
+
+    create_emqx(api_client, namespace, _cluster("eer", "emqx/emqx-enterprise:5.7.2", 1, 2))
+    wait_ready(api_client, namespace, "eer")
+    emqx_sim.set_clock_speed(20)
+    old = {p.metadata.name: p.status.pod_ip for p in pods(api_client, namespace, "eer", "replicant")}
+    for ip in old.values():
+        emqx_sim.set_connections(f"emqx@{ip}", 30)
+    mark = emqx_sim.last_seq()
+    emqx_sim.reset_request_counts()
+    patch_emqx(api_client, namespace, "eer", {"spec": {"image": "emqx/emqx-enterprise:5.8.0"}})
+    wait_image(api_client, namespace, "eer", "emqx/emqx-enterprise:5.8.0")
+
+    counts = emqx_sim.request_counts()
+    started = {k.split("/")[4] for c in counts.values() for k in c["by_endpoint"]
+               if k.startswith("POST") and k.endswith("/evacuation/start")}
+    assert {f"emqx@{ip}" for ip in old.values()} <= started, started
+    events = _events_in(emqx_sim, mark, namespace)
+    stops = [_short(e) for e in events if e["event"] == "stopped" and _short(e) in old]
+    assert sorted(stops) == sorted(old), events
+    replicant_boots = [_short(e) for e in events if e["event"] == "booted" and "-replicant-" in _short(e)]
+    assert len(replicant_boots) == 2, events
+    ready = [p for p in pods(api_client, namespace, "eer", "replicant") if is_ready(p)]
+    gates = [c for p in ready for c in p.status.conditions if c.type == "apps.emqx.io/on-serving"]
+    assert len(gates) == 2 and all(c.status == "True" for c in gates)
+    deployment = client.AppsV1Api(api_client).read_namespaced_deployment("eer-replicant", namespace)
+    assert deployment.status.ready_replicas == 2

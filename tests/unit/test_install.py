@@ -29,7 +29,8 @@ EXPECTED_WORKLOAD_PERMISSIONS = {
     ("apps", "statefulsets"): {"get", "list", "create", "patch"},
     ("apps", "deployments"): {"get", "list", "create", "patch"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "create", "patch"},
-    ("", "pods"): {"list", "watch", "delete"},
+    ("", "pods"): {"list", "watch", "patch", "delete"},
+    ("", "pods/status"): {"patch"},
     ("", "events"): {"create"},
 }
 
