@@ -548,13 +548,7 @@ def _load_configuration(flags: KubeFlags) -> tuple[Any, str, str]:
     # As kubectl: a relative path in a kubeconfig is relative to that kubeconfig's directory (the
     # client would take it relative to the working directory); paths given as flags are not.
     _absolute_paths(cluster_settings, ("certificate-authority",), cluster and cluster.path)
-    if flags.server:
-        cluster_settings["server"] = flags.server
-    if flags.certificate_authority:
-        cluster_settings["certificate-authority"] = flags.certificate_authority
-        cluster_settings.pop("certificate-authority-data", None)
-    if flags.insecure_skip_tls_verify:
-        cluster_settings["insecure-skip-tls-verify"] = True
+    override_cluster(cluster_settings, flags)
     user = _entry_node(merged, "users", context.get("user"))
     user_settings = dict(user.value.get("user") or {}) if user else {}
     _absolute_paths(user_settings, KUBECONFIG_USER_FILES, user and user.path)
@@ -590,6 +584,17 @@ def read_token_file(path: str) -> str:
             return handle.read().strip()
     except OSError as exc:
         raise errors.KubeconfigError(f"cannot read the kubeconfig's tokenFile {path}: {exc.strerror or exc}") from exc
+
+
+def override_cluster(settings: dict[str, Any], flags: Any) -> None:
+    """Apply --server, --certificate-authority and --insecure-skip-tls-verify to a kubeconfig cluster."""
+    if flags.server:
+        settings["server"] = flags.server
+    if flags.certificate_authority:
+        settings["certificate-authority"] = flags.certificate_authority
+        settings.pop("certificate-authority-data", None)
+    if flags.insecure_skip_tls_verify:
+        settings["insecure-skip-tls-verify"] = True
 
 
 def _absolute_paths(settings: dict[str, Any], keys: tuple[str, ...], origin: str | None) -> None:

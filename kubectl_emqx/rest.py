@@ -39,6 +39,7 @@ from kubectl_emqx.kube import (
     _short_reason,
     _status_error,
     kubeconfig_paths,
+    override_cluster,
     read_token_file,
 )
 
@@ -150,13 +151,7 @@ def resolve(flags: KubeFlags) -> Endpoint:
     # Relative paths in a kubeconfig are relative to its directory, as kube.py makes them.
     _absolute_paths(cluster, ("certificate-authority",), cluster_file)
     _absolute_paths(user, KUBECONFIG_USER_FILES, user_file)
-    if flags.server:
-        cluster["server"] = flags.server
-    if flags.certificate_authority:
-        cluster["certificate-authority"] = flags.certificate_authority
-        cluster.pop("certificate-authority-data", None)
-    if flags.insecure_skip_tls_verify:
-        cluster["insecure-skip-tls-verify"] = True
+    override_cluster(cluster, flags)
     if flags.token:
         user = {"token": flags.token}
     if set(cluster) - CLUSTER_KEYS or set(user) - USER_KEYS:
