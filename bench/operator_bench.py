@@ -647,9 +647,11 @@ class Bench:
                     ("PodDisruptionBudget", f"{cr_name}-replicant")]
         deployment = ("Deployment", f"{cr_name}-replicant")
         runs: list[dict[str, Any]] = []
+        from tests.emqx_helpers import cr
+
         for index, namespace in enumerate(names):
             self.op.require_alive()
-            body = small_cr(cr_name, SMALL_IMAGE, args.create_cores, args.create_replicants)
+            body = cr(cr_name, image=SMALL_IMAGE, cores=args.create_cores, replicants=args.create_replicants)
             before = Snapshot(self.op)
             started = time.monotonic()
             self.create_emqx(namespace, body)
@@ -806,8 +808,10 @@ class Bench:
         self.make_namespaces([namespace])
         keys = [(namespace, f"s{i:03d}") for i in range(args.crs)]
         started = time.monotonic()
+        from tests.emqx_helpers import cr
+
         for _, name in keys:
-            self.create_emqx(namespace, small_cr(name, SMALL_IMAGE, 1, 0))
+            self.create_emqx(namespace, cr(name, image=SMALL_IMAGE, cores=1, replicants=0))
         created_s = time.monotonic() - started
         ready = self.tracker.wait_ready(keys, args.ready_timeout, self.check)
         all_ready_s = max(ready.values()) - started
@@ -818,19 +822,6 @@ class Bench:
         result["all_ready_s"] = all_ready_s
         result["ready_spread"] = summary([t - started for t in ready.values()])
         self.results["idle100"] = result
-
-
-def small_cr(name: str, image: str, cores: int, replicants: int) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/v2beta1",
-        "kind": "EMQX",
-        "metadata": {"name": name},
-        "spec": {
-            "image": image,
-            "coreTemplate": {"spec": {"replicas": cores}},
-            "replicantTemplate": {"spec": {"replicas": replicants}},
-        },
-    }
 
 
 def seed_cr() -> dict[str, Any]:

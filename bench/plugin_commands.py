@@ -45,23 +45,6 @@ HELP_GOAL_MS = 100.0
 STATUS_GOAL_RATIO = 1.5
 
 
-@contextmanager
-def sandbox() -> Iterator[cluster.SandboxState]:
-    reuse = os.environ.get("EMQX_SANDBOX_DIR")
-    if reuse:
-        state = cluster.SandboxState.load(Path(reuse))
-        if state is None:
-            raise SystemExit(f"EMQX_SANDBOX_DIR={reuse} holds no running sandbox")
-        yield state
-        return
-    directory = Path(tempfile.mkdtemp(prefix="emqx-bench-commands-"))
-    try:
-        print(f"bench: starting a private sandbox in {directory}", file=sys.stderr)
-        yield cluster.up(directory=directory)
-    finally:
-        cluster.down(directory)
-
-
 def environment(state: cluster.SandboxState, venv_bin: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(venv_bin), state.bin_dir, env.get("PATH", "")])
@@ -194,7 +177,7 @@ def main() -> int:
     venv_bin = args.venv.resolve() / "bin"
     if not (venv_bin / "kubectl-emqx").exists():
         raise SystemExit(f"bench: {venv_bin / 'kubectl-emqx'} is missing")
-    with sandbox() as state, tempfile.TemporaryDirectory() as scratch:
+    with cluster.reused_or_private("emqx-bench-commands-") as state, tempfile.TemporaryDirectory() as scratch:
         env = environment(state, venv_bin)
         with ready_cluster(state, env) as namespace:
             samples = measure(commands(namespace, client_path_kubeconfig(state, scratch), venv_bin), env, args.runs)

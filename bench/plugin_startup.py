@@ -36,8 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,22 +54,6 @@ COMMANDS = {
     "list": ["kubectl", "emqx", "list", "-A"],
     "version": ["kubectl", "emqx", "version"],
 }
-
-
-@contextmanager
-def sandbox() -> Iterator[cluster.SandboxState]:
-    reuse = os.environ.get("EMQX_SANDBOX_DIR")
-    if reuse:
-        state = cluster.SandboxState.load(Path(reuse))
-        if state is None:
-            raise SystemExit(f"EMQX_SANDBOX_DIR={reuse} holds no running sandbox")
-        yield state
-        return
-    directory = Path(tempfile.mkdtemp(prefix="emqx-bench-plugin-"))
-    try:
-        yield cluster.up(with_simulator=False, with_provisioner=False, directory=directory)
-    finally:
-        cluster.down(directory)
 
 
 FAILURES: dict[str, str] = {}
@@ -134,7 +116,7 @@ def main() -> int:
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}
     sizes: dict[str, dict[str, float]] = {}
     try:
-        with sandbox() as state:
+        with cluster.reused_or_private("emqx-bench-plugin-", with_simulator=False, with_provisioner=False) as state:
             operator_process.install_crd(state)
             variants = [("krew", False)] + ([("krew+pyc", True)] if args.precompiled else [])
             layouts: list[Layout] = []

@@ -261,12 +261,9 @@ class KubernetesClusterApi:
 
         try:
             for line in iter_resp_lines(response):
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    raise _status_error(event.get("object") or {}, "watch", namespace, name)
-                yield WatchEvent(event["type"], event["object"])
+                event = watch_event(line, namespace, name)
+                if event is not None:
+                    yield event
         except (ReadTimeoutError, ProtocolError):
             # A watch that goes quiet or is cut ends like one the server closed: the caller
             # re-reads the object and watches again.
@@ -419,6 +416,16 @@ def _api_exception_error(
     status.setdefault("code", exc.status)
     status.setdefault("message", exc.reason or "")
     return _status_error(status, verb, namespace, name, resource)
+
+
+def watch_event(line: str | bytes, namespace: str, name: str) -> WatchEvent | None:
+    """One line of a watch stream: an event, None for a keep-alive blank, or the server's error raised."""
+    if not line.strip():
+        return None
+    event = json.loads(line)
+    if event.get("type") == "ERROR":
+        raise _status_error(event.get("object") or {}, "watch", namespace, name)
+    return WatchEvent(event["type"], event["object"])
 
 
 def _status_error(

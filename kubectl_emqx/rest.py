@@ -41,6 +41,7 @@ from kubectl_emqx.kube import (
     kubeconfig_paths,
     override_cluster,
     read_token_file,
+    watch_event,
 )
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
@@ -301,12 +302,9 @@ class RestClusterApi:
                 if not line:
                     finished = True
                     return
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if event.get("type") == "ERROR":
-                    raise _status_error(event.get("object") or {}, "watch", namespace, name)
-                yield WatchEvent(event["type"], event["object"])
+                event = watch_event(line, namespace, name)
+                if event is not None:
+                    yield event
         except (OSError, http.client.HTTPException):
             # A watch that goes quiet or is cut ends like one the server closed: the caller
             # re-reads the object and watches again.

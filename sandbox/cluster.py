@@ -8,6 +8,7 @@ endpoint controllers are switched off (Services keep their selectors; nothing ro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -17,9 +18,11 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -515,6 +518,24 @@ def _wait_simulator(state: SandboxState, timeout: float = 30) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.1)
     raise SandboxError(f"emqx-simulator did not answer at {state.sim_control_url}; see {comp.log}")
+
+
+@contextlib.contextmanager
+def reused_or_private(prefix: str, **up_options: bool) -> Iterator[SandboxState]:
+    """The sandbox $EMQX_SANDBOX_DIR points at (left running), or a private one stopped afterwards.
+    Shared by the test session and the benchmarks."""
+    reuse = os.environ.get("EMQX_SANDBOX_DIR")
+    if reuse:
+        state = SandboxState.load(Path(reuse))
+        if state is None:
+            raise SandboxError(f"EMQX_SANDBOX_DIR={reuse} holds no running sandbox (python -m sandbox up)")
+        yield state
+        return
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield up(directory=directory, **up_options)
+    finally:
+        down(directory)
 
 
 def down(directory: Path | None = None) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +20,8 @@ from sandbox import cluster
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[cluster.SandboxState]:
-    reuse_dir = os.environ.get("EMQX_SANDBOX_DIR")
-    if reuse_dir:
-        state = cluster.SandboxState.load(Path(reuse_dir))
-        if state is None:
-            pytest.fail(f"EMQX_SANDBOX_DIR={reuse_dir} holds no running sandbox (python -m sandbox up)")
+    with cluster.reused_or_private("emqx-sandbox-") as state:
         yield state
-        return
-    directory = Path(tempfile.mkdtemp(prefix="emqx-sandbox-"))
-    state = cluster.up(directory=directory)
-    try:
-        yield state
-    finally:
-        cluster.down(directory)
 
 
 @pytest.fixture(scope="session")
