@@ -47,7 +47,7 @@ from dist_tools.krew import KrewHome  # noqa: E402
 from sandbox import build as sandbox_build  # noqa: E402
 from sandbox import cluster, operator_process  # noqa: E402
 
-# --help: click only; list: the light read path (kubectl_emqx.rest, no kubernetes client);
+# --help: click only; list: the light read path (kubectl_emqx.kube.rest, no kubernetes client);
 # version: a verb that loads the full kubernetes client.
 COMMANDS = {
     "--help": ["kubectl", "emqx", "--help"],

@@ -134,8 +134,8 @@ def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
 
     from kubernetes import client
 
-    from kubectl_emqx import versions
-    from kubectl_emqx.emqx_api import EmqxApi
+    from kubectl_emqx.domain import versions
+    from kubectl_emqx.emqx.api import EmqxApi
 
     secret = client.CoreV1Api(api_client).read_namespaced_secret(f"{name}-bootstrap-api-key", namespace)
     key, _, api_secret = base64.b64decode(secret.data["bootstrap_api_key"]).decode().splitlines()[0].partition(":")
@@ -148,7 +148,7 @@ def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
 
 
 def live_config(api_client: Any, namespace: str, name: str, pod: Any) -> dict[str, Any]:
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     with emqx_api(api_client, namespace, name, pod) as api:
         return dict(hocon.parse(api.get_config_hocon()))

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from kubectl_emqx import errors
-from kubectl_emqx.kube import ClusterApi, ClusterReader
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import ClusterApi, ClusterReader
 
 CONFLICT_ATTEMPTS = 5
 
@@ -128,10 +128,10 @@ def apply_merge_patch(target: Any, patch: Any) -> Any:
 def refuse_new_problems(before: dict[str, Any] | None, after: dict[str, Any]) -> None:
     """Raise SpecInvalid when `after` breaks a domain rule `before` did not already break (a change
     should not be blocked by an unrelated, older problem; the operator reports those itself)."""
-    from kubectl_emqx import spec
+    from kubectl_emqx.domain import spec, validation
 
-    known = {str(problem) for problem in spec.validate(spec.normalize(before))} if before else set()
-    new = [str(problem) for problem in spec.validate(spec.normalize(after)) if str(problem) not in known]
+    known = {str(problem) for problem in validation.validate(spec.normalize(before))} if before else set()
+    new = [str(problem) for problem in validation.validate(spec.normalize(after)) if str(problem) not in known]
     if new:
         raise errors.SpecInvalid(["the change is invalid; nothing was written:", *(f"- {text}" for text in new)])
 
@@ -139,7 +139,7 @@ def refuse_new_problems(before: dict[str, Any] | None, after: dict[str, Any]) ->
 def core_volume_retention(body: dict[str, Any]) -> dict[str, str] | None:
     """The PVC retention policy the operator gives the core StatefulSet, from the same builder it
     uses; None when cores have no volumes (data in emptyDir)."""
-    from kubectl_emqx import builders, spec
+    from kubectl_emqx.domain import builders, spec
 
     statefulset = builders.build_statefulset(spec.normalize(body))["spec"]
     if not statefulset.get("volumeClaimTemplates"):
@@ -149,15 +149,15 @@ def core_volume_retention(body: dict[str, Any]) -> dict[str, str] | None:
 
 
 def core_claim_name(name: str, ordinal: int) -> str:
-    from kubectl_emqx import builders
+    from kubectl_emqx.domain import builders, vocabulary
 
-    return f"{builders.DATA_VOLUME}-{builders.object_names(name).core_statefulset}-{ordinal}"
+    return f"{builders.DATA_VOLUME}-{vocabulary.object_names(name).core_statefulset}-{ordinal}"
 
 
 def apply_settings(text: str, assignments: Sequence[str], param_hint: str) -> str:
     """HOCON text with each KEY=VALUE set (typed as hocon.parse_value reads it); bad input is a
     usage error naming the assignment."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     for assignment in assignments:
         key, sep, value = assignment.partition("=")

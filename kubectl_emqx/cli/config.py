@@ -13,7 +13,6 @@ from typing import IO, Any
 
 import click
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import (
     apply_merge_patch,
     apply_settings,
@@ -36,6 +35,7 @@ from kubectl_emqx.cli.options import (
     wait_options,
     yes_option,
 )
+from kubectl_emqx.kube import errors
 
 EDITOR_ERROR_MARKER = "# kubectl-emqx:"
 
@@ -57,7 +57,7 @@ def get(name: str, live: bool, output: str | None, no_headers: bool, color: str)
     With --live, print the configuration EMQX reports (status.config.live) followed by the drift:
     settings of the resource that EMQX does not run as written (as HOCON comments).
     """
-    from kubectl_emqx import render, status_model
+    from kubectl_emqx.view import render, status_model
 
     api = state().api()
     body = load_cluster(api, name, api.namespace)
@@ -77,7 +77,7 @@ def config_text(view: Any) -> str:
         return view.text
     lines = [view.live.rstrip("\n")]
     if view.drift:
-        from kubectl_emqx.hocon import render_value
+        from kubectl_emqx.domain.hocon import render_value
 
         lines.append(f"# Drift: settings in {view.config_field} that EMQX does not run as written:")
         for item in view.drift:
@@ -127,7 +127,7 @@ def set_(name: str, assignments: Sequence[str], yes: bool, wait: bool, timeout: 
 @kube_options
 def apply(name: str, file: IO[str], mode: str, yes: bool, wait: bool, timeout: float) -> None:
     """Apply a HOCON file to cluster NAME's configuration (merged over it, or replacing it)."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     incoming = file.read()
     try:
@@ -158,7 +158,7 @@ def edit(name: str, yes: bool, wait: bool, timeout: float) -> None:
 def edit_in_editor(text: str) -> str:
     """The text after the user edited it; re-opens the editor with the error appended as comments
     (so line numbers stay right) until it parses. Leaving the file unchanged gives up."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     shown = text
     while True:
@@ -189,7 +189,7 @@ def strip_editor_errors(text: str) -> str:
 def change_config(name: str, transform: Any, *, yes: bool, wait: bool, timeout: float) -> None:
     """Read the resource, compute the new HOCON text with `transform(old_text)`, validate it, show
     the diff, confirm, and write it guarded against concurrent changes."""
-    from kubectl_emqx import hocon, spec
+    from kubectl_emqx.domain import hocon, spec
 
     api = state().api()
     body = load_cluster(api, name, api.namespace)
@@ -234,7 +234,7 @@ def change_config(name: str, transform: Any, *, yes: bool, wait: bool, timeout: 
 
 def describe_changes(changes: Sequence[Any]) -> str:
     """One line per changed setting, marked live or restart, then what that means."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     if not changes:
         return "  (only comments or layout change; no setting changes)"

@@ -9,9 +9,9 @@ from typing import IO
 
 import click
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import apply_settings, emit, info, refuse_new_problems
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, state, wait_options
+from kubectl_emqx.kube import errors
 
 # Opensource 5.7 still runs replicants (from 5.8 only Enterprise does) and needs no licence for a
 # cluster (from 5.9 every build does), so the default 3 cores + 3 replicants works out of the box.
@@ -91,7 +91,8 @@ def create(
         )
     if config_file is not None and settings:
         raise click.UsageError("use either --config-file or --set, not both")
-    from kubectl_emqx import builders, render
+    from kubectl_emqx.domain import builders
+    from kubectl_emqx.view import render
 
     config_text = read_config(config_file, settings)
     app = state()
@@ -127,7 +128,7 @@ def create(
 
 def read_config(config_file: IO[str] | None, settings: Sequence[str]) -> str | None:
     """The HOCON text for spec.config.data from --config-file or --set (validated), or None."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     if config_file is not None:
         text = config_file.read()

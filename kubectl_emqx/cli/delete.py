@@ -35,8 +35,8 @@ def delete(name: str, yes: bool, wait: bool, timeout: float) -> None:
 
 
 def deletion_plan(body: dict[str, Any]) -> str:
-    from kubectl_emqx.builders import object_names
-    from kubectl_emqx.status_model import desired_replicas
+    from kubectl_emqx.domain.vocabulary import object_names
+    from kubectl_emqx.view.status_model import desired_replicas
 
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     names = object_names(name)

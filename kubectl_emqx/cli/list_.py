@@ -19,7 +19,7 @@ def list_clusters(all_namespaces: bool, output: str | None, no_headers: bool, co
 
     CORES and REPLICANTS show ready/desired nodes; STATUS is the operator's phase.
     """
-    from kubectl_emqx import render, status_model
+    from kubectl_emqx.view import render, status_model
 
     api = state().reader()
     namespace = None if all_namespaces else api.namespace

@@ -15,9 +15,9 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.completion import COMPLETE_VAR
 from kubectl_emqx.cli.options import EmqxGroup, kube_options, state
+from kubectl_emqx.kube import errors
 
 PROG_NAME = "kubectl emqx"
 

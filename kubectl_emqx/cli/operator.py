@@ -8,15 +8,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import confirm, emit, info, warn
 from kubectl_emqx.cli.options import DEFAULT_WAIT_TIMEOUT, Duration, EmqxCommand, kube_options, state, yes_option
+from kubectl_emqx.domain.vocabulary import CRD_NAME
+from kubectl_emqx.kube import errors
 
 if TYPE_CHECKING:
-    from kubectl_emqx.install import InstallOptions
-    from kubectl_emqx.kube import ManifestApi
+    from kubectl_emqx.domain.install import InstallOptions
+    from kubectl_emqx.kube.client import ManifestApi
 
-DEFAULT_NAMESPACE = "emqx-operator-system"  # kubectl_emqx.install.DEFAULT_NAMESPACE (not imported for --help)
+DEFAULT_NAMESPACE = "emqx-operator-system"  # kubectl_emqx.domain.install.DEFAULT_NAMESPACE (not imported for --help)
 CRD_ESTABLISH_SECONDS = 30.0
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -59,7 +60,7 @@ def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int,
       kubectl emqx install -n ops --watch-namespace mqtt --watch-namespace mqtt-staging
       kubectl emqx install --dry-run -o yaml | kubectl apply -f -
     """
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     options = manifests.InstallOptions(
         namespace=_operator_namespace(),
@@ -122,7 +123,7 @@ def _wait_established(api: ManifestApi, name: str) -> None:
 
 
 def _wait_available(api: ManifestApi, options: InstallOptions, timeout: float) -> None:
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     info(f"Waiting for deployment/{manifests.NAME} in {options.namespace} to be available ...")
     deadline = time.monotonic() + timeout
@@ -142,7 +143,7 @@ def _wait_available(api: ManifestApi, options: InstallOptions, timeout: float) -
 
 
 def _prune_rbac(api: ManifestApi, options: InstallOptions, objects: list[dict[str, Any]]) -> list[str]:
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     wanted = {(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]) for obj in objects}
     removed = []
@@ -166,7 +167,7 @@ def uninstall(purge: bool, yes: bool) -> None:
     The CRD and every EMQX cluster stay: the clusters keep running, unmanaged, until an operator is
     installed again. --purge also deletes the CRD, and with it every EMQX cluster in every namespace.
     """
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     namespace = _operator_namespace()
     api = _manifest_api()
@@ -186,8 +187,8 @@ def uninstall(purge: bool, yes: bool) -> None:
     _delete_namespace_if_ours(api, namespace, [] if purge else clusters)
 
     if purge:
-        if api.delete_object("CustomResourceDefinition", manifests.CRD_NAME):
-            info(f"customresourcedefinition/{manifests.CRD_NAME} deleted: Kubernetes is deleting every EMQX "
+        if api.delete_object("CustomResourceDefinition", CRD_NAME):
+            info(f"customresourcedefinition/{CRD_NAME} deleted: Kubernetes is deleting every EMQX "
                  "cluster")
         return
     blocked = [f"{_ref(c)} ({', '.join(c['metadata']['finalizers'])})" for c in clusters
@@ -197,12 +198,12 @@ def uninstall(purge: bool, yes: bool) -> None:
              "hangs until you clear them with `kubectl patch emqx NAME -n NS --type=merge -p "
              "'{\"metadata\":{\"finalizers\":null}}'`: " + ", ".join(blocked))
     kept = f"{len(clusters)} EMQX cluster(s) keep running, unmanaged" if clusters else "no EMQX clusters exist"
-    info(f"Kept the CRD {manifests.CRD_NAME}; {kept}. `kubectl emqx install` manages them again.")
+    info(f"Kept the CRD {CRD_NAME}; {kept}. `kubectl emqx install` manages them again.")
 
 
 def _installed_objects(api: ManifestApi, namespace: str) -> list[tuple[str, str, str | None]]:
     """(kind, name, namespace) of what an install into `namespace` made, in removal order."""
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     found: list[tuple[str, str, str | None]] = []
     for kind in reversed(manifests.KIND_ORDER):
@@ -238,20 +239,19 @@ def _ref(cluster: dict[str, Any]) -> str:
 
 
 def _confirm_purge(clusters: list[dict[str, Any]], yes: bool) -> None:
-    from kubectl_emqx import install as manifests
 
     if clusters:
         listing = ", ".join(_ref(c) for c in clusters[:10]) + (" ..." if len(clusters) > 10 else "")
         doomed = f"{len(clusters)} EMQX cluster(s) will be DELETED with their pods and services: {listing}"
     else:
         doomed = "no EMQX clusters exist right now"
-    warn(f"--purge deletes the CRD {manifests.CRD_NAME}. Deleting a CRD deletes every resource of that kind "
+    warn(f"--purge deletes the CRD {CRD_NAME}. Deleting a CRD deletes every resource of that kind "
          f"in every namespace, so Kubernetes deletes every EMQX cluster: {doomed}.")
     confirm("Delete the operator, the CRD and every EMQX cluster?", yes)
 
 
 def _delete_namespace_if_ours(api: ManifestApi, namespace: str, clusters: list[dict[str, Any]]) -> None:
-    from kubectl_emqx import install as manifests
+    from kubectl_emqx.domain import install as manifests
 
     found = api.get_object("Namespace", namespace)
     if found is None:

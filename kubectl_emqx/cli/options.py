@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from kubectl_emqx.kube import ClusterApi, ClusterReader, KubeFlags
+    from kubectl_emqx.kube.client import ClusterApi, ClusterReader, KubeFlags
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,13 +33,13 @@ class AppState:
     _reader: ClusterReader | None = None
 
     def kube_flags(self) -> KubeFlags:
-        from kubectl_emqx.kube import KubeFlags
+        from kubectl_emqx.kube.client import KubeFlags
 
         return KubeFlags(**self.flags)
 
     def api(self) -> ClusterApi:
         if self._api is None:
-            from kubectl_emqx import kube
+            from kubectl_emqx.kube import client as kube
 
             self._api = (self.connect or kube.connect)(self.kube_flags())
         return self._api
@@ -50,7 +50,7 @@ class AppState:
         if self._api is not None or self.connect is not None:
             return self.api()
         if self._reader is None:
-            from kubectl_emqx import rest
+            from kubectl_emqx.kube import rest
 
             self._reader = rest.connect(self.kube_flags()) or self.api()
         return self._reader

@@ -45,7 +45,7 @@ def scale(role: str, name: str, count: int, yes: bool, wait: bool, timeout: floa
         raise click.BadParameter("a cluster needs at least 1 core", param_hint="N")
     if count < 0:
         raise click.BadParameter("cannot be negative", param_hint="N")
-    from kubectl_emqx.status_model import desired_replicas
+    from kubectl_emqx.view.status_model import desired_replicas
 
     api = state().api()
     body = load_cluster(api, name, api.namespace)
@@ -98,6 +98,6 @@ def core_removal_warning(body: dict[str, Any], current: int, count: int) -> str:
 
 
 def replicas_patch(role: str, count: int) -> dict[str, Any]:
-    from kubectl_emqx.spec import merge_patch
+    from kubectl_emqx.domain.spec import merge_patch
 
     return merge_patch(("spec", TEMPLATES[role], "spec", "replicas"), count)

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import emit, load_cluster
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, name_argument, output_options, state
-from kubectl_emqx.kube import ClusterReader
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import ClusterReader
 
 if TYPE_CHECKING:
-    from kubectl_emqx.status_model import ClusterStatus
+    from kubectl_emqx.view.status_model import ClusterStatus
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
@@ -26,7 +26,7 @@ CLEAR_SCREEN = "\x1b[H\x1b[2J"
 def status(name: str, watch: bool, output: str | None, no_headers: bool, color: str) -> None:
     """Show an EMQX cluster: image, phase, ready nodes, conditions, the node table as EMQX reports
     it, recent Events, and at the end any part that could not be read."""
-    from kubectl_emqx import render
+    from kubectl_emqx.view import render
 
     api = state().reader()
     namespace = api.namespace
@@ -62,7 +62,7 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
 
 def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
     """The status model, with Events when they can be read (otherwise noted under errors)."""
-    from kubectl_emqx import status_model
+    from kubectl_emqx.view import status_model
 
     metadata = body["metadata"]
     problems: list[str] = []

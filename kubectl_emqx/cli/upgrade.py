@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import (
     apply_merge_patch,
     confirm,
@@ -19,6 +18,7 @@ from kubectl_emqx.cli.common import (
     warn,
 )
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, name_argument, state, wait_options, yes_option
+from kubectl_emqx.kube import errors
 
 
 @click.command("upgrade", cls=EmqxCommand)
@@ -52,7 +52,7 @@ def upgrade(
     """
     if bool(image) == rollback:
         raise click.UsageError("give either --image IMAGE or --rollback")
-    from kubectl_emqx import spec, versions
+    from kubectl_emqx.domain import spec, validation, versions
 
     api = state().api()
     body = load_cluster(api, name, api.namespace)
@@ -82,7 +82,7 @@ def upgrade(
         allow_downgrade=allow_downgrade,
         cores=normalized.core.replicas,
         replicants=normalized.replicant.replicas,
-        license_configured=spec.license_configured(normalized),
+        license_configured=validation.license_configured(normalized),
     )
     info(plan_text(body, spec.dotted(image_path), spec_image, running, image, allow_downgrade))
     if status.get("currentImage") and status.get("targetImage") not in (None, status["currentImage"]):
@@ -121,7 +121,7 @@ def upgrade(
 
 
 def upgrade_patch(image_path: tuple[str, ...], image: str, allow_downgrade: bool) -> dict[str, Any]:
-    from kubectl_emqx.spec import merge_patch
+    from kubectl_emqx.domain.spec import merge_patch
 
     patch = merge_patch(image_path, image)
     if allow_downgrade:
@@ -132,7 +132,7 @@ def upgrade_patch(image_path: tuple[str, ...], image: str, allow_downgrade: bool
 def plan_text(
     body: dict[str, Any], image_field: str, spec_image: str, running: str, target: str, allow_downgrade: bool
 ) -> str:
-    from kubectl_emqx.status_model import desired_replicas
+    from kubectl_emqx.view.status_model import desired_replicas
 
     metadata = body["metadata"]
     cores, replicants = desired_replicas(body)

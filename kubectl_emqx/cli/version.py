@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 import click
 
-from kubectl_emqx import __version__, errors
+from kubectl_emqx import __version__
 from kubectl_emqx.cli.common import emit, warn
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, output_options, state
+from kubectl_emqx.kube import errors
 
 NOT_INSTALLED = "not installed"
 
@@ -33,7 +34,7 @@ class Versions:
 def version(output: str | None, no_headers: bool, color: str) -> None:
     """Print the plugin's version and the version of the EMQX operator running in the cluster
     (its Deployment labelled app.kubernetes.io/name=emqx-operator), warning when they differ."""
-    from kubectl_emqx import render
+    from kubectl_emqx.view import render
 
     failure: errors.PluginError | None = None
     try:

@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from kubectl_emqx import errors, render, status_model
-from kubectl_emqx.kube import ClusterApi, ClusterReader
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import ClusterApi, ClusterReader
+from kubectl_emqx.view import render, status_model
 
 WATCH_WINDOW_SECONDS = 300
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emqx_operator.observe import EmqxView
-from kubectl_emqx import hocon, versions
-from kubectl_emqx import spec as spec_mod
-from kubectl_emqx.emqx_api import EmqxApiError
+from kubectl_emqx.domain import hocon, versions
+from kubectl_emqx.domain import spec as spec_mod
+from kubectl_emqx.emqx.api import EmqxApiError
 
 log = logging.getLogger("emqx_operator.config_sync")
 LIVE_REFRESH_SECONDS = 300.0

@@ -13,9 +13,9 @@ import httpx
 
 from emqx_operator.cluster_api import ApiError, ClusterApi
 from emqx_operator.runtime import Options
-from kubectl_emqx import builders, hocon, versions
-from kubectl_emqx import spec as spec_mod
-from kubectl_emqx.emqx_api import EmqxApi, EmqxApiError
+from kubectl_emqx.domain import builders, hocon, versions, vocabulary
+from kubectl_emqx.domain import spec as spec_mod
+from kubectl_emqx.emqx.api import EmqxApi, EmqxApiError
 
 log = logging.getLogger("emqx_operator.observe")
 
@@ -69,7 +69,7 @@ def container_image(workload: dict[str, Any] | None) -> str | None:
     spec = workload.get("spec") or {}
     pod_spec = (spec.get("template") or {}).get("spec") or spec
     for container in pod_spec.get("containers") or []:
-        if container.get("name") == builders.CONTAINER_NAME:
+        if container.get("name") == vocabulary.CONTAINER_NAME:
             return str(container.get("image"))
     return None
 
@@ -109,12 +109,12 @@ def ensure_secrets(api: ClusterApi, owner: dict[str, Any], spec: spec_mod.EmqxSp
                     raise
                 current = api.get("Secret", spec.namespace, name) or secret
         live[name] = current
-    names = builders.object_names(spec.name)
-    cookie = _decode(live[names.cookie_secret], builders.COOKIE_SECRET_KEY) or ""
-    key_file = _decode(live[names.api_key_secret], builders.API_KEY_SECRET_KEY) or ":"
+    names = vocabulary.object_names(spec.name)
+    cookie = _decode(live[names.cookie_secret], vocabulary.COOKIE_SECRET_KEY) or ""
+    key_file = _decode(live[names.api_key_secret], vocabulary.API_KEY_SECRET_KEY) or ":"
     api_key, _, api_secret = key_file.splitlines()[0].partition(":")
-    password = _decode(live[names.api_key_secret], builders.DASHBOARD_PASSWORD_KEY) or "public"
-    return Credentials(cookie, api_key, api_secret, builders.DASHBOARD_USERNAME, password)
+    password = _decode(live[names.api_key_secret], vocabulary.DASHBOARD_PASSWORD_KEY) or "public"
+    return Credentials(cookie, api_key, api_secret, vocabulary.DASHBOARD_USERNAME, password)
 
 
 def observe(api: ClusterApi, spec: spec_mod.EmqxSpec) -> World:

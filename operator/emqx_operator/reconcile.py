@@ -19,9 +19,9 @@ from emqx_operator.conditions import now_rfc3339, set_condition, without_times
 from emqx_operator.metrics import METRICS
 from emqx_operator.runtime import Options
 from emqx_operator.scheduler import FORGET
-from kubectl_emqx import builders, versions
-from kubectl_emqx import spec as spec_mod
-from kubectl_emqx.emqx_api import EmqxApiError
+from kubectl_emqx.domain import spec as spec_mod
+from kubectl_emqx.domain import validation, versions, vocabulary
+from kubectl_emqx.emqx.api import EmqxApiError
 
 log = logging.getLogger("emqx_operator.reconcile")
 
@@ -101,7 +101,7 @@ class Reconciler:
         run = Pass(body, int(body["metadata"].get("generation", 1)), status, conditions)
 
         spec = spec_mod.normalize(body, namespace)
-        problems = spec_mod.validate(spec)
+        problems = validation.validate(spec)
         if problems:
             message = "; ".join(str(p) for p in problems)
             run.event_on_change("Valid", False, "InvalidSpec", message)
@@ -175,7 +175,7 @@ class Reconciler:
                                  {"metadata": {"annotations": {rollout.DELETION_COST: "-1000"}}})
         for pod_name in plan.open_gates:
             self.api.strategic_patch("Pod", namespace, pod_name, {"status": {"conditions": [{
-                "type": builders.READINESS_GATE, "status": "True", "reason": "NodeRunning",
+                "type": vocabulary.READINESS_GATE, "status": "True", "reason": "NodeRunning",
                 "message": "EMQX reports the node running; the operator lets it take traffic",
                 "lastTransitionTime": now_rfc3339()}]}}, subresource="status")
         for pod_name, uid, reason in plan.delete_pods:

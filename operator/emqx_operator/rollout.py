@@ -17,8 +17,8 @@ from typing import Any
 
 from emqx_operator.cluster_api import HASH_ANNOTATION, object_hash
 from emqx_operator.observe import EmqxView, World, container_image, pod_ready
-from kubectl_emqx import builders, hocon, versions
-from kubectl_emqx import spec as spec_mod
+from kubectl_emqx.domain import builders, hocon, validation, versions, vocabulary
+from kubectl_emqx.domain import spec as spec_mod
 
 REVISION_LABEL = "controller-revision-hash"
 
@@ -124,7 +124,7 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
         violations = versions.check_upgrade(
             current_image, spec.image, allow_downgrade=strategy.allow_downgrade,
             replicants=spec.replicant.replicas, cores=spec.core.replicas,
-            license_configured=spec_mod.license_configured(spec),
+            license_configured=validation.license_configured(spec),
         )
     if violations:
         rules = ", ".join(v.rule for v in violations)
@@ -245,7 +245,7 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
         replicant_image, replicant_hash = core_image, restart_hash
     else:  # hold replicants on what they run until every core runs the new template
         replicant_image = container_image(live_deploy) or core_image
-        replicant_hash = _live_annotation(live_deploy, builders.ANNOTATION_RESTART_HASH) or restart_hash
+        replicant_hash = _live_annotation(live_deploy, vocabulary.ANNOTATION_RESTART_HASH) or restart_hash
     deployment = own(builders.build_deployment(spec, restart_hash=replicant_hash, image=replicant_image))
     deployment["spec"]["minReadySeconds"] = strategy.evacuation.wait_takeover_seconds
     deployment["spec"]["progressDeadlineSeconds"] = max(strategy.node_ready_timeout_seconds, 1)
@@ -357,7 +357,7 @@ def decide(spec: spec_mod.EmqxSpec, world: World, view: EmqxView, old_status: di
             "replicas": desired_replicants,
             "readyReplicas": len(ready_replicants),
             "updatedReplicas": int(deploy_status.get("updatedReplicas", 0)),
-            "labelSelector": builders.label_selector(spec.name, builders.REPLICANT),
+            "labelSelector": vocabulary.label_selector(spec.name, vocabulary.REPLICANT),
         },
         "upgrade": upgrade,
     }
@@ -381,9 +381,9 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 def gate_open(pod: dict[str, Any]) -> bool:
     gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
-    if builders.READINESS_GATE not in gates:
+    if vocabulary.READINESS_GATE not in gates:
         return True  # a pod from before the gate existed
-    return any(c.get("type") == builders.READINESS_GATE and c.get("status") == "True"
+    return any(c.get("type") == vocabulary.READINESS_GATE and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
@@ -398,7 +398,7 @@ def _pace_replicants(plan: Plan, spec: spec_mod.EmqxSpec, view: EmqxView, runnin
 
     def current(pod: dict[str, Any]) -> bool:
         annotations = pod["metadata"].get("annotations") or {}
-        return container_image(pod) == image and annotations.get(builders.ANNOTATION_RESTART_HASH) == restart_hash
+        return container_image(pod) == image and annotations.get(vocabulary.ANNOTATION_RESTART_HASH) == restart_hash
 
     old = [p for p in pods if not current(p)]
     serving_new = [p for p in pods if current(p) and gate_open(p)]

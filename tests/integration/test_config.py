@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_emqx import hocon
+from kubectl_emqx.domain import hocon
 from tests.emqx_helpers import (
     condition,
     cr,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_emqx import render, status_model
+from kubectl_emqx.view import render, status_model
 from sandbox import cluster
 from tests.emqx_helpers import custom_api, emqx_nodes, get_emqx, patch_emqx, ready_pods, wait_ready
 from tests.helpers import wait_for
@@ -173,7 +173,7 @@ def test_read_verbs_do_not_load_the_kubernetes_client(
 
     for args in (("status", "light", "-n", namespace), ("list", "-A"), ("list", "-n", namespace, "-o", "yaml")):
         modules = imported(plugin(*args, env=trace))
-        assert "kubectl_emqx.rest" in modules
+        assert "kubectl_emqx.kube.rest" in modules
         assert not {name for name in modules if name.split(".")[0] in ("kubernetes", "tabulate", "pyhocon")}, args
     completed = plugin.run("__complete", "emqx", "status", "-n", namespace, "", env=trace)
     assert completed.stdout.splitlines()[0] == "light"

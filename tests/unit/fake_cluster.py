@@ -1,4 +1,4 @@
-"""An in-memory stand-in for kubectl_emqx.kube.ClusterApi (the plugin's own facade), for unit tests.
+"""An in-memory stand-in for kubectl_emqx.kube.client.ClusterApi (the plugin's own facade), for unit tests.
 
 It keeps EMQX resources like the API server would for the facade's few calls: resourceVersion on
 every write, generation bumped on spec changes, JSON merge patches, resourceVersion preconditions
@@ -13,9 +13,9 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.common import apply_merge_patch
-from kubectl_emqx.kube import KubeFlags, OperatorDeployment, WatchEvent
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import KubeFlags, OperatorDeployment, WatchEvent
 
 Change = Callable[[dict[str, Any]], None] | dict[str, Any] | str
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_emqx import builders, hocon, spec
-from kubectl_emqx.builders import SecretValues
-from kubectl_emqx.hocon import ListenerPort
+from kubectl_emqx.domain import builders, hocon, spec, validation, vocabulary
+from kubectl_emqx.domain.builders import SecretValues
+from kubectl_emqx.domain.hocon import ListenerPort
 
 SEED: dict[str, Any] = {
     "apiVersion": "apps.emqx.io/v2alpha1",
@@ -17,7 +17,7 @@ SEED: dict[str, Any] = {
     "metadata": {"name": "emqx"},
     "spec": {"emqxTemplate": {"image": "emqx/emqx:5.0.6"}},
 }
-VALUES = SecretValues(node_cookie="cookie123", api_key=spec.OPERATOR_API_KEY_NAME, api_secret="secret456")
+VALUES = SecretValues(node_cookie="cookie123", api_key=vocabulary.OPERATOR_API_KEY_NAME, api_secret="secret456")
 OWNER = {"apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "emqx", "uid": "uid-1"}}
 
 
@@ -46,13 +46,29 @@ def decoded(secret: dict[str, Any], key: str) -> str:
     return base64.b64decode(secret["data"][key]).decode()
 
 
+def all_objects(emqx: spec.EmqxSpec, values: SecretValues, replicants_running: bool = False) -> list[dict[str, Any]]:
+    """Every object a resource owns, built the way the operator builds them."""
+    ports = hocon.listener_ports(builders.effective_config(emqx))
+    objects = [
+        *builders.build_secrets(emqx, values),
+        builders.build_configmap(emqx),
+        builders.build_headless_service(emqx),
+        builders.build_statefulset(emqx),
+        builders.build_deployment(emqx),
+        builders.build_dashboard_service(emqx),
+        builders.build_listeners_service(emqx, ports, replicants_running),
+        *builders.build_pdbs(emqx),
+    ]
+    return [o for o in objects if o is not None]
+
+
 @pytest.fixture
 def seed_objects() -> dict[tuple[str, str], dict[str, Any]]:
-    return by_kind_and_name(builders.owned_objects(spec.normalize(SEED), VALUES))
+    return by_kind_and_name(all_objects(spec.normalize(SEED), VALUES))
 
 
-def test_seed_objects_in_apply_order() -> None:
-    objects = builders.owned_objects(spec.normalize(SEED), VALUES)
+def test_seed_objects_and_names() -> None:
+    objects = all_objects(spec.normalize(SEED), VALUES)
     assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
         ("Secret", "emqx-node-cookie"),
         ("Secret", "emqx-bootstrap-api-key"),
@@ -66,9 +82,6 @@ def test_seed_objects_in_apply_order() -> None:
         ("PodDisruptionBudget", "emqx-replicant"),
     ]
     assert all(o["metadata"]["namespace"] == "default" for o in objects)
-    assert [(a, k, n) for a, k, n in builders.owned_object_refs("emqx")] == [
-        (o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in objects
-    ]
 
 
 def test_seed_core_env_uses_db_role(seed_objects: dict) -> None:
@@ -124,7 +137,7 @@ def test_labels_and_selectors(seed_objects: dict) -> None:
         assert workload["spec"]["selector"] == {"matchLabels": selector}
         assert workload["spec"]["template"]["metadata"]["labels"] == selector
         assert container(workload)["name"] == "emqx"
-    assert builders.label_selector("emqx", "replicant") == "apps.emqx.io/instance=emqx,apps.emqx.io/db-role=replicant"
+    assert vocabulary.label_selector("emqx", "replicant") == "apps.emqx.io/instance=emqx,apps.emqx.io/db-role=replicant"
 
 
 def test_pod_defaults(seed_objects: dict) -> None:
@@ -182,12 +195,6 @@ def test_statefulset_shape(seed_objects: dict) -> None:
     assert statefulset_spec["podManagementPolicy"] == "Parallel"
     assert statefulset_spec["updateStrategy"] == {"type": "OnDelete"}
     assert "volumeClaimTemplates" not in statefulset_spec
-
-
-def test_statefulset_partition() -> None:
-    emqx = spec.normalize(SEED)
-    rolling = builders.build_statefulset(emqx, partition=2)["spec"]["updateStrategy"]
-    assert rolling == {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}
 
 
 def test_statefulset_volume_claims() -> None:
@@ -309,7 +316,7 @@ def test_service_templates_merge() -> None:
         {"name": "quic-default", "port": 14567, "targetPort": 14567, "protocol": "UDP"},
         {"name": "tcp-default", "port": 1883, "targetPort": 1883, "nodePort": 31883, "protocol": "TCP"},
     ]
-    objects = by_kind_and_name(builders.owned_objects(emqx, VALUES))
+    objects = by_kind_and_name(all_objects(emqx, VALUES))
     assert ("Service", "demo-dashboard") not in objects
 
 
@@ -328,7 +335,7 @@ def test_listeners_service_ports_from_config() -> None:
             }
         )
     )
-    service = by_kind_and_name(builders.owned_objects(emqx, VALUES, replicants_running=True))[
+    service = by_kind_and_name(all_objects(emqx, VALUES, replicants_running=True))[
         ("Service", "demo-listeners")
     ]
     assert [(p["name"], p["protocol"], p["port"]) for p in service["spec"]["ports"]] == [
@@ -373,14 +380,14 @@ def test_secrets() -> None:
     assert api_keys["metadata"]["name"] == "demo-bootstrap-api-key"
     assert (
         decoded(api_keys, "bootstrap_api_key")
-        == f"{spec.OPERATOR_API_KEY_NAME}:secret456\nci:ci-secret\nfromref:ref-secret\n"
+        == f"{vocabulary.OPERATOR_API_KEY_NAME}:secret456\nci:ci-secret\nfromref:ref-secret\n"
     )
     assert cookie["type"] == "Opaque"
 
 
 def test_new_secret_values() -> None:
     first, second = builders.new_secret_values(), builders.new_secret_values()
-    assert first.api_key == spec.OPERATOR_API_KEY_NAME
+    assert first.api_key == vocabulary.OPERATOR_API_KEY_NAME
     assert first.node_cookie != second.node_cookie and first.api_secret != second.api_secret
     assert len(first.node_cookie) == 64 and first.api_secret.isalnum() and ":" not in first.api_secret
     configured = spec.normalize(cr({"image": "emqx/emqx:5.8.9", "config": {"data": "node.cookie = mine"}}))
@@ -411,8 +418,8 @@ def test_restart_hash_annotation() -> None:
         emqx = spec.normalize(cr({"image": "emqx/emqx-enterprise:5.8.9", "config": {"data": config}}))
         statefulset = builders.build_statefulset(emqx)
         deployment = builders.build_deployment(emqx)
-        value = statefulset["spec"]["template"]["metadata"]["annotations"][builders.ANNOTATION_RESTART_HASH]
-        assert deployment["spec"]["template"]["metadata"]["annotations"][builders.ANNOTATION_RESTART_HASH] == value
+        value = statefulset["spec"]["template"]["metadata"]["annotations"][vocabulary.ANNOTATION_RESTART_HASH]
+        assert deployment["spec"]["template"]["metadata"]["annotations"][vocabulary.ANNOTATION_RESTART_HASH] == value
         return value
 
     base = pod_hash("")
@@ -422,7 +429,7 @@ def test_restart_hash_annotation() -> None:
     assert pod_hash("node.max_ports = 2097152") != base
     assert pod_hash("dashboard.listeners.http.bind = 18084") != base
     explicit = builders.build_statefulset(spec.normalize(SEED), restart_hash="abc")
-    assert explicit["spec"]["template"]["metadata"]["annotations"][builders.ANNOTATION_RESTART_HASH] == "abc"
+    assert explicit["spec"]["template"]["metadata"]["annotations"][vocabulary.ANNOTATION_RESTART_HASH] == "abc"
 
 
 def test_template_pass_through() -> None:
@@ -508,9 +515,9 @@ def test_builders_are_deterministic_and_do_not_alias() -> None:
             "config": {"data": "log.console.level = debug"},
         }
     )
-    first = builders.owned_objects(spec.normalize(copy.deepcopy(body)), VALUES)
+    first = all_objects(spec.normalize(copy.deepcopy(body)), VALUES)
     emqx = spec.normalize(copy.deepcopy(body))
-    second = builders.owned_objects(emqx, VALUES)
+    second = all_objects(emqx, VALUES)
     assert first == second
     assert json.dumps(first) == json.dumps(second)
     for obj in second:  # mutate everything we got back
@@ -519,7 +526,7 @@ def test_builders_are_deterministic_and_do_not_alias() -> None:
             container(obj)["env"][-1]["value"] = "mutated"
         if obj["kind"] == "Service":
             obj["spec"]["type"] = "mutated"
-    assert builders.owned_objects(emqx, VALUES) == first
+    assert all_objects(emqx, VALUES) == first
 
 
 def test_with_owner() -> None:
@@ -550,14 +557,14 @@ def test_build_emqx_resource_defaults() -> None:
             "replicantTemplate": {"spec": {"replicas": 3}},
         },
     }
-    assert spec.validate(spec.normalize(body)) == []
+    assert validation.validate(spec.normalize(body)) == []
 
 
 def test_build_emqx_resource_picks_zero_replicants_where_needed() -> None:
     body = builders.build_emqx_resource("mqtt", "ns", image="emqx/emqx:5.8.9")
     assert body["spec"]["replicantTemplate"]["spec"]["replicas"] == 0
     assert body["metadata"] == {"name": "mqtt", "namespace": "ns"}
-    assert spec.validate(spec.normalize(body)) == []
+    assert validation.validate(spec.normalize(body)) == []
     explicit = builders.build_emqx_resource("mqtt", image="emqx/emqx:5.8.9", replicants=2)
     assert explicit["spec"]["replicantTemplate"]["spec"]["replicas"] == 2
 
@@ -588,5 +595,5 @@ def test_build_emqx_resource_options() -> None:
         only_class["spec"]["coreTemplate"]["spec"]["volumeClaimTemplates"]["resources"]["requests"]["storage"] == "1Gi"
     )
     emqx = spec.normalize(body)
-    assert spec.validate(emqx) == []
+    assert validation.validate(emqx) == []
     assert builders.build_statefulset(emqx)["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from kubectl_emqx import errors
 from kubectl_emqx.cli.completion import completion_lines
 from kubectl_emqx.cli.main import VERBS
+from kubectl_emqx.kube import errors
 from tests.unit.cli_helpers import emqx, fake_with
 
 

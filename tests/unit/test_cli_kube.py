@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_emqx import errors, kube
-from kubectl_emqx.kube import KubeFlags
+from kubectl_emqx.kube import client as kube
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import KubeFlags
 
 
 def _kubeconfig(path: Path, *, current: str | None, contexts: dict[str, dict[str, str]],

@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from kubectl_emqx import errors
-from kubectl_emqx.kube import OperatorDeployment
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import OperatorDeployment
 from tests.unit.cli_helpers import condition, emqx, event, fake_with, run
 
 

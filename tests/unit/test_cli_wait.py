@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_emqx import errors, render
 from kubectl_emqx.cli import wait
+from kubectl_emqx.kube import errors
+from kubectl_emqx.view import render
 from tests.unit.cli_helpers import condition, emqx, fake_with, node, ready_status, run
 from tests.unit.fake_cluster import FakeCluster
 
@@ -68,7 +69,7 @@ def test_ready_of_an_older_generation_does_not_count(fake: FakeCluster) -> None:
 def test_wait_fails_with_the_operators_reason(fake: FakeCluster) -> None:
     fake.script_watch(
         scaling(2),
-        {"phase": "Failed", "message": "cannot pull emqx/emqx:5.7.9"},
+        {"phase": "Stalled", "message": "cannot pull emqx/emqx:5.7.9"},
     )
     result = run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.7.9", "--yes", "--wait")
     assert result.exit_code == 3
@@ -152,7 +153,7 @@ def test_live_view_redraws_in_place(fake: FakeCluster, capsys: pytest.CaptureFix
     reporter = wait.ProgressReporter("demo", live=True, style=render.Style(color=False))
     body = emqx()
     body["status"]["phase"] = "Upgrading"
-    from kubectl_emqx import status_model
+    from kubectl_emqx.view import status_model
 
     reporter.show(body, status_model.progress(body, 1))
     first = capsys.readouterr().err

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubectl_emqx import builders, errors
 from kubectl_emqx.cli.create import DEFAULT_IMAGE
+from kubectl_emqx.domain import builders
+from kubectl_emqx.kube import errors
 from tests.unit.cli_helpers import emqx, fake_with, run
 
 # --- create -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emqx_operator import config_sync
 
-from kubectl_emqx import spec
+from kubectl_emqx.domain import spec
 
 
 def _spec(image: str, config: str) -> spec.EmqxSpec:

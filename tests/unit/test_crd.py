@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_emqx import crd, spec
+from kubectl_emqx.domain import crd, spec, validation
 from tests.unit.bad_crs import BAD_CRS, GOOD_CRS
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "emqx.yaml"
@@ -19,7 +19,7 @@ def spec_schema(version: str = "v2beta1") -> dict[str, Any]:
 
 
 def test_crd_file_is_generated_output() -> None:
-    assert CRD_FILE.read_text() == crd.render_yaml(), "regenerate: python -m kubectl_emqx.crd > crds/emqx.yaml"
+    assert CRD_FILE.read_text() == crd.render_yaml(), "regenerate: python -m kubectl_emqx.domain.crd > crds/emqx.yaml"
     assert yaml.safe_load(CRD_FILE.read_text()) == crd.build_crd()
 
 
@@ -164,4 +164,4 @@ def test_bad_cr_table() -> None:
 
 def test_good_crs_pass_domain_validation() -> None:
     for description, body in GOOD_CRS:
-        assert spec.validate(spec.normalize(body)) == [], description
+        assert validation.validate(spec.normalize(body)) == [], description

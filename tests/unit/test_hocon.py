@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_emqx import hocon
-from kubectl_emqx.hocon import ConfigChange, HoconError, ListenerPort
+from kubectl_emqx.domain import hocon
+from kubectl_emqx.domain.hocon import ConfigChange, HoconError, ListenerPort
 
 SAMPLE = """
 # EMQX settings
@@ -378,7 +378,7 @@ def test_set_path_refuses_bad_input() -> None:
 def test_importing_modules_does_not_import_pyhocon() -> None:
     code = (
         "import sys\n"
-        "import kubectl_emqx.hocon, kubectl_emqx.spec, kubectl_emqx.builders, kubectl_emqx.versions, kubectl_emqx.crd\n"
+        "from kubectl_emqx.domain import builders, crd, hocon, spec, versions\n"
         "heavy = [m for m in ('pyhocon', 'pyparsing', 'yaml', 'kubernetes') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

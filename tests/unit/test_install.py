@@ -14,7 +14,8 @@ from emqx_operator import main as operator_main
 from emqx_operator import observe
 from emqx_operator.leader import DEFAULT_LEASE_NAME
 
-from kubectl_emqx import __version__, crd, install, kube
+from kubectl_emqx import __version__
+from kubectl_emqx.domain import crd, install, vocabulary
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -126,8 +127,8 @@ def test_watch_namespaces_get_roles_instead_of_a_cluster_role() -> None:
 def test_deployment_is_hardened_and_probed_on_the_operator_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     options = install.InstallOptions(namespace="ops", image="registry.local/op:1", replicas=2)
     (deployment,) = by_kind(install.build_manifests(options), "Deployment")
-    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == kube.OPERATOR_SELECTOR.split("=")[1]
-    assert deployment["metadata"]["labels"][kube.OPERATOR_VERSION_LABEL] == __version__
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == vocabulary.OPERATOR_SELECTOR.split("=")[1]
+    assert deployment["metadata"]["labels"][vocabulary.APP_VERSION_LABEL] == __version__
     spec = deployment["spec"]
     assert spec["replicas"] == 2
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
@@ -187,11 +188,11 @@ def test_object_ref() -> None:
 
 def test_every_install_kind_has_an_api_path() -> None:
     for kind in install.KIND_ORDER:
-        assert kind in kube.OBJECT_PATHS
-    assert kube.object_path("Role", "ns", "r") == "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/r"
-    assert kube.object_path("Role", None) == "/apis/rbac.authorization.k8s.io/v1/roles"
-    assert kube.object_path("ClusterRole", "ignored", "r") == "/apis/rbac.authorization.k8s.io/v1/clusterroles/r"
-    assert kube.object_path("Namespace", None, "ns") == "/api/v1/namespaces/ns"
+        assert kind in vocabulary.KIND_PATHS
+    assert vocabulary.kind_path("Role", "ns", "r") == "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/r"
+    assert vocabulary.kind_path("Role", None) == "/apis/rbac.authorization.k8s.io/v1/roles"
+    assert vocabulary.kind_path("ClusterRole", "ignored", "r") == "/apis/rbac.authorization.k8s.io/v1/clusterroles/r"
+    assert vocabulary.kind_path("Namespace", None, "ns") == "/api/v1/namespaces/ns"
 
 
 # --- the image --------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ from typing import Any
 import yaml
 from click.testing import CliRunner, Result
 
-from kubectl_emqx import errors, install
 from kubectl_emqx.cli.main import cli
 from kubectl_emqx.cli.options import AppState
-from kubectl_emqx.kube import KubeFlags, OperatorDeployment
+from kubectl_emqx.domain import install, vocabulary
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import KubeFlags, OperatorDeployment
 
 Key = tuple[str, str | None, str]  # kind, namespace, name
 
@@ -69,7 +70,7 @@ class FakeInstallCluster:
 
     # the parts of ClusterApi the verbs use
     def list_emqx(self, namespace: str | None) -> list[dict[str, Any]]:
-        if not self.has("CustomResourceDefinition", install.CRD_NAME):
+        if not self.has("CustomResourceDefinition", vocabulary.CRD_NAME):
             raise errors.OperatorNotInstalled()
         return [copy.deepcopy(c) for c in self.emqx if namespace in (None, c["metadata"]["namespace"])]
 
@@ -164,7 +165,7 @@ def test_uninstall_keeps_the_crd_and_every_cluster() -> None:
     fake.emqx = [cluster("prod", "a"), cluster("dev", "b")]
     result = run(fake, "uninstall")
     assert result.exit_code == 0, result.output
-    assert set(fake.objects) == {("CustomResourceDefinition", None, install.CRD_NAME)}
+    assert set(fake.objects) == {("CustomResourceDefinition", None, vocabulary.CRD_NAME)}
     assert "2 EMQX cluster(s) keep running, unmanaged" in result.stderr
     deleted = [kind for verb, kind, _, _ in fake.log if verb == "delete"]
     assert deleted[0] == "Deployment", "the operator stops before its permissions go"
@@ -209,7 +210,7 @@ def test_purge_with_yes_does_not_ask() -> None:
     assert run(fake, "install").exit_code == 0
     result = run(fake, "uninstall", "--purge", "--yes")
     assert result.exit_code == 0, result.output
-    assert not fake.has("CustomResourceDefinition", install.CRD_NAME)
+    assert not fake.has("CustomResourceDefinition", vocabulary.CRD_NAME)
     assert "no EMQX clusters exist right now" in result.stderr
 
 

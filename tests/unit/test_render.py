@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from kubectl_emqx import render, status_model
+from kubectl_emqx.view import render, status_model
 from tests.unit.cli_helpers import condition, emqx, event
 
 NOW = datetime(2026, 1, 1, 3, 12, 0, tzinfo=UTC)
@@ -153,7 +153,7 @@ def test_image_line_before_the_first_rollout_and_during_one() -> None:
 
 
 def test_upgrade_rows_show_each_node_from_to_with_cores_first() -> None:
-    from kubectl_emqx import render, status_model
+    from kubectl_emqx.view import render, status_model
 
     body = {
         "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX",

@@ -10,7 +10,7 @@ import click
 import pytest
 from tabulate import tabulate
 
-from kubectl_emqx import render
+from kubectl_emqx.view import render
 
 HEADERS = ("NODE", "ROLE", "STATUS", "VERSION", "OTP", "UPTIME", "CONNECTIONS")
 

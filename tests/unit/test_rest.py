@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_emqx import errors, kube, rest
-from kubectl_emqx.kube import KubeFlags
+from kubectl_emqx.kube import client as kube
+from kubectl_emqx.kube import errors, rest
+from kubectl_emqx.kube.client import KubeFlags
 
 
 def _write(path: Path, *, current: str | None = "dev", clusters: dict[str, dict[str, Any]] | None = None,

@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_emqx import spec
-from kubectl_emqx.spec import normalize, validate
-from kubectl_emqx.versions import ENTERPRISE, OPENSOURCE
+from kubectl_emqx.domain import spec, validation, vocabulary
+from kubectl_emqx.domain.spec import normalize
+from kubectl_emqx.domain.validation import validate
+from kubectl_emqx.domain.versions import ENTERPRISE, OPENSOURCE
 
 SEED: dict[str, Any] = {
     "apiVersion": "apps.emqx.io/v2alpha1",
@@ -24,7 +25,7 @@ def cr(spec_body: dict[str, Any], name: str = "demo", namespace: str | None = "p
     return {"apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": metadata, "spec": spec_body}
 
 
-def fields(errors: list[spec.SpecError]) -> list[str]:
+def fields(errors: list[validation.SpecError]) -> list[str]:
     return [error.field for error in errors]
 
 
@@ -205,8 +206,8 @@ def test_license_needed_from_59_for_more_than_one_node() -> None:
         }
     )
     assert validate(normalize(both)) == []
-    assert spec.license_configured(normalize(both))
-    assert not spec.license_configured(unlicensed)
+    assert validation.license_configured(normalize(both))
+    assert not validation.license_configured(unlicensed)
 
 
 @pytest.mark.parametrize(
@@ -273,7 +274,7 @@ def test_api_key_rules() -> None:
         {"key": "ok", "secret": "fine-secret"},
         {"key": "both", "secret": "x12", "secretRef": {"secret": {"secretName": "s", "secretKey": "k"}}},
         {"secret": "nameless"},
-        {"key": spec.OPERATOR_API_KEY_NAME, "secret": "mine"},
+        {"key": vocabulary.OPERATOR_API_KEY_NAME, "secret": "mine"},
         {"key": "colon", "secret": "a:b"},
     ]
     errors = validate(normalize(cr({"image": "emqx/emqx-enterprise:5.8.9", "bootstrapAPIKeys": keys})))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_emqx import status_model
+from kubectl_emqx.view import status_model
 from tests.unit.cli_helpers import condition, emqx, event, node
 
 
@@ -81,7 +81,7 @@ def test_progress_failures() -> None:
     body["status"]["conditions"].append(condition("UpgradeStalled", "True", "NodeNotReady", "core 1 not ready"))
     assert _progress(body).reason == "NodeNotReady: core 1 not ready"
     body = emqx()
-    body["status"].update(phase="Failed", message="quota exceeded")
+    body["status"].update(phase="Stalled", message="quota exceeded")
     assert _progress(body) == status_model.Progress("failed", "quota exceeded", 6, 6)
 
 
@@ -176,7 +176,7 @@ def test_age_seconds() -> None:
 def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
     """status_model reads the image and replica counts itself (importing spec.py costs start-up): it
     must agree with spec.py on every form."""
-    from kubectl_emqx import spec
+    from kubectl_emqx.domain import spec
 
     body = {"metadata": {"name": "x"}, "spec": spec_body}
     image = spec.get_field(body, spec.image_field_path(body))
@@ -191,7 +191,7 @@ def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
 def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -> None:
     import datetime
 
-    from kubectl_emqx import status_model
+    from kubectl_emqx.view import status_model
 
     read_at = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {

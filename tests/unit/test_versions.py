@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_emqx import versions
-from kubectl_emqx.versions import ENTERPRISE, OPENSOURCE, check_upgrade, parse_image
+from kubectl_emqx.domain import versions
+from kubectl_emqx.domain.versions import ENTERPRISE, OPENSOURCE, check_upgrade, parse_image
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -3,7 +3,7 @@
 The facade is deliberately narrow: get/list/create/patch/delete the EMQX resource, watch it, list
 its Events and find the operator's version; and for `install`/`uninstall`, apply, read and delete the
 operator's own objects (ManifestApi). Everything comes back as plain dicts in API (camelCase)
-form, every request carries a timeout, and every client failure leaves as a `kubectl_emqx.errors`
+form, every request carries a timeout, and every client failure leaves as a `kubectl_emqx.kube.errors`
 exception with one actionable line.
 
 Importing this module is cheap: the client is imported when `connect()` builds a session, so
@@ -19,15 +19,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
-from kubectl_emqx import __version__, errors
+from kubectl_emqx import __version__
+from kubectl_emqx.domain.vocabulary import (
+    APP_VERSION_LABEL,
+    GROUP,
+    KIND,
+    OPERATOR_SELECTOR,
+    PLUGIN_FIELD_MANAGER,
+    PLURAL,
+    RESOURCE,
+    VERSION,
+    kind_path,
+    resource_name,
+)
+from kubectl_emqx.kube import errors
 
-GROUP = "apps.emqx.io"
-VERSION = "v2beta1"
-PLURAL = "emqxes"
-KIND = "EMQX"
-RESOURCE = f"{PLURAL}.{GROUP}"
-OPERATOR_SELECTOR = "app.kubernetes.io/name=emqx-operator"
-OPERATOR_VERSION_LABEL = "app.kubernetes.io/version"
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 _OVERRIDE_CONTEXT = "kubectl-emqx-flags"
@@ -121,7 +127,7 @@ class ClusterApi(Protocol):
 
 
 class ManifestApi(Protocol):
-    """Generic objects for `install`/`uninstall` (the kinds in OBJECT_PATHS), by server-side apply."""
+    """Generic objects for `install`/`uninstall` (the kinds in vocabulary.KIND_PATHS), by server-side apply."""
 
     def apply_object(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]: ...
 
@@ -138,32 +144,7 @@ class ManifestApi(Protocol):
         ...
 
 
-# kind: (API path prefix, plural, namespaced) for the objects `install` manages.
-OBJECT_PATHS: dict[str, tuple[str, str, bool]] = {
-    "Namespace": ("/api/v1", "namespaces", False),
-    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
-    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
-    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
-    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
-    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
-    "Deployment": ("/apis/apps/v1", "deployments", True),
-    "Lease": ("/apis/coordination.k8s.io/v1", "leases", True),
-}
-FIELD_MANAGER = "kubectl-emqx"
-
-
-def object_path(kind: str, namespace: str | None, name: str | None = None) -> str:
-    prefix, plural, namespaced = OBJECT_PATHS[kind]
-    path = prefix + (f"/namespaces/{namespace}" if namespaced and namespace else "") + f"/{plural}"
-    return path + (f"/{name}" if name else "")
-
-
-def _resource_name(kind: str) -> str:
-    """plural.group, as RBAC and kubectl name it (e.g. clusterroles.rbac.authorization.k8s.io)."""
-    prefix, plural, _ = OBJECT_PATHS[kind]
-    parts = prefix.strip("/").split("/")
-    return f"{plural}.{parts[1]}" if parts[0] == "apis" else plural
+FIELD_MANAGER = PLUGIN_FIELD_MANAGER
 
 
 def connect(flags: KubeFlags) -> ClusterApi:
@@ -296,7 +277,7 @@ class KubernetesClusterApi:
                 OperatorDeployment(
                     namespace=metadata.get("namespace", ""),
                     name=metadata.get("name", ""),
-                    version=(metadata.get("labels") or {}).get(OPERATOR_VERSION_LABEL),
+                    version=(metadata.get("labels") or {}).get(APP_VERSION_LABEL),
                 )
             )
         return found
@@ -318,16 +299,16 @@ class KubernetesClusterApi:
     def apply_object(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
         query = {"fieldManager": FIELD_MANAGER, "force": "true", **({"dryRun": "All"} if dry_run else {})}
-        with self._translated("apply", meta.get("namespace"), meta.get("name", ""), _resource_name(obj["kind"])):
-            return dict(self._call("PATCH", object_path(obj["kind"], meta.get("namespace"), meta["name"]),
+        with self._translated("apply", meta.get("namespace"), meta.get("name", ""), resource_name(obj["kind"])):
+            return dict(self._call("PATCH", kind_path(obj["kind"], meta.get("namespace"), meta["name"]),
                                    body=obj, query=query, content_type="application/apply-patch+yaml"))
 
     def get_object(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
 
-        with self._translated("get", namespace, name, _resource_name(kind)):
+        with self._translated("get", namespace, name, resource_name(kind)):
             try:
-                return dict(self._call("GET", object_path(kind, namespace, name)))
+                return dict(self._call("GET", kind_path(kind, namespace, name)))
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -337,16 +318,16 @@ class KubernetesClusterApi:
         self, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector} if label_selector else None
-        with self._translated("list", namespace, resource=_resource_name(kind)):
-            result = self._call("GET", object_path(kind, namespace), query=query)
+        with self._translated("list", namespace, resource=resource_name(kind)):
+            result = self._call("GET", kind_path(kind, namespace), query=query)
         return list(result.get("items") or [])
 
     def delete_object(self, kind: str, name: str, namespace: str | None = None) -> bool:
         from kubernetes.client.exceptions import ApiException
 
-        with self._translated("delete", namespace, name, _resource_name(kind)):
+        with self._translated("delete", namespace, name, resource_name(kind)):
             try:
-                self._call("DELETE", object_path(kind, namespace, name), body={"propagationPolicy": "Background"})
+                self._call("DELETE", kind_path(kind, namespace, name), body={"propagationPolicy": "Background"})
             except ApiException as exc:
                 if exc.status == 404:
                     return False

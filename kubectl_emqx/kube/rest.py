@@ -23,15 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from kubectl_emqx import __version__, errors
-from kubectl_emqx.kube import (
+from kubectl_emqx import __version__
+from kubectl_emqx.domain.vocabulary import KIND, RESOURCE, kind_path
+from kubectl_emqx.kube import errors
+from kubectl_emqx.kube.client import (
     DEFAULT_REQUEST_TIMEOUT,
-    GROUP,
-    KIND,
     KUBECONFIG_USER_FILES,
-    PLURAL,
-    RESOURCE,
-    VERSION,
     KubeFlags,
     WatchEvent,
     _absolute_paths,
@@ -429,11 +426,7 @@ class RestClusterApi:
 
 
 def _emqx_path(namespace: str | None, name: str | None = None) -> str:
-    path = f"/apis/{GROUP}/{VERSION}"
-    if namespace is not None:
-        path += f"/namespaces/{quote(namespace)}"
-    path += f"/{PLURAL}"
-    return path + (f"/{quote(name)}" if name else "")
+    return kind_path(KIND, namespace, name)
 
 
 def _default_ca_bundle() -> str | None:

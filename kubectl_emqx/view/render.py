@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from kubectl_emqx.status_model import (
+from kubectl_emqx.domain.vocabulary import BAD_PHASES, Phase, format_time
+from kubectl_emqx.view.status_model import (
     ClusterStatus,
     ClusterSummary,
     Node,
@@ -27,8 +28,7 @@ from kubectl_emqx.status_model import (
 )
 
 OUTPUT_FORMATS = ("json", "yaml")
-SETTLED_PHASES = frozenset({"Ready"})
-BAD_PHASES = frozenset({"Failed", "Degraded", "Invalid", "Forbidden"})
+SETTLED_PHASES = frozenset({Phase.READY})
 NODE_HEADERS = ("NODE", "ROLE", "STATUS", "VERSION", "OTP", "UPTIME", "CONNECTIONS")
 LIST_HEADERS = ("NAME", "NAMESPACE", "IMAGE", "CORES", "REPLICANTS", "STATUS", "AGE")
 EVENT_HEADERS = ("LAST SEEN", "TYPE", "REASON", "MESSAGE")
@@ -293,7 +293,7 @@ def condition_summary(status: ClusterStatus, style: Style) -> str:
 
 def progress_line(name: str, progress: Progress, now: datetime | None = None) -> str:
     """The plain (non-TTY) progress line: timestamped, one per change."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_time(now or datetime.now(UTC))
     return (
         f"{stamp} {name}: {progress.state}, nodes on target "
         f"{progress.nodes_on_target}/{progress.nodes_desired}: {progress.reason}"
@@ -323,7 +323,7 @@ def upgrade_rows(status: ClusterStatus) -> list[tuple[str, ...]]:
     source, target = status.current_image, status.target_image or status.image
     if not source or not target or source == target:
         return []
-    from kubectl_emqx.versions import format_version, parse_image
+    from kubectl_emqx.domain.versions import format_version, parse_image
 
     try:
         to_version = format_version(parse_image(target).version)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_emqx.versions import Version, supports_ignore_readonly
+from kubectl_emqx.domain.versions import Version, supports_ignore_readonly
 
 Config = dict[str, Any]
 

@@ -13,21 +13,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_emqx import __version__, crd
+from kubectl_emqx import __version__
+from kubectl_emqx.domain import crd
+from kubectl_emqx.domain.vocabulary import (
+    APP_INSTANCE_LABEL,
+    APP_MANAGED_BY_LABEL,
+    APP_NAME_LABEL,
+    APP_VERSION_LABEL,
+    GROUP,
+    MANAGED_BY,
+    OPERATOR_NAME,
+    PLUGIN_FIELD_MANAGER,
+    PLURAL,
+)
 
-NAME = "emqx-operator"
-CRD_NAME = crd.CRD_NAME
+NAME = OPERATOR_NAME
 DEFAULT_NAMESPACE = "emqx-operator-system"
 DEFAULT_IMAGE = f"ghcr.io/kubectl-emqx/emqx-operator:{__version__}"
 ENTRY_POINT = "emqx-operator"  # the console script the image's ENTRYPOINT runs
 LEADER_ELECTION_ROLE = f"{NAME}-leader-election"
-FIELD_MANAGER = "kubectl-emqx"
+FIELD_MANAGER = PLUGIN_FIELD_MANAGER
 
-NAME_LABEL = "app.kubernetes.io/name"
-INSTANCE_LABEL = "app.kubernetes.io/instance"  # the operator's namespace: one install per namespace
-VERSION_LABEL = "app.kubernetes.io/version"  # read by `kubectl emqx version`
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "kubectl-emqx"
+NAME_LABEL = APP_NAME_LABEL
+INSTANCE_LABEL = APP_INSTANCE_LABEL  # the operator's namespace: one install per namespace
+VERSION_LABEL = APP_VERSION_LABEL  # read by `kubectl emqx version`
+MANAGED_BY_LABEL = APP_MANAGED_BY_LABEL
 
 HEALTH_PORT = 8080
 METRICS_PORT = 9090
@@ -57,10 +67,10 @@ class Rule:
 
 # Where the EMQX clusters live (a ClusterRole, or a Role per watched namespace).
 WORKLOAD_RULES: tuple[Rule, ...] = (
-    Rule("apps.emqx.io", ("emqxes",), ("get", "list", "watch"),
+    Rule(GROUP, (PLURAL,), ("get", "list", "watch"),
          "kopf lists and watches EMQX resources; each reconcile reads its resource; leading starts with a list"),
-    Rule("apps.emqx.io", ("emqxes/status",), ("patch",), "status is the operator's only write to the resource"),
-    Rule("apps.emqx.io", ("emqxes/finalizers",), ("update",),
+    Rule(GROUP, (f"{PLURAL}/status",), ("patch",), "status is the operator's only write to the resource"),
+    Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",),
          "owned objects carry blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission "
          "plugin (OpenShift, hardened clusters) allows only to who may update the owner's finalizers"),
     Rule("", ("secrets",), ("get", "create"),

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-RECENT_EVENTS = 10
-PENDING_PHASE = "Pending"  # no status yet: the operator has not picked the resource up
+from kubectl_emqx.domain import vocabulary
+from kubectl_emqx.domain.vocabulary import FAILED_PHASES, ConditionType, Phase
 
-FAILED_PHASES = frozenset({"Failed"})
+RECENT_EVENTS = 10
+PENDING_PHASE = Phase.PENDING  # no status yet: the operator has not picked the resource up
+
 
 
 @dataclass(frozen=True)
@@ -231,13 +233,7 @@ def _condition(item: dict[str, Any]) -> Condition:
 
 def _age_seconds(timestamp: Any) -> int:
     """Seconds since an RFC 3339 timestamp; 0 when absent or unreadable."""
-    import datetime
-
-    try:
-        then = datetime.datetime.strptime(str(timestamp), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return 0
-    return max(0, int((datetime.datetime.now(datetime.UTC) - then).total_seconds()))
+    return age_seconds(timestamp) or 0
 
 
 def _node(item: dict[str, Any], observed_age: int = 0) -> Node:
@@ -292,10 +288,11 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 # Conditions that mean "this generation cannot become Ready without someone acting".
 BLOCKING_CONDITIONS = (
-    ("Valid", "False"), ("UpgradeStalled", "True"), ("Forbidden", "True"), ("UpgradeAllowed", "False"),
+    (ConditionType.VALID, "False"), (ConditionType.UPGRADE_STALLED, "True"), (ConditionType.FORBIDDEN, "True"),
+    (ConditionType.UPGRADE_ALLOWED, "False"),
 )
 # Conditions that end a wait only with these reasons (others are transient, e.g. waiting for an upgrade).
-BLOCKING_REASONS = {("ConfigApplied", "False"): ("ConfigRejected",)}
+BLOCKING_REASONS = {(ConditionType.CONFIG_APPLIED, "False"): ("ConfigRejected",)}
 
 
 def progress(body: dict[str, Any], generation: int | None) -> Progress:
@@ -362,7 +359,7 @@ def image_version(image: str | None) -> str | None:
     """`emqx/emqx:5.7.2` -> `5.7.2`, as EMQX reports `version`; None when the tag names none."""
     if not image:
         return None
-    from kubectl_emqx.versions import parse_image
+    from kubectl_emqx.domain.versions import parse_image
 
     info = parse_image(image)
     return info.version_string if info.version_known else None
@@ -387,16 +384,9 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-def age_seconds(timestamp: str | None, now: datetime | None = None) -> int | None:
-    if not timestamp:
-        return None
-    try:
-        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    return max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+def age_seconds(timestamp: Any, now: datetime | None = None) -> int | None:
+    age = vocabulary.age_seconds(timestamp, now)
+    return None if age is None else max(0, int(age))
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -424,7 +414,7 @@ class ConfigView:
 
 
 def config_view(body: dict[str, Any], include_live: bool = False) -> ConfigView:
-    from kubectl_emqx import hocon, spec
+    from kubectl_emqx.domain import hocon, spec
 
     metadata = body.get("metadata") or {}
     path = spec.config_field_path(body)
@@ -462,7 +452,7 @@ def config_view(body: dict[str, Any], include_live: bool = False) -> ConfigView:
 def config_drift(resource: dict[str, Any], live: dict[str, Any]) -> list[Drift]:
     """Settings the resource asks for that EMQX does not run as written (EMQX's defaults for
     everything the resource leaves out are not drift)."""
-    from kubectl_emqx import hocon
+    from kubectl_emqx.domain import hocon
 
     wanted = hocon.flatten(resource)
     running = hocon.flatten(live)

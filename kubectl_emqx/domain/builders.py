@@ -15,146 +15,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_emqx import hocon
-from kubectl_emqx.hocon import ListenerPort
-from kubectl_emqx.spec import (
+from kubectl_emqx.domain import hocon
+from kubectl_emqx.domain.hocon import ListenerPort
+from kubectl_emqx.domain.podtemplate import (
+    DASHBOARD_PORT_NAME,
+    DATA_VOLUME,
+    ERLANG_DIST_PORT_NAME,
+    GEN_RPC_PORT_NAME,
+    dashboard_port,
+    pod_template,
+)
+from kubectl_emqx.domain.spec import DEFAULT_CORES, ERLANG_DIST_PORT, GEN_RPC_PORT, EmqxSpec, ServiceTemplate
+from kubectl_emqx.domain.versions import parse_image, replicants_allowed
+from kubectl_emqx.domain.vocabulary import (
+    API_KEY_SECRET_KEY,
     API_VERSION,
-    DEFAULT_CORES,
-    ERLANG_DIST_PORT,
-    GEN_RPC_PORT,
+    CONFIG_KEY,
+    COOKIE_SECRET_KEY,
+    CORE,
+    DASHBOARD_PASSWORD_KEY,
     KIND,
     OPERATOR_API_KEY_NAME,
-    EmqxSpec,
-    NodeTemplate,
-    ServiceTemplate,
+    REPLICANT,
+    instance_labels,
+    object_names,
+    selector_labels,
 )
-from kubectl_emqx.versions import parse_image, replicants_allowed, role_env_name, supports_bootstrap_api_keys
-
-MANAGED_BY = "kubectl-emqx"
-LABEL_INSTANCE = "apps.emqx.io/instance"
-LABEL_MANAGED_BY = "apps.emqx.io/managed-by"
-LABEL_DB_ROLE = "apps.emqx.io/db-role"
-# Pod-template annotation: hash of the restart-relevant configuration; a change rolls the pods.
-ANNOTATION_RESTART_HASH = "apps.emqx.io/restart-hash"
-# Replicant pods are Ready only once the operator opens this gate: it paces replicant rollouts
-# (draining the next old replicant through evacuation first) the way it paces cores by deleting them.
-READINESS_GATE = "apps.emqx.io/on-serving"
-
-CORE = "core"
-REPLICANT = "replicant"
-CONTAINER_NAME = "emqx"
-
-COOKIE_SECRET_KEY = "node_cookie"
-API_KEY_SECRET_KEY = "bootstrap_api_key"
-# EMQX before 5.0.14 has no bootstrap API keys: the operator logs in as the dashboard admin instead,
-# with a generated password (never EMQX's well-known default).
-DASHBOARD_PASSWORD_KEY = "dashboard_password"
-DASHBOARD_USERNAME = "admin"
-CONFIG_KEY = "emqx.conf"
-
-DATA_DIR = "/opt/emqx/data"
-LOG_DIR = "/opt/emqx/log"
-CONFIG_FILE = "/opt/emqx/etc/emqx.conf"
-API_KEY_FILE = f"{DATA_DIR}/bootstrap_api_key"
-
-DATA_VOLUME = "data"
-LOG_VOLUME = "log"
-CONFIG_VOLUME = "emqx-config"
-API_KEY_VOLUME = "bootstrap-api-key"
-
-DASHBOARD_PORT_NAME = "dashboard"
-ERLANG_DIST_PORT_NAME = "ekka"
-GEN_RPC_PORT_NAME = "genrpc"
-
-EMQX_UID = 1000
-DEFAULT_POD_SECURITY_CONTEXT = {
-    "runAsUser": EMQX_UID,
-    "runAsGroup": EMQX_UID,
-    "fsGroup": EMQX_UID,
-    "fsGroupChangePolicy": "Always",
-    "supplementalGroups": [EMQX_UID],
-}
-DEFAULT_CONTAINER_SECURITY_CONTEXT = {"runAsUser": EMQX_UID, "runAsGroup": EMQX_UID, "runAsNonRoot": True}
-DEFAULT_READINESS_PROBE = {
-    "httpGet": {"path": "/status", "port": DASHBOARD_PORT_NAME},
-    "initialDelaySeconds": 10,
-    "periodSeconds": 5,
-    "failureThreshold": 12,
-}
-DEFAULT_LIVENESS_PROBE = {
-    "httpGet": {"path": "/status", "port": DASHBOARD_PORT_NAME},
-    "initialDelaySeconds": 60,
-    "periodSeconds": 30,
-    "failureThreshold": 3,
-}
 
 # Settings every emqx.conf we write starts with. The shipped etc/emqx.conf, which ours replaces,
 # sets the dashboard port; EMQX's schema default (0) would disable the API the operator needs.
 BOOT_DEFAULTS: dict[str, Any] = {"dashboard": {"listeners": {"http": {"bind": hocon.DEFAULT_DASHBOARD_PORT}}}}
 CONFIG_HEADER = "# Written by kubectl-emqx from the EMQX resource; edits here are overwritten.\n"
-
-
-@dataclass(frozen=True)
-class ObjectNames:
-    cookie_secret: str
-    api_key_secret: str
-    configmap: str
-    headless_service: str
-    core_statefulset: str
-    replicant_deployment: str
-    dashboard_service: str
-    listeners_service: str
-    core_pdb: str
-    replicant_pdb: str
-
-
-def object_names(name: str) -> ObjectNames:
-    return ObjectNames(
-        cookie_secret=f"{name}-node-cookie",
-        api_key_secret=f"{name}-bootstrap-api-key",
-        configmap=f"{name}-configs",
-        headless_service=f"{name}-headless",
-        core_statefulset=f"{name}-core",
-        replicant_deployment=f"{name}-replicant",
-        dashboard_service=f"{name}-dashboard",
-        listeners_service=f"{name}-listeners",
-        core_pdb=f"{name}-core",
-        replicant_pdb=f"{name}-replicant",
-    )
-
-
-def owned_object_refs(name: str) -> list[tuple[str, str, str]]:
-    """(apiVersion, kind, name) of every object an EMQX resource can own, in apply order, so the
-    operator can delete those owned_objects() no longer returns (e.g. a disabled Service)."""
-    names = object_names(name)
-    return [
-        ("v1", "Secret", names.cookie_secret),
-        ("v1", "Secret", names.api_key_secret),
-        ("v1", "ConfigMap", names.configmap),
-        ("v1", "Service", names.headless_service),
-        ("apps/v1", "StatefulSet", names.core_statefulset),
-        ("apps/v1", "Deployment", names.replicant_deployment),
-        ("v1", "Service", names.dashboard_service),
-        ("v1", "Service", names.listeners_service),
-        ("policy/v1", "PodDisruptionBudget", names.core_pdb),
-        ("policy/v1", "PodDisruptionBudget", names.replicant_pdb),
-    ]
-
-
-# Labels --------------------------------------------------------------------------------------
-
-
-def instance_labels(name: str) -> dict[str, str]:
-    return {LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGED_BY}
-
-
-def selector_labels(name: str, role: str) -> dict[str, str]:
-    return {**instance_labels(name), LABEL_DB_ROLE: role}
-
-
-def label_selector(name: str, role: str) -> str:
-    """The selector string for status (`replicantNodesStatus.labelSelector`, used by the scale subresource)."""
-    return f"{LABEL_INSTANCE}={name},{LABEL_DB_ROLE}={role}"
 
 
 def _metadata(
@@ -319,7 +210,7 @@ def _templated_service(
 
 def build_dashboard_service(spec: EmqxSpec) -> dict[str, Any] | None:
     """Dashboard and REST API on the cores; None when dashboardServiceTemplate.enabled is false."""
-    port = _dashboard_port(spec)
+    port = dashboard_port(spec)
     return _templated_service(
         spec,
         object_names(spec.name).dashboard_service,
@@ -347,199 +238,24 @@ def build_listeners_service(
 # Workloads -----------------------------------------------------------------------------------
 
 
-def _dashboard_port(spec: EmqxSpec) -> int:
-    return hocon.dashboard_port(spec.config) or hocon.DEFAULT_DASHBOARD_PORT
-
-
-def _dns_name(spec: EmqxSpec) -> str:
-    return f"{object_names(spec.name).headless_service}.{spec.namespace}.svc.{spec.cluster_domain}"
-
-
-def _env(spec: EmqxSpec, role: str, image: str) -> list[dict[str, Any]]:
-    version = parse_image(image).version
-    host: dict[str, Any] = (
-        {"name": "EMQX_HOST", "value": "$(POD_NAME).$(EMQX_CLUSTER__DNS__NAME)"}
-        if role == CORE
-        else {"name": "EMQX_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-    )
-    ours: list[dict[str, Any]] = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "EMQX_CLUSTER__DISCOVERY_STRATEGY", "value": "dns"},
-        {"name": "EMQX_CLUSTER__DNS__RECORD_TYPE", "value": "srv"},
-        {"name": "EMQX_CLUSTER__DNS__NAME", "value": _dns_name(spec)},
-        host,
-        {"name": "EMQX_NODE__DATA_DIR", "value": "data"},
-        {"name": role_env_name(version), "value": role},
-        {
-            "name": "EMQX_NODE__COOKIE",
-            "valueFrom": {"secretKeyRef": {"name": object_names(spec.name).cookie_secret, "key": COOKIE_SECRET_KEY}},
-        },
-        {
-            "name": "EMQX_DASHBOARD__DEFAULT_PASSWORD",
-            "valueFrom": {"secretKeyRef": {
-                "name": object_names(spec.name).api_key_secret, "key": DASHBOARD_PASSWORD_KEY, "optional": True}},
-        },
-    ]
-    if supports_bootstrap_api_keys(version):
-        # The quotes are part of the value: EMQX reads env values as HOCON, and a bare path is no string.
-        ours.append({"name": "EMQX_API_KEY__BOOTSTRAP_FILE", "value": f'"{API_KEY_FILE}"'})
-    template = spec.core if role == CORE else spec.replicant
-    return _merge_named(ours, template.env)
-
-
-def _merge_named(ours: list[dict[str, Any]], theirs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Entries of `theirs` replace ours with the same name in place (order matters for $(VAR)
-    references); new names are appended."""
-    merged = [copy.deepcopy(item) for item in ours]
-    positions = {item["name"]: index for index, item in enumerate(merged)}
-    for item in theirs:
-        if not isinstance(item, Mapping):
-            continue
-        item = copy.deepcopy(dict(item))
-        if item.get("name") in positions:
-            merged[positions[item["name"]]] = item
-        else:
-            positions[item.get("name")] = len(merged)
-            merged.append(item)
-    return merged
-
-
-def _container_ports(spec: EmqxSpec, template: NodeTemplate) -> list[dict[str, Any]]:
-    # Listener ports are deliberately absent: EMQX changes listeners at runtime, and declaring them
-    # here would roll the pods on every listener change (Services target port numbers anyway).
-    ours = [
-        {"name": DASHBOARD_PORT_NAME, "containerPort": _dashboard_port(spec), "protocol": "TCP"},
-        {"name": ERLANG_DIST_PORT_NAME, "containerPort": ERLANG_DIST_PORT, "protocol": "TCP"},
-        {"name": GEN_RPC_PORT_NAME, "containerPort": GEN_RPC_PORT, "protocol": "TCP"},
-    ]
-    taken_names = {p["name"] for p in ours}
-    taken_ports = {(p["containerPort"], p["protocol"]) for p in ours}
-    extra = [
-        copy.deepcopy(p)
-        for p in template.ports
-        if isinstance(p, Mapping)
-        and p.get("name") not in taken_names
-        and (p.get("containerPort"), p.get("protocol", "TCP")) not in taken_ports
-    ]
-    return ours + extra
-
-
-def _volume_mounts(template: NodeTemplate) -> list[dict[str, Any]]:
-    # Parents before the file mounted inside them.
-    ours: list[dict[str, Any]] = [
-        {"name": DATA_VOLUME, "mountPath": DATA_DIR},
-        {"name": LOG_VOLUME, "mountPath": LOG_DIR},
-        {"name": CONFIG_VOLUME, "mountPath": CONFIG_FILE, "subPath": CONFIG_KEY, "readOnly": True},
-        {"name": API_KEY_VOLUME, "mountPath": API_KEY_FILE, "subPath": API_KEY_SECRET_KEY, "readOnly": True},
-    ]
-    return ours + [copy.deepcopy(m) for m in template.extra_volume_mounts]
-
-
-def _volumes(spec: EmqxSpec, template: NodeTemplate, data_from_claim: bool) -> list[dict[str, Any]]:
-    names = object_names(spec.name)
-    volumes: list[dict[str, Any]] = []
-    if not data_from_claim:
-        volumes.append({"name": DATA_VOLUME, "emptyDir": {}})
-    volumes += [
-        {"name": LOG_VOLUME, "emptyDir": {}},
-        {"name": CONFIG_VOLUME, "configMap": {"name": names.configmap}},
-        {"name": API_KEY_VOLUME, "secret": {"secretName": names.api_key_secret}},
-    ]
-    return volumes + [copy.deepcopy(v) for v in template.extra_volumes]
-
-
-def _pod_template(spec: EmqxSpec, role: str, image: str, restart_hash: str, data_from_claim: bool) -> dict[str, Any]:
-    template = spec.core if role == CORE else spec.replicant
-    container: dict[str, Any] = {"name": CONTAINER_NAME, "image": image}
-    if spec.image_pull_policy:
-        container["imagePullPolicy"] = spec.image_pull_policy
-    if template.command is not None:
-        container["command"] = copy.deepcopy(template.command)
-    if template.args is not None:
-        container["args"] = copy.deepcopy(template.args)
-    container["ports"] = _container_ports(spec, template)
-    container["env"] = _env(spec, role, image)
-    if template.env_from:
-        container["envFrom"] = copy.deepcopy(template.env_from)
-    if template.resources is not None:
-        container["resources"] = copy.deepcopy(template.resources)
-    container["securityContext"] = copy.deepcopy(
-        template.container_security_context
-        if template.container_security_context is not None
-        else DEFAULT_CONTAINER_SECURITY_CONTEXT
-    )
-    container["readinessProbe"] = copy.deepcopy(template.readiness_probe or DEFAULT_READINESS_PROBE)
-    container["livenessProbe"] = copy.deepcopy(template.liveness_probe or DEFAULT_LIVENESS_PROBE)
-    if template.startup_probe is not None:
-        container["startupProbe"] = copy.deepcopy(template.startup_probe)
-    if template.lifecycle is not None:
-        container["lifecycle"] = copy.deepcopy(template.lifecycle)
-    container["volumeMounts"] = _volume_mounts(template)
-
-    pod_spec: dict[str, Any] = {}
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
-    if spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = copy.deepcopy(spec.image_pull_secrets)
-    # Service links would put EMQX_<SERVICE>_... variables into the pod for Services named
-    # emqx-*; EMQX reads every EMQX_ variable as configuration.
-    pod_spec["enableServiceLinks"] = False
-    pod_spec["securityContext"] = copy.deepcopy(
-        template.pod_security_context if template.pod_security_context is not None else DEFAULT_POD_SECURITY_CONTEXT
-    )
-    for key, value in (
-        ("nodeSelector", template.node_selector),
-        ("nodeName", template.node_name),
-        ("affinity", template.affinity),
-    ):
-        if value is not None:
-            pod_spec[key] = copy.deepcopy(value)
-    for key, items in (
-        ("tolerations", template.tolerations),
-        ("topologySpreadConstraints", template.topology_spread_constraints),
-        ("initContainers", template.init_containers),
-    ):
-        if items:
-            pod_spec[key] = copy.deepcopy(items)
-    pod_spec["containers"] = [container] + copy.deepcopy(template.extra_containers)
-    pod_spec["volumes"] = _volumes(spec, template, data_from_claim)
-    if role == REPLICANT:
-        pod_spec["readinessGates"] = [{"conditionType": READINESS_GATE}]
-
-    labels = {**template.labels, **selector_labels(spec.name, role)}
-    annotations = {**template.annotations, ANNOTATION_RESTART_HASH: restart_hash}
-    return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}
-
-
 def _workload_metadata(spec: EmqxSpec, name: str, role: str) -> dict[str, Any]:
     return _metadata(spec, name, selector_labels(spec.name, role))
 
 
-def build_statefulset(
-    spec: EmqxSpec,
-    restart_hash: str | None = None,
-    partition: int | None = None,
-    image: str | None = None,
-) -> dict[str, Any]:
-    """The cores. `partition` None: updateStrategy OnDelete (pods change only when the operator
-    deletes them); an int: RollingUpdate with that partition (ordinals >= partition roll).
-    `image` overrides spec.image, so the operator can hold or roll back the cores' image."""
+def build_statefulset(spec: EmqxSpec, restart_hash: str | None = None, image: str | None = None) -> dict[str, Any]:
+    """The cores. updateStrategy OnDelete: pods change only when the operator deletes them, one at
+    a time. `image` overrides spec.image, so the operator can hold or roll back the cores' image."""
     image = image or spec.image
     restart_hash = restart_hash if restart_hash is not None else compute_restart_hash(spec)
     claim = spec.core.volume_claim_template
-    update_strategy: dict[str, Any] = (
-        {"type": "OnDelete"}
-        if partition is None
-        else {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}}
-    )
     statefulset_spec: dict[str, Any] = {
         "replicas": spec.core.replicas,
         "serviceName": object_names(spec.name).headless_service,
         "podManagementPolicy": "Parallel",
         "selector": {"matchLabels": selector_labels(spec.name, CORE)},
-        "updateStrategy": update_strategy,
+        "updateStrategy": {"type": "OnDelete"},
         "revisionHistoryLimit": spec.revision_history_limit,
-        "template": _pod_template(spec, CORE, image, restart_hash, data_from_claim=claim is not None),
+        "template": pod_template(spec, CORE, image, restart_hash, data_from_claim=claim is not None),
     }
     if claim is not None:
         claim_spec = copy.deepcopy(claim)
@@ -574,7 +290,7 @@ def build_deployment(spec: EmqxSpec, restart_hash: str | None = None, image: str
             "selector": {"matchLabels": selector_labels(spec.name, REPLICANT)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "revisionHistoryLimit": spec.revision_history_limit,
-            "template": _pod_template(spec, REPLICANT, image, restart_hash, data_from_claim=False),
+            "template": pod_template(spec, REPLICANT, image, restart_hash, data_from_claim=False),
         },
     }
 
@@ -600,38 +316,6 @@ def build_pdbs(spec: EmqxSpec) -> list[dict[str, Any]]:
             }
         )
     return budgets
-
-
-def owned_objects(
-    spec: EmqxSpec,
-    secret_values: SecretValues,
-    *,
-    restart_hash: str | None = None,
-    listener_ports: Sequence[ListenerPort] | None = None,
-    replicants_running: bool = False,
-    partition: int | None = None,
-    core_image: str | None = None,
-    replicant_image: str | None = None,
-    referenced_api_keys: Sequence[tuple[str, str]] = (),
-) -> list[dict[str, Any]]:
-    """Every object the resource should own right now, in apply order.
-
-    `listener_ports` default to those of the resource's configuration; the operator may pass the
-    ones it read from EMQX. Disabled Services are absent (see owned_object_refs() for pruning).
-    """
-    restart_hash = restart_hash if restart_hash is not None else compute_restart_hash(spec)
-    ports = list(listener_ports) if listener_ports is not None else hocon.listener_ports(effective_config(spec))
-    objects: list[dict[str, Any] | None] = [
-        *build_secrets(spec, secret_values, referenced_api_keys),
-        build_configmap(spec),
-        build_headless_service(spec),
-        build_statefulset(spec, restart_hash, partition, core_image),
-        build_deployment(spec, restart_hash, replicant_image),
-        build_dashboard_service(spec),
-        build_listeners_service(spec, ports, replicants_running),
-        *build_pdbs(spec),
-    ]
-    return [obj for obj in objects if obj is not None]
 
 
 def with_owner(obj: Mapping[str, Any], owner_body: Mapping[str, Any]) -> dict[str, Any]:

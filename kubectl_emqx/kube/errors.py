@@ -82,7 +82,7 @@ class WatchExpired(PluginError):
 
 
 class SpecInvalid(PluginError):
-    """Domain validation (spec.validate) refused the resource; nothing was written."""
+    """Domain validation (validation.validate) refused the resource; nothing was written."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))

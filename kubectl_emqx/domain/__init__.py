@@ -1,0 +1,1 @@
+"""The domain shared by the plugin and the operator: pure code, no I/O."""

@@ -1,0 +1,254 @@
+"""Domain rules the CRD schema cannot express, as errors naming the field, the value and the fix (pure).
+
+The plugin refuses to write a resource that has such errors; the operator reports them as the
+`Valid` condition and an Event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubectl_emqx.domain import hocon
+from kubectl_emqx.domain.spec import (
+    CONFIG_MODES,
+    ERLANG_DIST_PORT,
+    GEN_RPC_PORT,
+    LICENSE_ENV,
+    EmqxSpec,
+    NodeTemplate,
+    dotted,
+)
+from kubectl_emqx.domain.versions import (
+    ENTERPRISE_REPOSITORY,
+    OPENSOURCE_REPOSITORY,
+    format_version,
+    needs_license_for_cluster,
+    replicants_allowed,
+)
+from kubectl_emqx.domain.vocabulary import OPERATOR_API_KEY_NAME
+
+
+@dataclass(frozen=True)
+class SpecError:
+    field: str  # e.g. "spec.replicantTemplate.spec.replicas"
+    value: Any
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message} (value: {self.value!r}). Fix: {self.fix}"
+
+
+def license_configured(spec: EmqxSpec, template: NodeTemplate | None = None) -> bool:
+    """Whether a license key reaches the nodes of `template` (of every template with nodes when None).
+
+    Looks at `license.key` in the configuration and EMQX_LICENSE__KEY in the template env. An
+    `envFrom` source may carry the variable too; it cannot be inspected here, so it counts.
+    """
+    if hocon.get_path(spec.config, "license.key"):
+        return True
+    templates = [template] if template is not None else [t for t in (spec.core, spec.replicant) if t.replicas > 0]
+    return all(_license_in_env(t) for t in templates)
+
+
+def _license_in_env(template: NodeTemplate) -> bool:
+    named = any(isinstance(var, Mapping) and str(var.get("name", "")).upper() == LICENSE_ENV for var in template.env)
+    return named or bool(template.env_from)
+
+
+def validate(spec: EmqxSpec) -> list[SpecError]:
+    """Domain rules the CRD schema cannot express. Empty list: the spec can be deployed."""
+    errors: list[SpecError] = []
+    errors += _image_errors(spec)
+    errors += _config_errors(spec)
+    errors += _topology_errors(spec)
+    errors += _api_key_errors(spec)
+    return errors
+
+
+def _image_errors(spec: EmqxSpec) -> list[SpecError]:
+    image_field = dotted(spec.image_field)
+    info = spec.image_info
+    if not spec.image:
+        return [
+            SpecError("spec.image", None, "no EMQX image is set", f"set spec.image, e.g. {ENTERPRISE_REPOSITORY}:5.8.9")
+        ]
+    errors = []
+    if not info.repository_known:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                f"unknown image repository {info.repository!r}: the edition (and so the replicant, license "
+                "and evacuation rules) cannot be told",
+                f"use {OPENSOURCE_REPOSITORY} (Opensource) or {ENTERPRISE_REPOSITORY} (Enterprise); any registry "
+                "prefix is fine, e.g. registry.example.com/mirror/emqx/emqx-enterprise:5.8.9",
+            )
+        )
+    if not info.version_known:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                "the image tag does not name an EMQX version, so version-dependent settings cannot be chosen",
+                "use a version tag such as 5.8.9 (a digest may follow: emqx/emqx:5.8.9@sha256:...)",
+            )
+        )
+    elif info.version[0] < 5:
+        errors.append(
+            SpecError(
+                image_field,
+                spec.image,
+                f"EMQX {info.version_string} is not supported (kubectl-emqx manages EMQX 5 and later)",
+                "use an EMQX 5 image, e.g. emqx/emqx:5.8.9; EMQX 4 clusters cannot be upgraded in place",
+            )
+        )
+    return errors
+
+
+def _config_errors(spec: EmqxSpec) -> list[SpecError]:
+    config_field = dotted(spec.config_field)
+    errors = []
+    if spec.config_mode not in CONFIG_MODES:
+        errors.append(SpecError("spec.config.mode", spec.config_mode, "unknown config mode", "use Merge or Replace"))
+    if spec.config_problem is not None:
+        problem = spec.config_problem
+        errors.append(
+            SpecError(
+                config_field,
+                f"line {problem.line}, column {problem.column}",
+                f"invalid HOCON at line {problem.line}, column {problem.column}: {problem.message}",
+                f"correct {config_field} at line {problem.line}, column {problem.column}",
+            )
+        )
+        return errors
+    port = hocon.dashboard_port(spec.config)
+    if port == 0:
+        errors.append(
+            SpecError(
+                config_field,
+                hocon.get_path(spec.config, "dashboard.listeners.http"),
+                "the dashboard HTTP listener is disabled; the operator manages EMQX through its REST API there",
+                "remove dashboard.listeners.http.enable = false / bind = 0 (18083 is the default port)",
+            )
+        )
+    reserved = {ERLANG_DIST_PORT: "Erlang distribution (ekka)", GEN_RPC_PORT: "gen_rpc"}
+    if port:
+        reserved[port] = "the dashboard"
+    for listener in hocon.listener_ports(spec.config):
+        if listener.port in reserved and listener.protocol == "TCP":
+            errors.append(
+                SpecError(
+                    config_field,
+                    listener.port,
+                    f"listener {listener.name} uses port {listener.port}, which {reserved[listener.port]} uses",
+                    f"bind listener {listener.name} to another port",
+                )
+            )
+    return errors
+
+
+def _topology_errors(spec: EmqxSpec) -> list[SpecError]:
+    errors = []
+    info = spec.image_info
+    if spec.core.replicas < 1:
+        errors.append(
+            SpecError(
+                "spec.coreTemplate.spec.replicas",
+                spec.core.replicas,
+                "a cluster needs at least one core node",
+                "set spec.coreTemplate.spec.replicas to 1 or more (odd numbers tolerate failures best)",
+            )
+        )
+    if spec.replicant.replicas < 0:
+        errors.append(
+            SpecError(
+                "spec.replicantTemplate.spec.replicas",
+                spec.replicant.replicas,
+                "the replicant count cannot be negative",
+                "set spec.replicantTemplate.spec.replicas to 0 or more",
+            )
+        )
+    if spec.replicant.replicas > 0 and not replicants_allowed(info.edition, info.version):
+        errors.append(
+            SpecError(
+                "spec.replicantTemplate.spec.replicas",
+                spec.replicant.replicas,
+                f"EMQX Opensource {info.version_string} refuses to run replicant nodes (since 5.8.0 only the "
+                "Enterprise edition has them)",
+                f"set spec.replicantTemplate.spec.replicas to 0 (all nodes are cores), or use "
+                f"{ENTERPRISE_REPOSITORY}:{info.version_string}",
+            )
+        )
+    if spec.total_nodes > 1 and needs_license_for_cluster(info.version):
+        for template_name, template in (("coreTemplate", spec.core), ("replicantTemplate", spec.replicant)):
+            if template.replicas > 0 and not license_configured(spec, template):
+                errors.append(
+                    SpecError(
+                        f"spec.{template_name}.spec.env",
+                        None,
+                        f"EMQX {format_version(info.version)} starts a cluster of more than one node only with a "
+                        f"license key on every node ({spec.total_nodes} nodes requested)",
+                        f"set license.key in {dotted(spec.config_field)}, or {LICENSE_ENV} in "
+                        f"spec.{template_name}.spec.env (e.g. from a Secret); or run a single core node",
+                    )
+                )
+                break
+    for template_name, template in (("coreTemplate", spec.core), ("replicantTemplate", spec.replicant)):
+        if template.min_available is not None and template.max_unavailable is not None:
+            errors.append(
+                SpecError(
+                    f"spec.{template_name}.spec.minAvailable",
+                    template.min_available,
+                    "minAvailable and maxUnavailable are both set; a PodDisruptionBudget takes one",
+                    f"remove spec.{template_name}.spec.minAvailable or spec.{template_name}.spec.maxUnavailable",
+                )
+            )
+    return errors
+
+
+def _api_key_errors(spec: EmqxSpec) -> list[SpecError]:
+    errors = []
+    for index, api_key in enumerate(spec.bootstrap_api_keys):
+        field_prefix = f"spec.bootstrapAPIKeys[{index}]"
+        has_literal = api_key.secret is not None
+        has_ref = api_key.secret_ref is not None
+        if has_literal == has_ref:
+            errors.append(
+                SpecError(
+                    field_prefix,
+                    None,
+                    "an API key needs exactly one of secret and secretRef.secret",
+                    f"set {field_prefix}.secret, or {field_prefix}.secretRef.secret (and .key) naming a Secret",
+                )
+            )
+        if api_key.key is None and api_key.key_ref is None:
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.key",
+                    None,
+                    "the API key has no name",
+                    f"set {field_prefix}.key or {field_prefix}.secretRef.key",
+                )
+            )
+        if api_key.key == OPERATOR_API_KEY_NAME:
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.key",
+                    api_key.key,
+                    f"{OPERATOR_API_KEY_NAME!r} is the operator's own API key",
+                    "choose another key name",
+                )
+            )
+        if api_key.secret is not None and (":" in api_key.secret or "\n" in api_key.secret):
+            errors.append(
+                SpecError(
+                    f"{field_prefix}.secret",
+                    "<hidden>",
+                    "EMQX reads bootstrap API keys as key:secret lines, so a secret cannot contain ':' or a newline",
+                    "choose a secret without ':' and line breaks",
+                )
+            )
+    return errors

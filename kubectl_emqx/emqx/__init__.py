@@ -1,0 +1,1 @@
+"""The EMQX REST API client, shared by the operator and the plugin."""

@@ -1,0 +1,1 @@
+"""The plugin's Kubernetes transports: the light REST path, the kubernetes-client path, errors."""

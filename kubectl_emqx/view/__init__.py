@@ -1,0 +1,1 @@
+"""The read model: one status model, rendered as text, json or yaml."""
