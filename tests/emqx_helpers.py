@@ -128,6 +128,15 @@ def events_for(api_client: Any, namespace: str, name: str) -> list[Any]:
     return list(items)
 
 
+def wait_events(api_client: Any, namespace: str, name: str, reason: str, count: int = 1,
+                timeout: float = 30.0) -> list[Any]:
+    """At least `count` Events of `reason` on the resource: the operator posts Events after it wrote
+    the status a test may already have seen, so tests wait for them with a deadline."""
+    return wait_for(
+        lambda: (found := [e for e in events_for(api_client, namespace, name) if e.reason == reason])
+        and len(found) >= count and found, timeout, f"{count} {reason} Event(s) on {name}")
+
+
 def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
     """An EMQX API client for one pod, with the operator's own credentials (read from its Secret)."""
     import base64

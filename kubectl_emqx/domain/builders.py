@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_emqx.domain import hocon
+from kubectl_emqx.domain import hocon, versions
 from kubectl_emqx.domain.hocon import ListenerPort
 from kubectl_emqx.domain.podtemplate import (
     DASHBOARD_PORT_NAME,
@@ -28,6 +28,7 @@ from kubectl_emqx.domain.podtemplate import (
 from kubectl_emqx.domain.spec import DEFAULT_CORES, ERLANG_DIST_PORT, GEN_RPC_PORT, EmqxSpec, ServiceTemplate
 from kubectl_emqx.domain.versions import parse_image, replicants_allowed
 from kubectl_emqx.domain.vocabulary import (
+    ANNOTATION_API_KEYS_HASH,
     API_KEY_SECRET_KEY,
     API_VERSION,
     CONFIG_KEY,
@@ -42,10 +43,11 @@ from kubectl_emqx.domain.vocabulary import (
     selector_labels,
 )
 
-# Settings every emqx.conf we write starts with. The shipped etc/emqx.conf, which ours replaces,
-# sets the dashboard port; EMQX's schema default (0) would disable the API the operator needs.
-BOOT_DEFAULTS: dict[str, Any] = {"dashboard": {"listeners": {"http": {"bind": hocon.DEFAULT_DASHBOARD_PORT}}}}
 CONFIG_HEADER = "# Written by kubectl-emqx from the EMQX resource; edits here are overwritten.\n"
+# Files of the EMQX image that the shipped etc/emqx.conf refers to.
+ACL_FILE = "/opt/emqx/etc/acl.conf"
+CERTS_DIR = "/opt/emqx/etc/certs"
+DEFAULT_LISTENER_BINDS = (("tcp", 1883), ("ssl", 8883), ("ws", 8083), ("wss", 8084))
 
 
 def _metadata(
@@ -90,6 +92,11 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def decode(value: str) -> str:
+    """A Secret's data value as text."""
+    return base64.b64decode(value).decode()
+
+
 def api_key_file(spec: EmqxSpec, values: SecretValues, referenced_api_keys: Sequence[tuple[str, str]] = ()) -> str:
     """Content of the bootstrap API key file: the operator's key first, then the resource's keys
     with literal secrets, then `referenced_api_keys` (key, secret) the operator read from the
@@ -121,33 +128,78 @@ def build_secrets(
             "data": {
                 API_KEY_SECRET_KEY: _b64(api_key_file(spec, values, referenced_api_keys)),
                 DASHBOARD_PASSWORD_KEY: _b64(values.dashboard_password),
+                # A copy: a deleted cookie Secret is recreated with the cookie the nodes run with.
+                COOKIE_SECRET_KEY: _b64(values.node_cookie),
             },
         },
     ]
 
 
+def boot_defaults(spec: EmqxSpec) -> dict[str, Any]:
+    """What every emqx.conf we write starts with: the settings the shipped etc/emqx.conf provides (ours
+    replaces it) that EMQX's schema does not.
+
+    - The dashboard HTTP port: the schema's default (0) would disable the API the operator needs.
+    - Before 5.0.25 / e5.0.3 the schema has no listeners and no authorization source: without them
+      the node serves no MQTT at all. The shipped file's tcp, ssl, ws and wss default listeners and
+      its file authorization source (the image's acl.conf) are declared unless the resource's
+      configuration sets them itself.
+    """
+    defaults: dict[str, Any] = {"dashboard": {"listeners": {"http": {"bind": hocon.DEFAULT_DASHBOARD_PORT}}}}
+    info = spec.image_info
+    if versions.schema_has_default_listeners(info.edition, info.version):
+        return defaults
+    configured = spec.config.get("listeners")
+    user_listeners: Mapping[str, Any] = configured if isinstance(configured, Mapping) else {}
+    listeners: dict[str, Any] = {}
+    for listener_type, port in DEFAULT_LISTENER_BINDS:
+        named = user_listeners.get(listener_type)
+        if isinstance(named, Mapping) and "default" in named:
+            continue
+        listener: dict[str, Any] = {"bind": f"0.0.0.0:{port}"}
+        if listener_type in ("ssl", "wss"):
+            listener["ssl_options"] = {
+                "keyfile": f"{CERTS_DIR}/key.pem", "certfile": f"{CERTS_DIR}/cert.pem",
+                "cacertfile": f"{CERTS_DIR}/cacert.pem",
+            }
+        listeners[listener_type] = {"default": listener}
+    if listeners:
+        defaults["listeners"] = listeners
+    if hocon.get_path(spec.config, "authorization.sources") is None:
+        defaults["authorization"] = {"sources": [{"type": "file", "enable": True, "path": ACL_FILE}]}
+    return defaults
+
+
 def effective_config(spec: EmqxSpec) -> dict[str, Any]:
-    """What EMQX boots with from our emqx.conf: BOOT_DEFAULTS with the resource's config on top."""
-    return hocon.merge(BOOT_DEFAULTS, spec.config)
+    """What EMQX boots with from our emqx.conf: boot_defaults() with the resource's config on top."""
+    return hocon.merge(boot_defaults(spec), spec.config)
 
 
-def effective_config_text(spec: EmqxSpec) -> str:
-    """emqx.conf: the defaults, then the resource's HOCON verbatim (later keys win in HOCON)."""
-    user_text = spec.config_text if spec.config_text.endswith("\n") or not spec.config_text else spec.config_text + "\n"
-    return CONFIG_HEADER + hocon.dump(BOOT_DEFAULTS) + ("\n" + user_text if user_text else "")
+def config_file_text(spec: EmqxSpec, user_text: str | None = None) -> str:
+    """emqx.conf: the defaults, then the resource's HOCON verbatim (later keys win in HOCON).
+    `user_text` replaces the resource's text (the operator keeps the last text EMQX accepted)."""
+    text = spec.config_text if user_text is None else user_text
+    text = text if text.endswith("\n") or not text else text + "\n"
+    return CONFIG_HEADER + hocon.dump(boot_defaults(spec)) + ("\n" + text if text else "")
 
 
-def compute_restart_hash(spec: EmqxSpec) -> str:
-    """Hash of the configuration that needs a restart to change (node, rpc, cluster, dashboard port)."""
-    return hocon.stable_hash(hocon.restart_relevant_subset(effective_config(spec)))
+def config_restart_hash(spec: EmqxSpec, config: Mapping[str, Any] | None = None) -> str:
+    """Hash of the configuration (default: the effective one) that needs a restart to change: node,
+    rpc, cluster and the dashboard port; every key before 5.1.1, which has no config API."""
+    config = effective_config(spec) if config is None else config
+    version = spec.image_info.version
+    if not versions.supports_config_put(version):
+        return hocon.stable_hash(config)
+    return hocon.stable_hash(hocon.restart_relevant_subset(config, version))
 
 
-def build_configmap(spec: EmqxSpec) -> dict[str, Any]:
+def build_configmap(spec: EmqxSpec, text: str | None = None) -> dict[str, Any]:
+    """The emqx.conf ConfigMap; `text` (a whole file) replaces config_file_text(spec)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(spec, object_names(spec.name).configmap, instance_labels(spec.name)),
-        "data": {CONFIG_KEY: effective_config_text(spec)},
+        "data": {CONFIG_KEY: config_file_text(spec) if text is None else text},
     }
 
 
@@ -242,11 +294,14 @@ def _workload_metadata(spec: EmqxSpec, name: str, role: str) -> dict[str, Any]:
     return _metadata(spec, name, selector_labels(spec.name, role))
 
 
-def build_statefulset(spec: EmqxSpec, restart_hash: str | None = None, image: str | None = None) -> dict[str, Any]:
+def build_statefulset(spec: EmqxSpec, restart_hash: str | None = None, image: str | None = None,
+                      api_keys_hash: str | None = None) -> dict[str, Any]:
     """The cores. updateStrategy OnDelete: pods change only when the operator deletes them, one at
-    a time. `image` overrides spec.image, so the operator can hold or roll back the cores' image."""
+    a time. `image` overrides spec.image, so the operator can hold or roll back the cores' image.
+    `api_keys_hash` (of the bootstrap API key file, which cores load at boot) goes into the pod
+    template, so a changed key list restarts the cores one at a time."""
     image = image or spec.image
-    restart_hash = restart_hash if restart_hash is not None else compute_restart_hash(spec)
+    restart_hash = restart_hash if restart_hash is not None else config_restart_hash(spec)
     claim = spec.core.volume_claim_template
     statefulset_spec: dict[str, Any] = {
         "replicas": spec.core.replicas,
@@ -257,6 +312,8 @@ def build_statefulset(spec: EmqxSpec, restart_hash: str | None = None, image: st
         "revisionHistoryLimit": spec.revision_history_limit,
         "template": pod_template(spec, CORE, image, restart_hash, data_from_claim=claim is not None),
     }
+    if api_keys_hash:
+        statefulset_spec["template"]["metadata"]["annotations"][ANNOTATION_API_KEYS_HASH] = api_keys_hash
     if claim is not None:
         claim_spec = copy.deepcopy(claim)
         claim_spec.setdefault("accessModes", ["ReadWriteOnce"])
@@ -280,7 +337,7 @@ def build_deployment(spec: EmqxSpec, restart_hash: str | None = None, image: str
     image until every core runs the new one. Rolls with maxSurge 1 / maxUnavailable 0, so no
     serving capacity is dropped."""
     image = image or spec.image
-    restart_hash = restart_hash if restart_hash is not None else compute_restart_hash(spec)
+    restart_hash = restart_hash if restart_hash is not None else config_restart_hash(spec)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

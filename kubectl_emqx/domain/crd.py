@@ -100,14 +100,18 @@ def _env_var() -> dict[str, Any]:
     )
 
 
-def _node_template_spec(role: str, minimum_replicas: int, default_replicas: int) -> dict[str, Any]:
+def _node_template_spec(role: str, minimum_replicas: int, default_replicas: int | None) -> dict[str, Any]:
     path = f"spec.{role}Template.spec"
+    replicas = (
+        _integer(minimum=minimum_replicas, default=default_replicas,
+                 description=f"Number of {role} nodes (default {default_replicas}).")
+        if default_replicas is not None
+        else _integer(minimum=minimum_replicas, description=(
+            f"Number of {role} nodes. Default: {DEFAULT_REPLICANTS} where the image runs replicants "
+            "(Enterprise, and Opensource before 5.8), else 0."))
+    )
     properties: dict[str, Any] = {
-        "replicas": _integer(
-            minimum=minimum_replicas,
-            default=default_replicas,
-            description=f"Number of {role} nodes (default {default_replicas}).",
-        ),
+        "replicas": replicas,
         "nodeSelector": _string_map(),
         "nodeName": _string(),
         "affinity": _opaque_object(),
@@ -155,7 +159,7 @@ def _node_template_spec(role: str, minimum_replicas: int, default_replicas: int)
     )
 
 
-def _node_template(role: str, minimum_replicas: int, default_replicas: int) -> dict[str, Any]:
+def _node_template(role: str, minimum_replicas: int, default_replicas: int | None) -> dict[str, Any]:
     return _object(
         {
             "metadata": _template_metadata(),
@@ -221,14 +225,20 @@ def _update_strategy() -> dict[str, Any]:
                 enum=list(UPDATE_STRATEGY_TYPES),
                 description="RollingUpdate: one node at a time, cores first (Recreate is accepted as an alias).",
             ),
-            "initialDelaySeconds": _integer(minimum=0, description="Seconds to wait after a node is ready."),
+            "initialDelaySeconds": _integer(minimum=0, description=(
+                "Seconds a replaced node must have been running (per EMQX) before the next node is taken down "
+                "(default 0).")),
             "nodeReadyTimeoutSeconds": _integer(
                 minimum=1, description="Seconds a restarted node may take to be ready before the rollout stalls."
             ),
             "evacuationStrategy": _object(
                 {
-                    "waitTakeover": _integer(minimum=0, description="Seconds."),
-                    "waitHealthCheck": _integer(minimum=0, description="Seconds."),
+                    "waitTakeover": _integer(minimum=0, description=(
+                        "Seconds the clients of a replaced node get to reconnect elsewhere before the next node "
+                        "goes (default 10; skipped when it had none, and given to EMQX when it drains the node).")),
+                    "waitHealthCheck": _integer(minimum=0, description=(
+                        "Seconds EMQX reports an evacuating node unavailable before it disconnects clients "
+                        "(Enterprise 5.1+; default 60).")),
                     "connEvictRate": _integer(minimum=1, description="Connections per second."),
                     "sessEvictRate": _integer(minimum=1, description="Sessions per second."),
                 }
@@ -277,7 +287,8 @@ def spec_schema() -> dict[str, Any]:
             "revisionHistoryLimit": _integer(minimum=0),
             "updateStrategy": _update_strategy(),
             "coreTemplate": _node_template("core", 1, DEFAULT_CORES),
-            "replicantTemplate": _node_template("replicant", 0, DEFAULT_REPLICANTS),
+            # No schema default: the operator picks one that the image can run (spec.default_replicants).
+            "replicantTemplate": _node_template("replicant", 0, None),
             "dashboardServiceTemplate": _service_template("The dashboard/REST API Service (selects cores)."),
             "listenersServiceTemplate": _service_template(
                 "The MQTT listeners Service (selects replicants, cores while there are none)."

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_emqx.domain.versions import Version, supports_ignore_readonly
+from kubectl_emqx.domain.versions import Version
 
 Config = dict[str, Any]
 
@@ -34,9 +34,6 @@ DEFAULT_LISTENERS: dict[tuple[str, str], int] = {
 }
 LISTENER_PROTOCOLS = {"tcp": "TCP", "ssl": "TCP", "ws": "TCP", "wss": "TCP", "quic": "UDP"}
 GATEWAY_UDP_LISTENER_TYPES = {"udp", "dtls"}
-
-# Roots `PUT /api/v5/configs` rejects before 5.7.0 (no ignore_readonly); emqx-operator strips the same.
-READ_ONLY_ROOTS = ("node", "cluster", "dashboard", "rpc")
 
 DASHBOARD_HTTP_BIND = "dashboard.listeners.http.bind"
 
@@ -167,7 +164,9 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, bool | int | float):
         return value
-    return str(value)
+    text = str(value)
+    # pyhocon leaves \uXXXX escapes undecoded; dump() writes only these two.
+    return text.replace("\\u2028", "\u2028").replace("\\u2029", "\u2029") if "\\u202" in text else text
 
 
 def _unquote_key(key: str) -> str:
@@ -203,12 +202,14 @@ def parse_value(text: str) -> Any:
 
 # Dumping -------------------------------------------------------------------------------------
 
-_BARE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-# Strings written without quotes: identifiers and durations/sizes such as 15s or 1MB. Anything
-# else is quoted, which HOCON always reads back as the same string.
-_BARE_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*|\d+(\.\d+)?[A-Za-z]+")
-_KEYWORD_PREFIXES = ("true", "false", "null", "include")
-_SUBSTITUTION = re.compile(r"\$\{\??[^}\s]+\}")
+# What EMQX's HOCON scanner (emqx/hocon, hocon_scanner.xrl, the same rules in every EMQX 5 release)
+# reads as one unquoted string: a letter, then letters, digits, `_` and `-` (it allows a few more
+# characters; we quote those); and the exact byte-size and duration tokens (`1MB`, `15s`, `100ms`).
+# Anything else (`_json`, `1.5MB`, `10abc`) is quoted, which HOCON reads back as the same text.
+_BARE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_BARE_STRING = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|[0-9]+(?:kb|KB|mb|MB|gb|GB|ms|MS|d|D|h|H|m|M|s|S)")
+_KEYWORDS = ("true", "false", "null", "include")
+_SUBSTITUTION = re.compile(r"\$\{\??[A-Za-z][A-Za-z0-9_.@%|-]*\}")
 
 
 def dump(config: Mapping[str, Any]) -> str:
@@ -231,7 +232,26 @@ def _dump_members(config: Mapping[str, Any], depth: int, lines: list[str]) -> No
 
 
 def _render_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+    return key if _BARE_KEY.fullmatch(key) and key.lower() not in _KEYWORDS else _quote(key)
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f",
+            "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _quote(text: str) -> str:
+    """A HOCON quoted string with the escapes both EMQX's scanner and pyhocon read back; every other
+    character is written as itself (EMQX also ends lines at U+2028/U+2029, so those are escaped)."""
+    return '"' + "".join(_ESCAPES.get(char, char) for char in text) + '"'
+
+
+def _render_float(value: float) -> str:
+    """EMQX's scanner reads an exponent only after a fraction (`1.0e-05`, not `1e-05`)."""
+    text = repr(value)
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
 
 
 def render_value(value: Any) -> str:
@@ -245,7 +265,7 @@ def render_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValueError(f"HOCON has no representation for {value}")
-        return repr(value)
+        return _render_float(value)
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{_render_key(str(k))} = {render_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
@@ -253,9 +273,9 @@ def render_value(value: Any) -> str:
     text = str(value)
     if _SUBSTITUTION.fullmatch(text):
         return text
-    if _BARE_STRING.fullmatch(text) and not text.lower().startswith(_KEYWORD_PREFIXES):
+    if _BARE_STRING.fullmatch(text) and not text.lower().startswith(_KEYWORDS):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return _quote(text)
 
 
 # Paths, diff, merge --------------------------------------------------------------------------
@@ -342,19 +362,25 @@ def get_path(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
 # Restart-relevant vs live --------------------------------------------------------------------
 
 
-def needs_restart(path: str) -> bool:
-    """Whether a change at `path` only takes effect when nodes restart.
+def needs_restart(path: str, version: Version | None = None) -> bool:
+    """Whether a change at `path` only takes effect when nodes restart (on EMQX `version`; None: the
+    newest rules).
 
-    EMQX refuses node.*, rpc.* and cluster.* (except cluster.links) at runtime; the dashboard HTTP
-    port is baked into the pods (container port, probes), so it needs new pods as well.
+    EMQX refuses node.*, rpc.* and cluster.* at runtime (`cluster.links` is changeable from 5.8);
+    the dashboard HTTP port is baked into the pods (container port, probes), so it needs new pods
+    as well. Every other dashboard setting is applied live.
     """
     segments = split_path(path)
     root = segments[0]
     if root in ("node", "rpc"):
         return True
     if root == "cluster":
-        return len(segments) == 1 or segments[1] != "links"
+        return len(segments) == 1 or segments[1] != "links" or not _links_live(version)
     return _is_prefix_either_way(segments, split_path(DASHBOARD_HTTP_BIND))
+
+
+def _links_live(version: Version | None) -> bool:
+    return version is None or version >= (5, 8, 0)
 
 
 def _is_prefix_either_way(segments: list[str], target: list[str]) -> bool:
@@ -362,17 +388,17 @@ def _is_prefix_either_way(segments: list[str], target: list[str]) -> bool:
     return segments[:shorter] == target[:shorter]
 
 
-def restart_keys(paths: Iterable[str]) -> list[str]:
+def restart_keys(paths: Iterable[str], version: Version | None = None) -> list[str]:
     """The paths (e.g. from diff()) that need a rolling restart, in input order."""
-    return [path for path in paths if needs_restart(path)]
+    return [path for path in paths if needs_restart(path, version)]
 
 
-def live_keys(paths: Iterable[str]) -> list[str]:
+def live_keys(paths: Iterable[str], version: Version | None = None) -> list[str]:
     """The paths EMQX applies at runtime (PUT /api/v5/configs)."""
-    return [path for path in paths if not needs_restart(path)]
+    return [path for path in paths if not needs_restart(path, version)]
 
 
-def restart_relevant_subset(config: Mapping[str, Any]) -> Config:
+def restart_relevant_subset(config: Mapping[str, Any], version: Version | None = None) -> Config:
     """Exactly the part of `config` that needs a restart to change (hash it to detect such changes)."""
     subset: Config = {}
     for root in ("node", "rpc"):
@@ -380,7 +406,8 @@ def restart_relevant_subset(config: Mapping[str, Any]) -> Config:
             subset[root] = copy.deepcopy(config[root])
     cluster = config.get("cluster")
     if isinstance(cluster, Mapping):
-        kept = {key: copy.deepcopy(value) for key, value in cluster.items() if key != "links"}
+        kept = {key: copy.deepcopy(value) for key, value in cluster.items()
+                if key != "links" or not _links_live(version)}
         if kept:
             subset["cluster"] = kept
     elif "cluster" in config:
@@ -391,13 +418,35 @@ def restart_relevant_subset(config: Mapping[str, Any]) -> Config:
     return subset
 
 
-def read_only_roots_stripped(config: Mapping[str, Any], version: Version) -> Config:
-    """What to PUT to /api/v5/configs: before 5.7.0 EMQX rejects the whole request when it contains
-    read-only roots, so drop node, cluster, dashboard and rpc; later releases skip them themselves
-    (ignore_readonly=true)."""
-    if supports_ignore_readonly(version):
-        return copy.deepcopy(dict(config))
-    return {key: copy.deepcopy(value) for key, value in config.items() if key not in READ_ONLY_ROOTS}
+def live_subset(config: Mapping[str, Any], version: Version | None = None) -> Config:
+    """`config` without what needs a restart: what `PUT /api/v5/configs` can load (empty objects left
+    behind by the removal are dropped too)."""
+    live: Config = {}
+    for root, value in config.items():
+        if root in ("node", "rpc"):
+            continue
+        if root == "cluster":
+            if isinstance(value, Mapping) and _links_live(version) and "links" in value:
+                live["cluster"] = {"links": copy.deepcopy(value["links"])}
+            continue
+        if root == "dashboard" and isinstance(value, Mapping):
+            value = _without_path(value, split_path(DASHBOARD_HTTP_BIND)[1:])
+            if not value:
+                continue
+        live[root] = copy.deepcopy(value)
+    return live
+
+
+def _without_path(config: Mapping[str, Any], segments: list[str]) -> Config:
+    result: Config = {}
+    for key, value in config.items():
+        if key != segments[0]:
+            result[key] = copy.deepcopy(value)
+        elif len(segments) > 1 and isinstance(value, Mapping):
+            inner = _without_path(value, segments[1:])
+            if inner:
+                result[key] = inner
+    return result
 
 
 def stable_hash(config: Any) -> str:

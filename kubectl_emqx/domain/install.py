@@ -73,8 +73,9 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",),
          "owned objects carry blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission "
          "plugin (OpenShift, hardened clusters) allows only to who may update the owner's finalizers"),
-    Rule("", ("secrets",), ("get", "create"),
-         "the node cookie and API key Secrets are read every pass and created once (never listed or changed)"),
+    Rule("", ("secrets",), ("get", "create", "patch"),
+         "the node cookie and API key Secrets (created once, updated when spec.bootstrapAPIKeys changes) and the "
+         "Secrets that bootstrapAPIKeys[].secretRef names are read by name (never listed)"),
     # Owned objects: observe lists them; apply is a server-side apply PATCH (after a get when the
     # object was not observed), which the API authorizes as `create` when the object is missing.
     Rule("", ("configmaps",), ("get", "list", "create", "patch"), "the EMQX config file"),

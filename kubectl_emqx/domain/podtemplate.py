@@ -12,7 +12,7 @@ from typing import Any
 
 from kubectl_emqx.domain import hocon
 from kubectl_emqx.domain.spec import ERLANG_DIST_PORT, GEN_RPC_PORT, EmqxSpec, NodeTemplate
-from kubectl_emqx.domain.versions import parse_image, role_env_name, supports_bootstrap_api_keys
+from kubectl_emqx.domain.versions import has_status_endpoint, parse_image, role_env_name, supports_bootstrap_api_keys
 from kubectl_emqx.domain.vocabulary import (
     ANNOTATION_RESTART_HASH,
     API_KEY_SECRET_KEY,
@@ -63,6 +63,13 @@ DEFAULT_LIVENESS_PROBE = {
     "periodSeconds": 30,
     "failureThreshold": 3,
 }
+
+
+def _default_probe(probe: dict[str, Any], image: str) -> dict[str, Any]:
+    """Our probes ask `GET /status`, which EMQX has from 5.0.5; before, `/api/v5/status` answers it."""
+    if has_status_endpoint(parse_image(image).version):
+        return probe
+    return {**probe, "httpGet": {**probe["httpGet"], "path": "/api/v5/status"}}
 
 
 def dashboard_port(spec: EmqxSpec) -> int:
@@ -186,8 +193,9 @@ def pod_template(spec: EmqxSpec, role: str, image: str, restart_hash: str, data_
         if template.container_security_context is not None
         else DEFAULT_CONTAINER_SECURITY_CONTEXT
     )
-    container["readinessProbe"] = copy.deepcopy(template.readiness_probe or DEFAULT_READINESS_PROBE)
-    container["livenessProbe"] = copy.deepcopy(template.liveness_probe or DEFAULT_LIVENESS_PROBE)
+    readiness = template.readiness_probe or _default_probe(DEFAULT_READINESS_PROBE, image)
+    container["readinessProbe"] = copy.deepcopy(readiness)
+    container["livenessProbe"] = copy.deepcopy(template.liveness_probe or _default_probe(DEFAULT_LIVENESS_PROBE, image))
     if template.startup_probe is not None:
         container["startupProbe"] = copy.deepcopy(template.startup_probe)
     if template.lifecycle is not None:

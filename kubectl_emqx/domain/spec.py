@@ -1,8 +1,9 @@
 """The EMQX custom resource as one normalised model, EmqxSpec (pure; validation.py checks it).
 
 Accepts `apps.emqx.io/v2beta1` bodies and the v2alpha1 forms (`spec.emqxTemplate.image`,
-`spec.bootstrapConfig`, the misspelled `toleRations`). Defaults match the CRD: 3 cores,
-3 replicants, config mode Merge, clusterDomain cluster.local.
+`spec.bootstrapConfig`, the misspelled `toleRations`). Defaults match the CRD: 3 cores, config
+mode Merge, clusterDomain cluster.local; replicants default to 3 where the image runs them, else 0
+(the CRD leaves that one field to the operator: its default depends on the image).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_emqx.domain import hocon
-from kubectl_emqx.domain.versions import ImageInfo, parse_image
+from kubectl_emqx.domain import hocon, versions
+from kubectl_emqx.domain.versions import ImageInfo, default_replicants, parse_image
 from kubectl_emqx.domain.vocabulary import API_VERSION
 
 DEFAULT_CORES = 3
-DEFAULT_REPLICANTS = 3
+DEFAULT_REPLICANTS = versions.DEFAULT_REPLICANTS  # where the image runs replicants; else 0
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_REVISION_HISTORY_LIMIT = 3
@@ -87,7 +88,7 @@ class EvacuationStrategy:
 @dataclass(frozen=True)
 class UpdateStrategy:
     type: str = "RollingUpdate"
-    initial_delay_seconds: int = 10
+    initial_delay_seconds: int = 0
     node_ready_timeout_seconds: int = 600
     evacuation: EvacuationStrategy = field(default_factory=EvacuationStrategy)
     allow_downgrade: bool = False
@@ -349,7 +350,7 @@ def normalize(body: Mapping[str, Any], namespace: str | None = None) -> EmqxSpec
         revision_history_limit=_int(spec.get("revisionHistoryLimit"), DEFAULT_REVISION_HISTORY_LIMIT),
         update_strategy=_update_strategy(spec.get("updateStrategy")),
         core=_node_template(spec.get("coreTemplate"), DEFAULT_CORES, core=True),
-        replicant=_node_template(spec.get("replicantTemplate"), DEFAULT_REPLICANTS, core=False),
+        replicant=_node_template(spec.get("replicantTemplate"), default_replicants(image), core=False),
         dashboard_service=_service_template(spec.get("dashboardServiceTemplate")),
         listeners_service=_service_template(spec.get("listenersServiceTemplate")),
         labels=_string_map(metadata.get("labels")),

@@ -21,6 +21,7 @@ from kubectl_emqx.domain.spec import (
     dotted,
 )
 from kubectl_emqx.domain.versions import (
+    COMMUNITY_LICENSE_KEY,
     ENTERPRISE_REPOSITORY,
     OPENSOURCE_REPOSITORY,
     format_version,
@@ -47,7 +48,8 @@ def license_configured(spec: EmqxSpec, template: NodeTemplate | None = None) -> 
     Looks at `license.key` in the configuration and EMQX_LICENSE__KEY in the template env. An
     `envFrom` source may carry the variable too; it cannot be inspected here, so it counts.
     """
-    if hocon.get_path(spec.config, "license.key"):
+    key = hocon.get_path(spec.config, "license.key")
+    if key and str(key) != COMMUNITY_LICENSE_KEY:  # "default" is the single-node community licence
         return True
     templates = [template] if template is not None else [t for t in (spec.core, spec.replicant) if t.replicas > 0]
     return all(_license_in_env(t) for t in templates)
@@ -58,14 +60,91 @@ def _license_in_env(template: NodeTemplate) -> bool:
     return named or bool(template.env_from)
 
 
-def validate(spec: EmqxSpec) -> list[SpecError]:
-    """Domain rules the CRD schema cannot express. Empty list: the spec can be deployed."""
+def validate(spec: EmqxSpec, cookie: str | None = None) -> list[SpecError]:
+    """Domain rules the CRD schema cannot express. Empty list: the spec can be deployed.
+    `cookie`: the cluster's node cookie (the operator knows it), checked against node.cookie."""
     errors: list[SpecError] = []
     errors += _image_errors(spec)
     errors += _config_errors(spec)
     errors += _topology_errors(spec)
     errors += _api_key_errors(spec)
+    errors += owned_key_errors(spec, cookie)
     return errors
+
+
+# Settings the pods set through their environment, which EMQX reads over emqx.conf: a value in the
+# configuration would be ignored (and, being a restart key, would roll every node for nothing).
+# path -> (what sets it, how to change it)
+OWNED_KEYS: dict[str, tuple[str, str]] = {
+    "node.name": ("the pod: EMQX_HOST is the pod's DNS name (cores) or IP (replicants)",
+                  "node names follow the pods and cannot be set"),
+    "node.cookie": ("Secret <name>-node-cookie through EMQX_NODE__COOKIE",
+                    "every node must share one cookie, so it cannot change on a running cluster"),
+    "node.data_dir": ("the pod layout: EMQX_NODE__DATA_DIR=data (the data volume at /opt/emqx/data)",
+                      "use spec.coreTemplate.spec.volumeClaimTemplates for the volume"),
+    "node.role": ("the template: EMQX_NODE__ROLE is core in coreTemplate and replicant in replicantTemplate",
+                  "scale spec.coreTemplate / spec.replicantTemplate instead"),
+    "node.db_role": ("the template: EMQX_NODE__ROLE is core in coreTemplate and replicant in replicantTemplate",
+                     "scale spec.coreTemplate / spec.replicantTemplate instead"),
+    "cluster.discovery_strategy": ("the pods: EMQX_CLUSTER__DISCOVERY_STRATEGY=dns through the headless Service",
+                                   "discovery is fixed to DNS SRV records of <name>-headless"),
+    "cluster.dns.name": ("the pods: EMQX_CLUSTER__DNS__NAME is the headless Service's DNS name",
+                         "it follows spec.clusterDomain"),
+    "cluster.dns.record_type": ("the pods: EMQX_CLUSTER__DNS__RECORD_TYPE=srv", "it cannot be changed"),
+    "api_key.bootstrap_file": ("the pods: EMQX_API_KEY__BOOTSTRAP_FILE (the operator's key and spec.bootstrapAPIKeys)",
+                               "add keys in spec.bootstrapAPIKeys"),
+    "dashboard.default_password": ("Secret <name>-bootstrap-api-key (key dashboard_password) through "
+                                   "EMQX_DASHBOARD__DEFAULT_PASSWORD",
+                                   "change the admin password in the Dashboard (EMQX reads it only on first boot)"),
+}
+
+
+def environment_value(spec: EmqxSpec, path: str) -> object:
+    """The value the pods' environment gives an owned key, when it is a constant (else None)."""
+    return {
+        "node.data_dir": "data",
+        "cluster.discovery_strategy": "dns",
+        "cluster.dns.record_type": "srv",
+        "cluster.dns.name": f"{spec.name}-headless.{spec.namespace}.svc.{spec.cluster_domain}",
+    }.get(path)
+
+
+def owned_key_errors(spec: EmqxSpec, cookie: str | None = None) -> list[SpecError]:
+    """Owned keys set in the configuration with another value than the pods' environment gives them.
+    node.cookie is checked against `cookie` (the cluster's Secret) when given, else left alone."""
+    errors = []
+    config_field = dotted(spec.config_field)
+    for path, (owner, fix) in OWNED_KEYS.items():
+        value = hocon.get_path(spec.config, path)
+        if value is None:
+            continue
+        expected = cookie if path == "node.cookie" else environment_value(spec, path)
+        if path == "node.cookie" and cookie is None:
+            continue
+        if expected is not None and str(value) == str(expected):
+            continue
+        shown = "<hidden>" if path in ("node.cookie", "dashboard.default_password") else value
+        errors.append(SpecError(
+            config_field, f"{path} = {shown}",
+            f"{path} is set by {owner.replace('<name>', spec.name)}, which EMQX reads over emqx.conf",
+            f"remove {path} from {config_field}; {fix}",
+        ))
+    return errors
+
+
+def changed_cookie(before: EmqxSpec | None, after: EmqxSpec) -> list[SpecError]:
+    """A resource may name its cookie when it is created; it cannot change it later."""
+    new = hocon.get_path(after.config, "node.cookie")
+    if before is None or new is None:
+        return []
+    old = hocon.get_path(before.config, "node.cookie")
+    if old is not None and str(old) == str(new):
+        return []
+    owner, fix = OWNED_KEYS["node.cookie"]
+    config_field = dotted(after.config_field)
+    return [SpecError(config_field, "node.cookie = <hidden>",
+                      f"node.cookie is set by {owner.replace('<name>', after.name)}, which EMQX reads over emqx.conf",
+                      f"remove node.cookie from {config_field}; {fix}")]
 
 
 def _image_errors(spec: EmqxSpec) -> list[SpecError]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -201,7 +201,9 @@ def supports_ignore_readonly(version: Version) -> bool:
 
 
 def uses_db_role_env(version: Version) -> bool:
-    """Releases before 5.0.26 only know `node.db_role` (env EMQX_NODE__DB_ROLE)."""
+    """`node.role` exists from 5.0.23 (Opensource) / e5.0.3 (Enterprise); `node.db_role` before, and
+    as its alias after (emqx_conf_schema.erl). The pods set db_role before 5.0.26, which every
+    release of that range reads."""
     return version < (5, 0, 26)
 
 
@@ -209,9 +211,71 @@ def role_env_name(version: Version) -> str:
     return "EMQX_NODE__DB_ROLE" if uses_db_role_env(version) else "EMQX_NODE__ROLE"
 
 
+def schema_has_default_listeners(edition: str, version: Version) -> bool:
+    """From 5.0.25 (Opensource) / e5.0.3 (Enterprise) EMQX's schema creates the tcp/ssl/ws/wss default
+    listeners itself; before, they exist only in the shipped etc/emqx.conf (emqx_schema.erl)."""
+    return version >= ((5, 0, 3) if edition == ENTERPRISE else (5, 0, 25))
+
+
+def has_status_endpoint(version: Version) -> bool:
+    """`GET /status` exists from 5.0.5; before, only `GET /api/v5/status` (emqx_mgmt_api_status.erl)."""
+    return version >= (5, 0, 5)
+
+
+def lists_stopped_cores(version: Version) -> bool:
+    """GET /api/v5/nodes lists stopped cores from 5.0.18 (without `role` until 5.1.0)."""
+    return version >= (5, 0, 18)
+
+
+def evacuation_blocks_boot(version: Version) -> bool:
+    """Before 5.7.0 a node whose data volume holds an evacuation (`<data_dir>/.evacuation`) does not
+    start (fixed by EMQX PR 12871); later it resumes the evacuation at boot."""
+    return version < (5, 7, 0)
+
+
+def min_wait_takeover(edition: str, version: Version) -> int:
+    """Evacuation's wait_takeover must be a positive integer in Enterprise 5.0-5.1; 0 from e5.2.0."""
+    return 1 if version < (5, 2, 0) else 0
+
+
+def evacuation_has_health_check(version: Version) -> bool:
+    """Evacuation start takes wait_health_check from e5.1.0 (emqx_node_rebalance_api.erl)."""
+    return version >= (5, 1, 0)
+
+
+# Configuration roots one edition has and the other lacks (emqx_enterprise_schema.erl EE_SCHEMA_MODULES,
+# emqx_conf_schema.erl); from 5.9 every build is Enterprise.
+ENTERPRISE_ONLY_ROOTS = frozenset({
+    "license", "schema_registry", "schema_validation", "message_transformation", "file_transfer", "durable_queues",
+})
+OPENSOURCE_ONLY_ROOTS = frozenset({"telemetry"})
+
+
+def unknown_roots(edition: str, roots: Iterable[str]) -> list[str]:
+    """The configuration roots among `roots` that EMQX of `edition` has no schema for."""
+    foreign = ENTERPRISE_ONLY_ROOTS if edition == OPENSOURCE else OPENSOURCE_ONLY_ROOTS
+    return sorted(root for root in roots if root in foreign)
+
+
+# license.key values that are built into EMQX (emqx_license_schema.erl): "default" is the community
+# licence (a single node from 5.9), "evaluation" a trial that allows clustering.
+COMMUNITY_LICENSE_KEY = "default"
+
+
 def replicants_allowed(edition: str, version: Version) -> bool:
     """Opensource builds from 5.8.0 refuse to boot as replicant."""
     return not (edition == OPENSOURCE and version >= (5, 8, 0))
+
+
+DEFAULT_REPLICANTS = 3
+
+
+def default_replicants(image: str) -> int:
+    """Replicants when the resource does not say: the seed's 3 where the image runs replicants, none
+    where it cannot (Opensource from 5.8.0), so the official operator's `image: emqx/emqx:latest`
+    sample runs as it is."""
+    info = parse_image(image)
+    return DEFAULT_REPLICANTS if replicants_allowed(info.edition, info.version) else 0
 
 
 def needs_license_for_cluster(version: Version) -> bool:

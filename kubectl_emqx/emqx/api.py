@@ -134,6 +134,10 @@ class EmqxApi:
     def get_config_hocon(self) -> str:
         return self._request("GET", "/api/v5/configs", headers={"Accept": "text/plain"}).text
 
+    def get_config_json(self) -> str:
+        """GET /api/v5/configs as JSON (EMQX before 5.1.1 answers only this, for a few roots)."""
+        return self._request("GET", "/api/v5/configs", headers={"Accept": "application/json"}).text
+
     def put_config_hocon(self, hocon: str, mode: str = "merge", ignore_readonly: bool | None = None) -> None:
         params = {"mode": mode}
         if ignore_readonly is not None:

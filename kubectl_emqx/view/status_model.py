@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kubectl_emqx.domain import vocabulary
+from kubectl_emqx.domain.versions import default_replicants
 from kubectl_emqx.domain.vocabulary import FAILED_PHASES, ConditionType, Phase
 
 RECENT_EVENTS = 10
@@ -165,7 +166,6 @@ def recent_events(items: list[dict[str, Any]], limit: int = RECENT_EVENTS) -> li
 # (its dataclasses and hocon) costs `status` and `list` ~15 ms. tests/unit/test_status_model.py holds
 # these to spec.image_field_path and spec.DEFAULT_* on every form the CRD accepts.
 DEFAULT_CORES = 3
-DEFAULT_REPLICANTS = 3
 
 
 def _field(body: Any, *path: str) -> Any:
@@ -202,7 +202,8 @@ def desired_replicas(body: dict[str, Any]) -> tuple[int, int]:
         except (TypeError, ValueError):
             return default
 
-    return replicas("coreTemplate", DEFAULT_CORES), replicas("replicantTemplate", DEFAULT_REPLICANTS)
+    image = desired_image(body) or ""
+    return replicas("coreTemplate", DEFAULT_CORES), replicas("replicantTemplate", default_replicants(image))
 
 
 def _node_counts(body: dict[str, Any]) -> tuple[NodeCounts, NodeCounts]:

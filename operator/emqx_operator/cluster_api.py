@@ -16,28 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-FIELD_MANAGER = "emqx-operator"
-HASH_ANNOTATION = "apps.emqx.io/applied-hash"
-GROUP = "apps.emqx.io"
-VERSION = "v2beta1"
-PLURAL = "emqxes"
-REQUEST_TIMEOUT = 15
+from kubectl_emqx.domain.vocabulary import ANNOTATION_APPLIED_HASH, KIND, OPERATOR_FIELD_MANAGER, kind_path, now_rfc3339
 
-_PATHS = {
-    # kind: (api prefix, plural)
-    "Secret": ("/api/v1", "secrets"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "Service": ("/api/v1", "services"),
-    "Pod": ("/api/v1", "pods"),
-    "Event": ("/api/v1", "events"),
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
-    "StatefulSet": ("/apis/apps/v1", "statefulsets"),
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "ReplicaSet": ("/apis/apps/v1", "replicasets"),
-    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
-    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
-    "EMQX": (f"/apis/{GROUP}/{VERSION}", PLURAL),
-}
+FIELD_MANAGER = OPERATOR_FIELD_MANAGER
+HASH_ANNOTATION = ANNOTATION_APPLIED_HASH
+REQUEST_TIMEOUT = 15
 
 
 @dataclass
@@ -70,13 +53,7 @@ def object_hash(obj: dict[str, Any]) -> str:
 
 
 def resource_path(kind: str, namespace: str | None, name: str | None = None, subresource: str = "") -> str:
-    prefix, plural = _PATHS[kind]
-    path = prefix + (f"/namespaces/{namespace}" if namespace else "") + f"/{plural}"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
+    return kind_path(kind, namespace, name, subresource)
 
 
 class ClusterApi:
@@ -189,15 +166,13 @@ class ClusterApi:
         return True
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        return self.merge_patch("EMQX", namespace, name, {"status": status}, subresource="status")
+        return self.merge_patch(KIND, namespace, name, {"status": status}, subresource="status")
 
     def post_event(
         self, owner: dict[str, Any], reason: str, message: str, event_type: str = "Normal"
     ) -> None:
         meta = owner["metadata"]
-        import datetime
-
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_rfc3339()
         event = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from emqx_operator import runtime
-from emqx_operator.cluster_api import GROUP, PLURAL, VERSION
+from kubectl_emqx.domain.vocabulary import GROUP, PLURAL, VERSION
 
 INSTANCE_LABEL = "apps.emqx.io/instance"
 MANAGED_BY = "apps.emqx.io/managed-by=kubectl-emqx"

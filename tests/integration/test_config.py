@@ -16,12 +16,12 @@ from tests.emqx_helpers import (
     cr,
     create_emqx,
     emqx_api,
-    events_for,
     get_emqx,
     live_config,
     patch_emqx,
     pod_uids,
     pods,
+    wait_events,
     wait_ready,
 )
 from tests.helpers import wait_for
@@ -65,7 +65,7 @@ def test_live_change_reaches_every_node_without_restarts_and_new_nodes_boot_with
         capture_output=True, text=True, env=dict(os.environ, KUBECONFIG=kubeconfig), timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert "level = debug" in shown.stdout and "18083" in shown.stdout, shown.stdout
-    assert any(e.reason == "ConfigApplied" for e in events_for(api_client, namespace, "hot"))
+    wait_events(api_client, namespace, "hot", "ConfigApplied")
 
     patch_emqx(api_client, namespace, "hot", {"spec": {"replicantTemplate": {"spec": {"replicas": 2}}}})
     wait_ready(api_client, namespace, "hot")
@@ -124,7 +124,7 @@ def test_dashboard_change_survives_and_rejection_is_reported(
         and c["reason"] == "ConfigRejected" and c, 30, "ConfigApplied=False ConfigRejected")
     assert cond["status"] == "False" and "erro1r" in cond["message"], cond
     assert condition(get_emqx(api_client, namespace, "keep"), "Ready")["status"] == "False"
-    assert any(e.reason == "ConfigRejected" for e in events_for(api_client, namespace, "keep"))
+    wait_events(api_client, namespace, "keep", "ConfigRejected")
 
     patch_emqx(api_client, namespace, "keep", {"spec": {"config": {"data": "log.console.level = notice\n"}}})
     _wait_applied(api_client, namespace, "keep")

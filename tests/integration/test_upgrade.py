@@ -15,7 +15,6 @@ from tests.emqx_helpers import (
     condition,
     cr,
     create_emqx,
-    events_for,
     get_emqx,
     is_ready,
     patch_emqx,
@@ -23,6 +22,7 @@ from tests.emqx_helpers import (
     pods,
     selector_matches,
     wait_condition,
+    wait_events,
     wait_image,
     wait_ready,
 )
@@ -97,8 +97,7 @@ def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
     assert lowest >= 2, "never fewer than 2 of 3 cores running"
     core_boot_times = [e["time"] for e in events if e["event"] == "booted" and "-core-" in _short(e)]
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(core_boot_times)), "waitTakeover between cores"
-    replaced = [e for e in events_for(api_client, namespace, "up") if e.reason == "NodeReplaced"]
-    assert len(replaced) == 3
+    assert len(wait_events(api_client, namespace, "up", "NodeReplaced", count=3)) == 3
 
 
 def test_never_booting_image_stalls_after_first_core_and_rollback_restores(
@@ -229,7 +228,7 @@ def test_enterprise_cores_are_evacuated_before_replacement(
     emqx_sim.reset_request_counts()
     patch_emqx(api_client, namespace, "ee", {"spec": {"image": "emqx/emqx-enterprise:5.8.0"}})
     obj = wait_image(api_client, namespace, "ee", "emqx/emqx-enterprise:5.8.0")
-    evacuating = [e for e in events_for(api_client, namespace, "ee") if e.reason == "EvacuatingNode"]
+    evacuating = wait_events(api_client, namespace, "ee", "EvacuatingNode", count=len(busy))
     assert {node for node in busy if any(node in (e.message or "") for e in evacuating)} == set(busy)
     counts = emqx_sim.request_counts()
     starts = sum(v for node_counts in counts.values() for k, v in node_counts["by_endpoint"].items()

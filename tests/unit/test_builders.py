@@ -409,8 +409,31 @@ def test_configmap_holds_effective_config() -> None:
         cr({"image": "emqx/emqx-enterprise:5.8.9", "config": {"data": "dashboard.listeners.http.bind = 18090"}})
     )
     assert hocon.dashboard_port(hocon.parse(builders.build_configmap(override)["data"]["emqx.conf"])) == 18090
-    empty = builders.build_configmap(spec.normalize(SEED))["data"]["emqx.conf"]
-    assert hocon.parse(empty) == builders.BOOT_DEFAULTS
+    seed = spec.normalize(SEED)
+    empty = builders.build_configmap(seed)["data"]["emqx.conf"]
+    assert hocon.parse(empty) == builders.boot_defaults(seed)
+
+
+def test_emqx_conf_declares_the_shipped_listeners_and_acl_before_5_0_25() -> None:
+    """Before 5.0.25 / e5.0.3 EMQX's schema has no listener defaults: only the shipped emqx.conf, which
+    ours replaces, declares them (emqx_schema.erl@v5.0.6, apps/emqx/etc/emqx.conf@v5.0.6)."""
+    old = builders.effective_config(spec.normalize(SEED))  # emqx/emqx:5.0.6
+    assert hocon.get_path(old, "listeners.tcp.default.bind") == "0.0.0.0:1883"
+    assert hocon.get_path(old, "listeners.ssl.default.ssl_options.certfile") == "/opt/emqx/etc/certs/cert.pem"
+    assert {p.name: p.port for p in hocon.listener_ports(old)} == {
+        "ssl-default": 8883, "tcp-default": 1883, "ws-default": 8083, "wss-default": 8084}
+    assert hocon.get_path(old, "authorization.sources") == [
+        {"type": "file", "enable": True, "path": "/opt/emqx/etc/acl.conf"}]
+    for image in ("emqx/emqx:5.0.25", "emqx/emqx-enterprise:5.0.3", "emqx/emqx:5.8.9"):
+        new = builders.boot_defaults(spec.normalize(cr({"image": image})))
+        assert "listeners" not in new and "authorization" not in new, image
+    # The resource's own listener and ACL settings are kept, and only what it leaves out is added.
+    own = spec.normalize(cr({"image": "emqx/emqx:5.0.6", "config": {"data": (
+        "listeners.tcp.default.bind = 11883\nauthorization.sources = []\n")}}))
+    defaults = builders.boot_defaults(own)
+    assert "tcp" not in defaults["listeners"] and "ssl" in defaults["listeners"]
+    assert "authorization" not in defaults
+    assert hocon.get_path(builders.effective_config(own), "listeners.tcp.default.bind") == 11883
 
 
 def test_restart_hash_annotation() -> None:

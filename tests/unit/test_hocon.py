@@ -235,16 +235,24 @@ def test_stable_hash() -> None:
     assert len(hocon.stable_hash({})) == 16
 
 
-def test_read_only_roots_stripped() -> None:
+def test_live_subset_keeps_dashboard_but_its_port_and_cluster_links_from_58() -> None:
     config = {
         "node": {"cookie": "x"},
-        "cluster": {"name": "c"},
-        "dashboard": {"a": 1},
+        "cluster": {"name": "c", "links": [{"name": "x"}]},
+        "dashboard": {"token_expired_time": "30m", "listeners": {"http": {"bind": 18084, "num_acceptors": 4}}},
         "rpc": {},
         "log": {"level": "info"},
     }
-    assert hocon.read_only_roots_stripped(config, (5, 6, 1)) == {"log": {"level": "info"}}
-    assert hocon.read_only_roots_stripped(config, (5, 7, 0)) == config
+    assert hocon.live_subset(config, (5, 8, 0)) == {
+        "cluster": {"links": [{"name": "x"}]},
+        "dashboard": {"token_expired_time": "30m", "listeners": {"http": {"num_acceptors": 4}}},
+        "log": {"level": "info"},
+    }
+    # Before 5.8 all of cluster is read-only, links included.
+    assert "cluster" not in hocon.live_subset(config, (5, 7, 2))
+    assert hocon.live_subset({"node": {"a": 1}, "dashboard": {"listeners": {"http": {"bind": 1}}}}) == {}
+    assert hocon.restart_relevant_subset(config, (5, 7, 2))["cluster"] == {"name": "c", "links": [{"name": "x"}]}
+    assert hocon.restart_relevant_subset(config, (5, 8, 0))["cluster"] == {"name": "c"}
 
 
 def test_listener_ports_defaults() -> None:

@@ -24,7 +24,7 @@ EXPECTED_WORKLOAD_PERMISSIONS = {
     ("apps.emqx.io", "emqxes"): {"get", "list", "watch"},
     ("apps.emqx.io", "emqxes/status"): {"patch"},
     ("apps.emqx.io", "emqxes/finalizers"): {"update"},
-    ("", "secrets"): {"get", "create"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "configmaps"): {"get", "list", "create", "patch"},
     ("", "services"): {"get", "list", "create", "patch", "delete"},
     ("apps", "statefulsets"): {"get", "list", "create", "patch"},

@@ -172,7 +172,8 @@ def test_invalid_bootstrap_config_names_that_field() -> None:
 
 
 def test_replicants_on_opensource_58() -> None:
-    (error,) = validate(normalize(cr({"image": "emqx/emqx:5.8.9"})))
+    assert validate(normalize(cr({"image": "emqx/emqx:5.8.9"}))) == []  # none asked for: none by default
+    (error,) = validate(normalize(cr({"image": "emqx/emqx:5.8.9", "replicantTemplate": {"spec": {"replicas": 3}}})))
     assert error.field == "spec.replicantTemplate.spec.replicas" and error.value == 3
     assert "replicas to 0" in error.fix and "emqx/emqx-enterprise:5.8.9" in error.fix
     assert validate(normalize(cr({"image": "emqx/emqx:5.8.9", "replicantTemplate": {"spec": {"replicas": 0}}}))) == []
@@ -288,7 +289,7 @@ def test_api_key_rules() -> None:
 
 
 def test_spec_error_text_names_field_value_and_fix() -> None:
-    (error,) = validate(normalize(cr({"image": "emqx/emqx:5.8.9"})))
+    (error,) = validate(normalize(cr({"image": "emqx/emqx:5.8.9", "replicantTemplate": {"spec": {"replicas": 3}}})))
     text = str(error)
     assert text.startswith("spec.replicantTemplate.spec.replicas: ")
     assert "(value: 3)" in text and "Fix: " in text

@@ -181,11 +181,24 @@ def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
     body = {"metadata": {"name": "x"}, "spec": spec_body}
     image = spec.get_field(body, spec.image_field_path(body))
     assert status_model.desired_image(body) == (str(image) if image else None)
-    normalized = spec.normalize(body) if isinstance(spec_body, dict) and "coreTemplate" in spec_body else None
+    normalized = spec.normalize(body) if isinstance(spec_body, dict) else None
     if normalized is not None:
         assert status_model.desired_replicas(body) == (normalized.core.replicas, normalized.replicant.replicas)
-    assert (status_model.DEFAULT_CORES, status_model.DEFAULT_REPLICANTS) == (spec.DEFAULT_CORES,
-                                                                             spec.DEFAULT_REPLICANTS)
+    assert status_model.DEFAULT_CORES == spec.DEFAULT_CORES
+
+
+@pytest.mark.parametrize(("image", "replicants"), [
+    ("emqx/emqx:5.0.6", 3), ("emqx/emqx:5.7.2", 3), ("emqx/emqx:5.8.0", 0), ("emqx/emqx:latest", 0),
+    ("emqx/emqx-enterprise:5.8.9", 3), ("emqx/emqx-enterprise:latest", 3),
+])
+def test_replicants_default_to_what_the_image_can_run(image: str, replicants: int) -> None:
+    """The official operator's sample sets only `image: emqx/emqx:latest`: Opensource 5.8 runs no
+    replicants, so none are asked for unless the resource says so."""
+    from kubectl_emqx.domain import spec
+
+    body = {"metadata": {"name": "x"}, "spec": {"image": image}}
+    assert spec.normalize(body).replicant.replicas == replicants
+    assert status_model.desired_replicas(body) == (3, replicants)
 
 
 def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -> None:

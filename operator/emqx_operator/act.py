@@ -1,0 +1,94 @@
+"""act: carry a Plan out. The one module that writes to Kubernetes or to EMQX.
+
+Order: Secrets, owned objects (server-side apply, skipped when the live object carries the same
+hash), deletions of objects no longer wanted, EMQX calls, pod patches, and last pod deletions (a
+deletion that depends on an EMQX call happens only when that call succeeded). The outcome of EMQX
+calls goes back to decide.settle(); Kubernetes errors propagate to the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from emqx_operator.cluster_api import ApiError, ClusterApi
+from emqx_operator.emqx_clients import ClientPool
+from emqx_operator.model import (
+    CallError,
+    ConfigPut,
+    EmqxCall,
+    EvacuationStart,
+    EvacuationStop,
+    ForceLeave,
+    Outcome,
+    Plan,
+    World,
+)
+from emqx_operator.observe import access_for
+from kubectl_emqx.domain.spec import EmqxSpec
+from kubectl_emqx.emqx.api import EmqxApi, EmqxApiError
+
+log = logging.getLogger("emqx_operator.act")
+
+
+def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, address: str, plan: Plan) -> Outcome:
+    namespace = spec.namespace
+    for write in plan.secrets:
+        if write.create:
+            try:
+                api.create(dict(write.body))
+            except ApiError as exc:
+                if not exc.conflict:
+                    raise
+        else:
+            api.apply(dict(write.body), lookup=False)
+    for obj in plan.apply:
+        live = world.live(obj["kind"], obj["metadata"]["name"])
+        api.apply(dict(obj), existing=dict(live) if live is not None else None)
+    for kind, name in plan.delete:
+        api.delete(kind, namespace, name)
+
+    failures: list[tuple[EmqxCall, CallError]] = []
+    client = pool.client(access_for(spec, world, address)) if address and plan.emqx_calls else None
+    for call in plan.emqx_calls:
+        error = _call(client, call)
+        if error is not None:
+            log.warning("%s/%s: %s failed: HTTP %s %s %s", namespace, spec.name, type(call).__name__,
+                        error.status, error.code, error.message)
+            failures.append((call, error))
+        elif isinstance(call, ForceLeave):
+            log.info("%s/%s: removed departed core %s from the EMQX cluster", namespace, spec.name, call.node)
+
+    for patch in plan.pod_patches:
+        try:
+            if patch.strategic:
+                api.strategic_patch("Pod", namespace, patch.name, dict(patch.patch), subresource=patch.subresource)
+            else:
+                api.merge_patch("Pod", namespace, patch.name, dict(patch.patch), subresource=patch.subresource)
+        except ApiError as exc:
+            if not exc.not_found:  # the pod went away meanwhile: the next pass looks again
+                raise
+    failed = [call for call, _ in failures]
+    deleted = []
+    for deletion in plan.pod_deletions:
+        if deletion.after is not None and deletion.after in failed:
+            continue
+        if api.delete("Pod", namespace, deletion.name, uid=deletion.uid):
+            deleted.append(deletion.name)
+    return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted))
+
+
+def _call(client: EmqxApi | None, call: EmqxCall) -> CallError | None:
+    if client is None:
+        return CallError(None, "NoAddress", "no ready core to send the request to")
+    try:
+        if isinstance(call, ForceLeave):
+            client.force_leave(call.node)
+        elif isinstance(call, EvacuationStart):
+            client.evacuation_start(call.node, dict(call.body))
+        elif isinstance(call, EvacuationStop):
+            client.evacuation_stop(call.node)
+        elif isinstance(call, ConfigPut):
+            client.put_config_hocon(call.text, mode=call.mode, ignore_readonly=call.ignore_readonly)
+    except EmqxApiError as exc:
+        return CallError(exc.status, exc.code, exc.message)
+    return None
