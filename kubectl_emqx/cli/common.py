@@ -130,8 +130,11 @@ def refuse_new_problems(before: dict[str, Any] | None, after: dict[str, Any]) ->
     should not be blocked by an unrelated, older problem; the operator reports those itself)."""
     from kubectl_emqx.domain import spec, validation
 
-    known = {str(problem) for problem in validation.validate(spec.normalize(before))} if before else set()
-    new = [str(problem) for problem in validation.validate(spec.normalize(after)) if str(problem) not in known]
+    old_spec = spec.normalize(before) if before else None
+    new_spec = spec.normalize(after)
+    known = {str(problem) for problem in validation.validate(old_spec)} if old_spec else set()
+    problems = validation.validate(new_spec) + validation.changed_cookie(old_spec, new_spec)
+    new = [str(problem) for problem in problems if str(problem) not in known]
     if new:
         raise errors.SpecInvalid(["the change is invalid; nothing was written:", *(f"- {text}" for text in new)])
 

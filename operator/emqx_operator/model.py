@@ -109,7 +109,7 @@ class ConfigPut:
     text: str
     mode: str  # merge | replace
     ignore_readonly: bool | None
-    hash: str  # of what is being loaded (the resource's configuration)
+    hash: str  # of the body and mode: a body EMQX refused is never sent to the same release again
     target: str  # "<edition> <version>" the body is meant for (the rejected memory keys on it)
 
 

@@ -82,7 +82,9 @@ class Reconciler:
         self._write_status(body, old_status, status, events, now)
         upgrade_phase = (status.get("upgrade") or {}).get("phase")
         METRICS.set_phase(namespace, name, status.get("phase"), upgrade_phase)
-        return self.options.busy_requeue_seconds if plan.busy else self.options.resync_seconds
+        # EMQX did not answer a call: back off to the resync period rather than retry every few seconds.
+        outage = any(not error.verdict for _, error in outcome.failures)
+        return self.options.busy_requeue_seconds if plan.busy and not outage else self.options.resync_seconds
 
     def _write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                       events: tuple[Event, ...], now: datetime.datetime) -> None:

@@ -204,7 +204,10 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         pod_deletions=tuple(core.deletions),
         status=status,
         events=tuple(events),
-        busy=not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"),
+        # Look again soon while things move; a verdict (stall, refusal, rejected config) waits for a
+        # new spec, and an EMQX outage for the resync period (pod events still trigger passes).
+        busy=not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"
+                                or emqx.error is not None),
     )
 
 

@@ -118,18 +118,20 @@ def plan(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, Any
     # A change EMQX can load at runtime: the file keeps what EMQX accepted until EMQX accepts this.
     kept_text = live_text if live_text is not None else desired_text
     restart = with_text(kept_text)
+    mode = spec.config_mode.lower()
+    body = hocon.dump(live_part)
+    body_hash = hocon.stable_hash([body, mode])
     rejected = old.get("rejected") or {}
-    if rejected.get("hash") == desired and rejected.get("target") == release.label:
+    if rejected.get("hash") == body_hash and rejected.get("target") == release.label:
         message = str(rejected.get("message") or "EMQX rejected the configuration")
         return ConfigPlan(kept_text, restart, None, status, (False, "ConfigRejected", message), omitted_roots=omitted)
     waiting = _why_not_now(spec, emqx)
     if waiting is not None:
         return ConfigPlan(kept_text, restart, None, status, waiting, omitted_roots=omitted)
-    mode = spec.config_mode.lower()
     put = ConfigPut(
-        text=hocon.dump(live_part), mode=mode,
+        text=body, mode=mode,
         ignore_readonly=True if versions.supports_ignore_readonly(release.version) else None,
-        hash=desired, target=release.label,
+        hash=body_hash, target=release.label,
     )
     status.update(appliedHash=desired, appliedGeneration=generation)
     status.pop("rejected", None)
