@@ -40,7 +40,8 @@ plugin: venv
 	$(PY) -m dist_tools.build_plugin
 
 # Re-running it keeps the sandbox, its operator and the demo cluster (create only when missing).
-demo: build
+# `sandbox up` builds only what the sandbox runs; `make build` adds the test tools (krew, helm).
+demo: venv
 	$(PY) -m sandbox up --operator
 	eval "$$($(PY) -m sandbox env)" && \
 		{ kubectl emqx status demo >/dev/null 2>&1 || kubectl emqx create demo --wait; } && \
