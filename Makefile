@@ -34,7 +34,7 @@ unit: venv
 test: build lint
 	$(PY) -m pytest -q --durations=15
 
-# The krew plugin archive (dist/kubectl-emqx_v<version>.tar.gz) and krew/emqx.yaml (README "Install").
+# The krew plugin archive (dist/kubectl-emqx_v<version>.tar.gz) and its manifest dist/emqx.yaml (README "Install").
 .PHONY: plugin
 plugin: venv
 	$(PY) -m dist_tools.build_plugin

@@ -79,8 +79,8 @@ def build_venv_as_the_image(root: Path, python: Path) -> BuiltVenv:
     source.mkdir(parents=True)
     shim.mkdir()
     (shim / "python").symlink_to(python)
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") and not key.startswith("PIP_")}
+    # This machine's pip settings (its index, if any) stay; the Dockerfile's ENV goes over them.
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(env_of(build))
     env["PATH"] = os.pathsep.join([str(shim), "/usr/bin", "/bin"])
     runs = []
