@@ -4,7 +4,8 @@
 object by object for the same values file; the rendered manifests pass the API server's dry run;
 `helm install` into the sandbox, then the operator run from the working tree as the chart's
 Deployment runs it (its args and env, its ServiceAccount's token) takes an EMQX cluster to Ready;
-`helm upgrade` to a changed value and `helm uninstall` leave the cluster running.
+`helm upgrade` to a changed value and `helm uninstall` leave the cluster running; `helm install
+--take-ownership` adopts what `kubectl emqx install` made.
 """
 
 from __future__ import annotations
@@ -258,3 +259,36 @@ def test_helm_install_runs_emqx_to_ready_and_upgrade_and_uninstall_leave_it_runn
         helm.run("uninstall", "emqx-operator", "-n", release_namespace, "--ignore-not-found", check=False)
         kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
     wait_namespace_gone(api_client, release_namespace)
+
+
+def test_helm_takes_over_an_operator_kubectl_emqx_installed(
+    helm: Helm, api_client: Any, kubeconfig: str, kubectl: Any, solo_namespace: str, tmp_path: Path,
+) -> None:
+    """Moving to Helm: the same objects, adopted in place (no second operator, nothing deleted)."""
+    release_namespace = f"solo-adopt-{uuid.uuid4().hex[:8]}"
+    plugin(kubeconfig, "install", "-n", release_namespace, "--watch-namespace", solo_namespace, "--skip-crds")
+    try:
+        before = json.loads(kubectl("get", "deployment", "emqx-operator", "-n", release_namespace, "-o",
+                                    "json").stdout)["metadata"]["uid"]
+        values = tmp_path / "values.yaml"
+        values.write_text(yaml.safe_dump({"watchNamespaces": [solo_namespace]}))
+        adopted = helm.run("install", "emqx-operator", str(CHART), "-n", release_namespace, "-f", str(values),
+                           "--take-ownership", "--force-conflicts")
+        assert "STATUS: deployed" in adopted.stdout, adopted.stdout
+        deployment = json.loads(kubectl("get", "deployment", "emqx-operator", "-n", release_namespace, "-o",
+                                        "json").stdout)
+        assert deployment["metadata"]["uid"] == before
+        assert deployment["metadata"]["labels"][install.MANAGED_BY_LABEL] == install.HELM_MANAGED_BY
+        assert deployment["metadata"]["annotations"][install.HELM_RELEASE_ANNOTATION] == "emqx-operator"
+        role = json.loads(kubectl("get", "role", "emqx-operator", "-n", solo_namespace, "-o", "json").stdout)
+        assert role["metadata"]["labels"][install.MANAGED_BY_LABEL] == install.HELM_MANAGED_BY
+        refused = plugin(kubeconfig, "install", "-n", release_namespace, check=False)
+        assert refused.returncode == 1 and f"helm upgrade emqx-operator -n {release_namespace}" in refused.stderr
+
+        helm.run("uninstall", "emqx-operator", "-n", release_namespace, "--wait", "--timeout", "2m")
+        assert kubectl("get", "deployment", "emqx-operator", "-n", release_namespace, check=False).returncode != 0
+        assert kubectl("get", "role", "emqx-operator", "-n", solo_namespace, check=False).returncode != 0
+    finally:
+        helm.run("uninstall", "emqx-operator", "-n", release_namespace, "--ignore-not-found", check=False)
+        plugin(kubeconfig, "uninstall", "-n", release_namespace, check=False)
+        kubectl("delete", "namespace", release_namespace, "--wait=false", check=False)
