@@ -34,13 +34,14 @@ unit: venv
 test: build lint
 	$(PY) -m pytest -q --durations=15
 
-# The krew plugin archive (dist/kubectl-emqx_v<version>.tar.gz) and krew/emqx.yaml (README "Install").
+# The krew plugin archive (dist/kubectl-emqx_v<version>.tar.gz) and its manifest dist/emqx.yaml (README "Install").
 .PHONY: plugin
 plugin: venv
 	$(PY) -m dist_tools.build_plugin
 
 # Re-running it keeps the sandbox, its operator and the demo cluster (create only when missing).
-demo: build
+# `sandbox up` builds only what the sandbox runs; `make build` adds the test tools (krew, helm).
+demo: venv
 	$(PY) -m sandbox up --operator
 	eval "$$($(PY) -m sandbox env)" && \
 		{ kubectl emqx status demo >/dev/null 2>&1 || kubectl emqx create demo --wait; } && \

@@ -1,17 +1,21 @@
 """Build the krew plugin archive and its manifest.
 
-    python -m dist_tools.build_plugin [--out dist] [--manifest krew/emqx.yaml] [--precompile]
-    python -m dist_tools.build_plugin lock     # re-pin plugin-requirements.txt from this environment
+    python -m dist_tools.build_plugin [--out dist] [--manifest dist/emqx.yaml] [--precompile]
+    python -m dist_tools.build_plugin lock     # re-pin runtime-requirements.txt from this environment
 
 The artifact is one archive for linux and darwin, `dist/kubectl-emqx_v<version>.tar.gz`, holding
 `LICENSE` and `kubectl-emqx`: a self-extracting zipapp (`#!/usr/bin/env python3`) with the plugin
 and its dependencies as Python sources under `site/` and dist_tools/bootstrap.py as `__main__.py`.
-The dependencies are the pinned runtime closure in plugin-requirements.txt, installed with pip and
+The dependencies are the pinned runtime closure in runtime-requirements.txt (its [plugin] section;
+the operator image installs the whole file, adding the [operator] section), installed with pip and
 then made pure Python: compiled extension modules are deleted (PyYAML and charset-normalizer fall
 back to their Python implementations; the smoke import below proves every module still loads), as
 are kubernetes.aio (the asyncio client, the only user of aiohttp, which is not shipped), tests and
-console scripts. The build is reproducible: the same pins and sources give the same bytes, so
-krew/emqx.yaml's sha256 only changes with them.
+console scripts. The build is reproducible: the same pins and sources give the same bytes.
+
+The krew manifest dist/emqx.yaml is written by the same build, with that archive's sha256: it is a
+release artifact beside the archive, never committed (a committed sha256 goes stale with the next
+source change; README "Install" says why).
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-LOCK_FILE = HERE / "plugin-requirements.txt"
+LOCK_FILE = HERE / "runtime-requirements.txt"
+PLUGIN_SECTION, OPERATOR_SECTION = "plugin", "operator"
 BOOTSTRAP = HERE / "bootstrap.py"
 TEMPLATE = REPO_ROOT / "krew" / "emqx.yaml.in"
-MANIFEST = REPO_ROOT / "krew" / "emqx.yaml"
+MANIFEST = REPO_ROOT / "dist" / "emqx.yaml"
 LICENSE = REPO_ROOT / "LICENSE"
 PACKAGE = "kubectl_emqx"
 
@@ -95,14 +100,18 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def runtime_requirements() -> list[str]:
-    data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    return [str(item) for item in data["project"]["dependencies"]]
+def runtime_requirements(extra: str | None = None) -> list[str]:
+    """The project's dependencies, plus those of an optional extra (`operator`: kopf)."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    found = [str(item) for item in project["dependencies"]]
+    if extra:
+        found += [str(item) for item in project["optional-dependencies"][extra]]
+    return found
 
 
-def resolve_closure(requirements: Iterable[str]) -> dict[str, str]:
+def resolve_closure(requirements: Iterable[str], not_shipped: frozenset[str] = NOT_SHIPPED) -> dict[str, str]:
     """Canonical name -> installed version for the requirements' closure in this environment,
-    leaving out NOT_SHIPPED. Markers are evaluated for this interpreter: run it on the oldest
+    leaving out `not_shipped`. Markers are evaluated for this interpreter: run it on the oldest
     supported Python so that backport dependencies are included."""
     from importlib import metadata
 
@@ -113,7 +122,7 @@ def resolve_closure(requirements: Iterable[str]) -> dict[str, str]:
     while queue:
         requirement = queue.pop()
         name = canonical(requirement.name)
-        if name in NOT_SHIPPED or name in pins:
+        if name in not_shipped or name in pins:
             continue
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue
@@ -128,20 +137,37 @@ def resolve_closure(requirements: Iterable[str]) -> dict[str, str]:
     return dict(sorted(pins.items()))
 
 
-def lock_text(pins: dict[str, str]) -> str:
-    header = (
-        "# The krew plugin archive's runtime closure, pinned: python -m dist_tools.build_plugin lock\n"
-        "# rewrites it from the current environment. aiohttp and its dependencies are left out on\n"
-        "# purpose: only kubernetes.aio imports them, and the archive does not ship it.\n"
+def lock_sections() -> dict[str, dict[str, str]]:
+    """The plugin archive's closure, and what the operator image adds (kopf, and aiohttp's closure,
+    which both kopf and kubernetes.aio need), resolved from one environment so that they agree."""
+    plugin = resolve_closure(runtime_requirements())
+    image = resolve_closure(runtime_requirements("operator"), not_shipped=frozenset())
+    return {PLUGIN_SECTION: plugin, OPERATOR_SECTION: {k: v for k, v in image.items() if k not in plugin}}
+
+
+def lock_text(sections: dict[str, dict[str, str]]) -> str:
+    text = (
+        "# kubectl-emqx's runtime closure, pinned: `python -m dist_tools.build_plugin lock` rewrites it\n"
+        "# from the current environment (Python 3.11, the oldest supported, as the operator image runs).\n"
+        "# The krew plugin archive installs the [plugin] section; the operator image (operator/Dockerfile)\n"
+        "# installs the whole file. aiohttp and its closure are [operator] only on purpose: the archive does\n"
+        "# not ship kubernetes.aio, their only user besides kopf.\n"
     )
-    return header + "".join(f"{name}=={version}\n" for name, version in pins.items())
+    for section, pins in sections.items():
+        text += f"\n# [{section}]\n" + "".join(f"{name}=={version}\n" for name, version in pins.items())
+    return text
 
 
-def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
+def read_lock(path: Path = LOCK_FILE, section: str | None = None) -> dict[str, str]:
+    """name -> version of one section of the lock (None: all of it)."""
     pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
+    current = None
+    for raw in path.read_text().splitlines():
+        header = re.fullmatch(r"#\s*\[(\w+)\]\s*", raw.strip())
+        if header:
+            current = header.group(1)
+        line = raw.split("#", 1)[0].strip()
+        if line and (section is None or current == section):
             name, _, version = line.partition("==")
             pins[canonical(name)] = version
     return pins
@@ -150,9 +176,14 @@ def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
 # --- staging: pip install, add the plugin, prune to pure Python ----------------------------------
 
 def stage(site: Path, lock: Path = LOCK_FILE) -> list[str]:
-    """Fill `site` with the pinned dependencies and the plugin; return what was pruned."""
+    """Fill `site` with the pinned dependencies (the lock's [plugin] section) and the plugin; return
+    what was pruned."""
+    pins = read_lock(lock, PLUGIN_SECTION)
+    if not pins:
+        raise BuildError(f"{lock} has no [{PLUGIN_SECTION}] section")
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-           "--no-deps", "--no-compile", "--target", str(site), "--requirement", str(lock)]
+           "--no-deps", "--no-compile", "--target", str(site),
+           *(f"{name}=={version}" for name, version in pins.items())]
     completed = subprocess.run(pip, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise BuildError(f"pip install of {lock.name} failed:\n{completed.stderr or completed.stdout}")
@@ -344,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", choices=["build", "lock"], default="build")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "dist", help="output directory (default: dist/)")
     parser.add_argument("--manifest", type=Path, default=MANIFEST,
-                        help="krew manifest to write (default: krew/emqx.yaml); its file name must be emqx.yaml")
+                        help="krew manifest to write (default: dist/emqx.yaml); its file name must be emqx.yaml")
     parser.add_argument("--no-manifest", action="store_true", help="do not write a manifest")
     parser.add_argument("--precompile", action="store_true",
                         help="also ship bytecode for this Python minor (faster first run there; not reproducible)")
@@ -353,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "lock":
-            LOCK_FILE.write_text(lock_text(resolve_closure(runtime_requirements())))
+            LOCK_FILE.write_text(lock_text(lock_sections()))
             print(f"wrote {LOCK_FILE.relative_to(REPO_ROOT)}")
             return 0
         result = build(args.out, None if args.no_manifest else args.manifest, with_bytecode=args.precompile,

@@ -20,7 +20,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if not args.no_build:
-        build.build_all()
+        build.build_all(sandbox_only=True)
     ready_at = time.monotonic()
     state = cluster.up(with_simulator=not args.no_simulator)
     print(

@@ -22,6 +22,7 @@ KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 KREW_VERSION = "v0.4.3"
+HELM_VERSION = "v4.3.2"
 # Fixed so that rebuilds are reproducible.
 BUILD_DATE = "2026-01-01T00:00:00Z"
 
@@ -47,6 +48,7 @@ class ToolGroup:
     version: str
     packages: dict[str, str]  # output binary name -> Go package
     ldflags: str = "-s -w"
+    sandbox: bool = True  # needed to run the sandbox (`up`); False: only tests use it (built by `build`)
 
     @property
     def module_dir(self) -> Path:
@@ -85,6 +87,15 @@ GROUPS = [
             "validate-krew-manifest": "sigs.k8s.io/krew/cmd/validate-krew-manifest",
         },
         "-s -w -X sigs.k8s.io/krew/internal/version.gitTag=" + KREW_VERSION,
+        sandbox=False,
+    ),
+    ToolGroup(
+        "helm",
+        HELM_VERSION,
+        {"helm": "helm.sh/helm/v4/cmd/helm"},
+        f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION} "
+        "-X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+        sandbox=False,
     ),
 ]
 
@@ -167,12 +178,13 @@ def _copy_kwok_stages(group: ToolGroup, out: Path) -> None:
     (out / "kwok-default-stages.yaml").write_text("\n---\n".join(documents))
 
 
-def build_all(names: list[str] | None = None) -> Path:
+def build_all(names: list[str] | None = None, sandbox_only: bool = False) -> Path:
+    """Build the named groups (default: all; `sandbox_only`: only what `up` needs) and link them."""
     gover = go_version()
     links = bin_dir()
     links.mkdir(parents=True, exist_ok=True)
     for group in GROUPS:
-        if names and group.name not in names:
+        if (names and group.name not in names) or (sandbox_only and not group.sandbox):
             continue
         out = build_group(group, gover)
         for binary in group.packages:

@@ -26,26 +26,34 @@ def install_crd(state: SandboxState) -> None:
 
 def spawn(state: SandboxState, name: str = "operator", extra_args: list[str] | None = None,
           env: dict[str, str] | None = None, kubeconfig: str | None = None,
-          console_script: bool = False) -> tuple[subprocess.Popen[bytes], Component, int]:
+          console_script: bool = False, executable: str | None = None,
+          ) -> tuple[subprocess.Popen[bytes], Component, int]:
     """Start an operator process. `kubeconfig` replaces the sandbox admin's (e.g. a ServiceAccount
-    token's); `console_script` runs the installed `emqx-operator` entry point, as the image does.
-    Leader election is off unless extra_args turn it on: each process here is meant to reconcile."""
+    token's); `console_script` runs the installed `emqx-operator` entry point, as the image does;
+    `executable` runs that entry point from elsewhere (a venv built as the image is), seeing nothing
+    of the working tree. Leader election is off unless extra_args turn it on: each process here is
+    meant to reconcile."""
     port, metrics_port = free_port(), free_port()
     log_path = Path(state.directory) / "logs" / f"{name}.log"
     child_env = dict(os.environ)
     child_env.update(env or {})
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(REPO_ROOT), str(REPO_ROOT / "operator"), child_env.get("PYTHONPATH")])
-    )
-    command = [str(Path(sys.executable).parent / "emqx-operator")] if console_script else \
-        [sys.executable, "-m", "emqx_operator.main"]
+    if executable:
+        for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+            child_env.pop(key, None)
+        command = [executable]
+    else:
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO_ROOT), str(REPO_ROOT / "operator"), child_env.get("PYTHONPATH")])
+        )
+        command = [str(Path(sys.executable).parent / "emqx-operator")] if console_script else \
+            [sys.executable, "-m", "emqx_operator.main"]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [*command, "--kubeconfig", kubeconfig or state.kubeconfig,
              "--liveness", f"http://127.0.0.1:{port}/healthz",
              "--metrics-addr", f"127.0.0.1:{metrics_port}", "--leader-elect=false", *(extra_args or [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=child_env,
+            env=child_env, cwd=state.directory if executable else None,
         )
     return proc, Component(name, proc.pid, str(log_path), metrics_port), port
 

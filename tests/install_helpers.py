@@ -63,18 +63,19 @@ class InstalledOperator:
     Only what the sandbox needs differs: addresses bind 127.0.0.1, and `extra_args` may narrow scope."""
 
     def __init__(self, sandbox: Any, kubeconfig: str, container: dict[str, Any], pod_namespace: str,
-                 extra_args: list[str] | None = None, pod_name: str | None = None) -> None:
+                 extra_args: list[str] | None = None, pod_name: str | None = None,
+                 executable: str | None = None, env: dict[str, str] | None = None) -> None:
         from sandbox import operator_process
 
         self.pod_name = pod_name or f"emqx-operator-{uuid.uuid4().hex[:6]}"
-        env = {"POD_NAMESPACE": pod_namespace, "POD_NAME": self.pod_name}
+        env = {**(env or {}), "POD_NAMESPACE": pod_namespace, "POD_NAME": self.pod_name}
         for item in container.get("env") or []:
             # Bind addresses come from the command line here (127.0.0.1 only), not from 0.0.0.0 env.
             if "value" in item and item["name"] not in ("EMQX_OPERATOR_LIVENESS", "EMQX_OPERATOR_METRICS"):
                 env[item["name"]] = item["value"]
         self.proc, self.component, live_port = operator_process.spawn(
             sandbox, name=f"installed-{self.pod_name}", kubeconfig=kubeconfig, console_script=True,
-            extra_args=[*container.get("args", []), *(extra_args or [])], env=env,
+            extra_args=[*container.get("args", []), *(extra_args or [])], env=env, executable=executable,
         )
         self.log = self.component.log
         self.metrics_url = f"http://127.0.0.1:{self.component.port}/metrics"
@@ -99,6 +100,11 @@ class InstalledOperator:
 
     def log_text(self) -> str:
         return Path(self.log).read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            line = next(line for line in status if line.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
 
     def alive(self) -> bool:
         return self.proc.poll() is None

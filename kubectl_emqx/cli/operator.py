@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from kubectl_emqx.domain.install import InstallOptions
     from kubectl_emqx.kube.client import ManifestApi
 
-DEFAULT_NAMESPACE = "emqx-operator-system"  # kubectl_emqx.domain.install.DEFAULT_NAMESPACE (not imported for --help)
+# kubectl_emqx.domain.install's DEFAULT_NAMESPACE and LOG_LEVELS (not imported for --help; a test checks them)
+DEFAULT_NAMESPACE = "emqx-operator-system"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 CRD_ESTABLISH_SECONDS = 30.0
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -32,43 +34,56 @@ def _operator_namespace() -> str:
 
 
 @click.command("install", cls=EmqxCommand)
+@click.option("--values", "values_files", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+              help="Values in the Helm chart's format (charts/emqx-operator/values.yaml): image, resources, "
+              "nodeSelector, tolerations, affinity, security contexts, extraEnv, metrics Service, ServiceMonitor, "
+              "... Repeatable, later files win; the flags below win over files.")
 @click.option("--watch-namespace", "watch_namespaces", multiple=True, metavar="NS",
               help="Manage EMQX clusters only in this namespace (repeatable; a Role per namespace instead of "
               "a ClusterRole). Default: every namespace.")
 @click.option("--image", metavar="IMAGE", default=None, help="Operator image (default: the plugin's release).")
-@click.option("--replicas", type=click.IntRange(1, 9), default=1, show_default=True,
-              help="Operator pods; one leads through a Lease, the others stand by.")
+@click.option("--replicas", type=click.IntRange(1, 9), default=None,
+              help="Operator pods (default 1); one leads through a Lease, the others stand by.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None,
+              help="The operator's log level (default info).")
+@click.option("--service-monitor", is_flag=True, default=None,
+              help="Also a Prometheus Operator ServiceMonitor for the metrics Service (needs its CRD).")
+@click.option("--crds-only", is_flag=True, help="Only the EMQX CRD (GitOps: manage it apart from the operator).")
+@click.option("--skip-crds", is_flag=True, help="Everything but the EMQX CRD.")
 @click.option("--dry-run", is_flag=True, help="Change nothing: with -o print the manifests, else list them.")
 @click.option("-o", "--output", type=click.Choice(["yaml", "json"]), default=None,
-              help="Print the manifests (documents for `kubectl apply -f -`).")
+              help="Print the manifests (documents for `kubectl apply -f -`; the same input prints the same bytes).")
 @click.option("--wait", is_flag=True, help="Wait until the operator Deployment is available.")
 @click.option("--timeout", type=Duration(), default=DEFAULT_WAIT_TIMEOUT, show_default=True,
               help="How long --wait waits.")
 @kube_options
-def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int, dry_run: bool,
-            output: str | None, wait: bool, timeout: float) -> None:
+def install(values_files: tuple[str, ...], watch_namespaces: tuple[str, ...], image: str | None,
+            replicas: int | None, log_level: str | None, service_monitor: bool | None, crds_only: bool,
+            skip_crds: bool, dry_run: bool, output: str | None, wait: bool, timeout: float) -> None:
     """Install or upgrade the EMQX operator, its CRD and its RBAC.
 
     The operator runs in the namespace given with -n (default emqx-operator-system) with
     permissions for exactly the calls it makes. Running install again upgrades it in place
-    (server-side apply) and removes RBAC objects a previous install made that are no longer
-    needed (e.g. after changing --watch-namespace).
+    (server-side apply) and removes objects a previous install made that are no longer
+    needed (e.g. RBAC after changing --watch-namespace). The Helm chart charts/emqx-operator
+    installs the same objects from the same values.
 
     \b
     Examples:
       kubectl emqx install
       kubectl emqx install -n ops --watch-namespace mqtt --watch-namespace mqtt-staging
+      kubectl emqx install --values my-values.yaml
       kubectl emqx install --dry-run -o yaml | kubectl apply -f -
+      kubectl emqx install --crds-only --dry-run -o yaml > crds.yaml      # GitOps: two sources
+      kubectl emqx install --skip-crds --dry-run -o yaml > operator.yaml
     """
     from kubectl_emqx.domain import install as manifests
 
-    options = manifests.InstallOptions(
-        namespace=_operator_namespace(),
-        watch_namespaces=tuple(dict.fromkeys(watch_namespaces)),
-        image=image or manifests.DEFAULT_IMAGE,
-        replicas=replicas,
-    )
-    objects = manifests.build_manifests(options)
+    if crds_only and skip_crds:
+        raise click.UsageError("use either --crds-only or --skip-crds, not both")
+    options = _install_options(values_files, watch_namespaces, image, replicas, log_level, service_monitor)
+    objects = manifests.build_manifests(options, crds="only" if crds_only else "skip" if skip_crds else "include")
     if dry_run:
         if output:
             emit(manifests.render(objects, output))
@@ -78,10 +93,17 @@ def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int,
         return
 
     api = _manifest_api()
-    _warn_about_other_operators(options.namespace)
-    scope = ", ".join(options.watch_namespaces) if options.watch_namespaces else "every namespace"
-    info(f"Installing the EMQX operator {manifests.labels(options)[manifests.VERSION_LABEL]} "
-         f"into namespace {options.namespace} (managing EMQX clusters in {scope})")
+    if not crds_only:
+        _refuse_helm_release(api, options.namespace, "change it with `helm upgrade {release} -n {namespace}`")
+        _warn_about_other_operators(options.namespace)
+        if options.service_monitor and api.get_object("CustomResourceDefinition",
+                                                      manifests.SERVICE_MONITOR_CRD) is None:
+            raise errors.PluginError(
+                f"--service-monitor needs the Prometheus Operator's CRD {manifests.SERVICE_MONITOR_CRD}, which this "
+                "cluster does not have: install the Prometheus Operator first, or leave the ServiceMonitor out")
+        scope = ", ".join(options.watch_namespaces) if options.watch_namespaces else "every namespace"
+        info(f"Installing the EMQX operator {manifests.labels(options)[manifests.VERSION_LABEL]} "
+             f"into namespace {options.namespace} (managing EMQX clusters in {scope})")
     for obj in objects:
         if obj["kind"] == "Namespace" and api.get_object("Namespace", options.namespace) is not None:
             info(f"{manifests.object_ref(obj)} exists (kept as it is)")
@@ -90,13 +112,79 @@ def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int,
         info(f"{manifests.object_ref(obj)} applied")
         if obj["kind"] == "CustomResourceDefinition":
             _wait_established(api, obj["metadata"]["name"])
-    for ref in _prune_rbac(api, options, objects):
-        info(f"{ref} deleted (no longer needed)")
+    if not crds_only:
+        for ref in _prune(api, options, objects):
+            info(f"{ref} deleted (no longer needed)")
     if output:
         emit(manifests.render(objects, output))
+    if crds_only:
+        info("Done: the CRD is installed.")
+        return
+    if skip_crds and api.get_object("CustomResourceDefinition", CRD_NAME) is None:
+        warn(f"the CRD {CRD_NAME} is not installed: the operator cannot start until it is "
+             "(kubectl emqx install --crds-only)")
     if wait:
         _wait_available(api, options, timeout)
     info("Done. Check it with `kubectl emqx version`.")
+
+
+def _install_options(values_files: tuple[str, ...], watch_namespaces: tuple[str, ...], image: str | None,
+                     replicas: int | None, log_level: str | None, service_monitor: bool | None) -> InstallOptions:
+    """The chart's values from --values files, then the flags over them."""
+    import dataclasses
+
+    import yaml
+
+    from kubectl_emqx.domain import install_values
+
+    values: dict[str, Any] = {}
+    for path in values_files:
+        try:
+            with click.open_file(path) as handle:
+                loaded = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError) as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="--values") from None
+        if loaded is None:
+            continue
+        if not isinstance(loaded, dict):
+            raise click.BadParameter(f"{path}: not a mapping of values", param_hint="--values")
+        values = install_values.merge(values, loaded, keep_nulls=True)
+    try:
+        options = install_values.options_from_values(values, _operator_namespace())
+    except install_values.ValuesError as exc:
+        source = ", ".join(values_files) or "values"
+        raise click.BadParameter(f"{source}: {exc}", param_hint="--values") from None
+    overrides: dict[str, Any] = {}
+    if watch_namespaces:
+        overrides["watch_namespaces"] = watch_namespaces
+    if image:
+        overrides["image"] = image
+    if replicas is not None:
+        overrides["replicas"] = replicas
+    if log_level:
+        overrides["log_level"] = log_level
+    if service_monitor:
+        overrides["service_monitor"] = True
+    options = dataclasses.replace(options, **overrides)
+    from kubectl_emqx.domain import install as manifests
+
+    problems = manifests.option_problems(options)
+    if problems:
+        raise click.UsageError(problems[0])
+    return options
+
+
+def _refuse_helm_release(api: ManifestApi, namespace: str, advice: str) -> None:
+    """An operator Helm installed is Helm's to change: its release would no longer describe the cluster."""
+    from kubectl_emqx.domain import install as manifests
+
+    deployment = api.get_object("Deployment", manifests.NAME, namespace) or {}
+    meta = deployment.get("metadata") or {}
+    if (meta.get("labels") or {}).get(manifests.MANAGED_BY_LABEL) != manifests.HELM_MANAGED_BY:
+        return
+    release = (meta.get("annotations") or {}).get(manifests.HELM_RELEASE_ANNOTATION, "RELEASE")
+    raise errors.PluginError(f"the EMQX operator in namespace {namespace} was installed by Helm (release {release}): "
+                             + advice.format(release=release, namespace=namespace))
 
 
 def _warn_about_other_operators(namespace: str) -> None:
@@ -142,12 +230,12 @@ def _wait_available(api: ManifestApi, options: InstallOptions, timeout: float) -
         time.sleep(1.0)
 
 
-def _prune_rbac(api: ManifestApi, options: InstallOptions, objects: list[dict[str, Any]]) -> list[str]:
+def _prune(api: ManifestApi, options: InstallOptions, objects: list[dict[str, Any]]) -> list[str]:
     from kubectl_emqx.domain import install as manifests
 
     wanted = {(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]) for obj in objects}
     removed = []
-    for kind in manifests.RBAC_KINDS:
+    for kind in manifests.PRUNED_KINDS:
         for found in api.list_objects(kind, None, manifests.selector(options.namespace)):
             meta = found.get("metadata") or {}
             if (kind, meta.get("namespace"), meta.get("name")) not in wanted:
@@ -171,6 +259,7 @@ def uninstall(purge: bool, yes: bool) -> None:
 
     namespace = _operator_namespace()
     api = _manifest_api()
+    _refuse_helm_release(api, namespace, "remove it with `helm uninstall {release} -n {namespace}`")
     clusters = _all_clusters()
     found = _installed_objects(api, namespace)
     if not found and not purge:
@@ -209,7 +298,7 @@ def _installed_objects(api: ManifestApi, namespace: str) -> list[tuple[str, str,
     for kind in reversed(manifests.KIND_ORDER):
         if kind in ("Namespace", "CustomResourceDefinition"):
             continue
-        where = namespace if kind in ("Deployment", "ServiceAccount") else None
+        where = namespace if kind in ("Deployment", "ServiceAccount", "Service", "ServiceMonitor") else None
         for obj in api.list_objects(kind, where, manifests.selector(namespace)):
             meta = obj.get("metadata") or {}
             found.append((kind, meta["name"], meta.get("namespace")))

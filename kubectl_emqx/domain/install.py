@@ -1,8 +1,9 @@
 """The operator's install manifests, from one source (pure: plain dicts, no API calls).
 
 `kubectl emqx install` applies them or prints them (`--dry-run -o yaml | kubectl apply -f -`),
-`kubectl emqx uninstall` finds what they created by their labels, and the tests run the operator
-on exactly these permissions. The RBAC rules list every call the operator makes, and nothing more:
+`kubectl emqx uninstall` finds what they created by their labels, the Helm chart's templates are
+generated from them (dist_tools/helm_chart.py; values: install_values.py), and the tests run the
+operator on exactly these permissions. The RBAC rules list every call the operator makes, and nothing more:
 change them together with operator/emqx_operator (cluster_api, observe, reconcile, leader).
 """
 
@@ -29,7 +30,8 @@ from kubectl_emqx.domain.vocabulary import (
 
 NAME = OPERATOR_NAME
 DEFAULT_NAMESPACE = "emqx-operator-system"
-DEFAULT_IMAGE = f"ghcr.io/kubectl-emqx/emqx-operator:{__version__}"
+DEFAULT_IMAGE_REPOSITORY = "ghcr.io/kubectl-emqx/emqx-operator"
+DEFAULT_IMAGE = f"{DEFAULT_IMAGE_REPOSITORY}:{__version__}"
 ENTRY_POINT = "emqx-operator"  # the console script the image's ENTRYPOINT runs
 LEADER_ELECTION_ROLE = f"{NAME}-leader-election"
 FIELD_MANAGER = PLUGIN_FIELD_MANAGER
@@ -38,15 +40,48 @@ NAME_LABEL = APP_NAME_LABEL
 INSTANCE_LABEL = APP_INSTANCE_LABEL  # the operator's namespace: one install per namespace
 VERSION_LABEL = APP_VERSION_LABEL  # read by `kubectl emqx version`
 MANAGED_BY_LABEL = APP_MANAGED_BY_LABEL
+HELM_MANAGED_BY = "Helm"  # the chart's managed-by label ({{ .Release.Service }})
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"  # Helm puts it on every object of a release
 
 HEALTH_PORT = 8080
 METRICS_PORT = 9090
+METRICS_SERVICE = f"{NAME}-metrics"
 RUN_AS_USER = 65532  # the image's non-root user (Dockerfile)
+LOG_LEVELS = ("debug", "info", "warning", "error")  # the operator's --log-level
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1"  # the Prometheus Operator's
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
 # Kinds `install` writes, in the order they are applied (and reversed for removal).
 KIND_ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
-              "ClusterRoleBinding", "RoleBinding", "Deployment")
+              "ClusterRoleBinding", "RoleBinding", "Service", "Deployment", "ServiceMonitor")
 RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+# What a later install removes when it no longer makes it (a narrower scope, a switched-off Service).
+PRUNED_KINDS = (*RBAC_KINDS, "Service", "ServiceMonitor")
+
+# Requests: what the operator uses idle with a few clusters (~122 MiB RSS measured, README "Numbers"),
+# so the scheduler reserves it; memory limit: the RSS measured with 100 clusters (210 MiB) plus headroom
+# for reconcile bursts; a CPU limit of one core keeps start-up (imports, first list) unthrottled.
+DEFAULT_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "50m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "320Mi"},
+}
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "runAsGroup": RUN_AS_USER,
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
 @dataclass(frozen=True)
@@ -105,16 +140,34 @@ def leader_election_rules(lease_name: str = NAME) -> tuple[Rule, ...]:
 
 @dataclass(frozen=True)
 class InstallOptions:
+    """Everything an install can vary; the Helm chart's values map onto these (install_values.py).
+    Empty mappings and lists leave their field out of the manifests."""
+
     namespace: str = DEFAULT_NAMESPACE  # where the operator runs (and its Lease lives)
-    watch_namespaces: tuple[str, ...] = ()  # empty: every namespace (ClusterRole)
+    watch_namespaces: tuple[str, ...] = ()  # empty: every namespace (ClusterRole); kept sorted
     image: str = DEFAULT_IMAGE
     replicas: int = 1
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
     lease_name: str = NAME
-    resources: dict[str, Any] = field(default_factory=lambda: {
-        "requests": {"cpu": "50m", "memory": "96Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
-    })
+    log_level: str = "info"
+    resources: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = field(default_factory=dict)
+    pod_security_context: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_POD_SECURITY_CONTEXT))
+    container_security_context: dict[str, Any] = field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_CONTAINER_SECURITY_CONTEXT))
+    extra_env: tuple[dict[str, Any], ...] = ()  # EnvVar objects added after the operator's own
+    metrics_service: bool = True  # a ClusterIP Service in front of :9090/metrics
+    service_monitor: bool = False  # a Prometheus Operator ServiceMonitor for that Service
+    service_monitor_interval: str = "30s"
+    service_monitor_labels: dict[str, str] = field(default_factory=dict)  # e.g. what Prometheus selects
+    version: str = __version__  # the app.kubernetes.io/version label (`kubectl emqx version` reads it)
+    managed_by: str = MANAGED_BY  # the chart's objects say Helm
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "watch_namespaces", tuple(sorted(set(self.watch_namespaces))))
 
     @property
     def cluster_wide(self) -> bool:
@@ -125,9 +178,14 @@ def labels(options: InstallOptions) -> dict[str, str]:
     return {
         NAME_LABEL: NAME,
         INSTANCE_LABEL: options.namespace,
-        VERSION_LABEL: __version__,
-        MANAGED_BY_LABEL: MANAGED_BY,
+        VERSION_LABEL: options.version,
+        MANAGED_BY_LABEL: options.managed_by,
     }
+
+
+def selector_labels(options: InstallOptions) -> dict[str, str]:
+    """What the Deployment, the metrics Service and the ServiceMonitor select on (never changes)."""
+    return {NAME_LABEL: NAME, INSTANCE_LABEL: options.namespace}
 
 
 def selector(namespace: str) -> str:
@@ -193,9 +251,19 @@ def build_rbac(options: InstallOptions) -> list[dict[str, Any]]:
     return objects
 
 
+def scope_args(options: InstallOptions) -> list[str]:
+    return [f"--namespace={ns}" for ns in options.watch_namespaces] or ["--all-namespaces"]
+
+
 def operator_args(options: InstallOptions) -> list[str]:
-    scope = [f"--namespace={ns}" for ns in options.watch_namespaces] or ["--all-namespaces"]
-    return [*scope, "--leader-elect=true", f"--lease-name={options.lease_name}"]
+    return [*scope_args(options), "--leader-elect=true", f"--lease-name={options.lease_name}",
+            f"--log-level={options.log_level}"]
+
+
+def _set_if(target: dict[str, Any], key: str, value: Any) -> None:
+    """Only non-empty values: an empty mapping or list leaves the field out (as the chart's `with` does)."""
+    if value:
+        target[key] = copy.deepcopy(value)
 
 
 def build_deployment(options: InstallOptions) -> dict[str, Any]:
@@ -203,7 +271,7 @@ def build_deployment(options: InstallOptions) -> dict[str, Any]:
     def probe(**timing: int) -> dict[str, Any]:
         return {"httpGet": {"path": "/healthz", "port": "health"}, "timeoutSeconds": 5, **timing}
 
-    container = {
+    container: dict[str, Any] = {
         "name": "operator",
         "image": options.image,
         "imagePullPolicy": options.image_pull_policy,
@@ -214,6 +282,7 @@ def build_deployment(options: InstallOptions) -> dict[str, Any]:
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "EMQX_OPERATOR_LIVENESS", "value": f"http://0.0.0.0:{HEALTH_PORT}/healthz"},
             {"name": "EMQX_OPERATOR_METRICS", "value": f"0.0.0.0:{METRICS_PORT}"},
+            *copy.deepcopy(list(options.extra_env)),
         ],
         "ports": [
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
@@ -221,20 +290,24 @@ def build_deployment(options: InstallOptions) -> dict[str, Any]:
         ],
         "livenessProbe": probe(initialDelaySeconds=15, periodSeconds=20, failureThreshold=3),
         "readinessProbe": probe(periodSeconds=10, failureThreshold=3),
-        "resources": copy.deepcopy(options.resources),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        # The root filesystem is read-only; Python's tempfile falls back to /tmp.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    _set_if(container, "resources", options.resources)
+    _set_if(container, "securityContext", options.container_security_context)
+    # The root filesystem is read-only; Python's tempfile falls back to /tmp.
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": NAME,
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+    }
+    _set_if(pod_spec, "imagePullSecrets", [{"name": secret} for secret in options.image_pull_secrets])
+    _set_if(pod_spec, "securityContext", options.pod_security_context)
+    _set_if(pod_spec, "nodeSelector", options.node_selector)
+    _set_if(pod_spec, "tolerations", list(options.tolerations))
+    _set_if(pod_spec, "affinity", options.affinity)
+    pod_spec["containers"] = [container]
+    pod_spec["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -242,7 +315,7 @@ def build_deployment(options: InstallOptions) -> dict[str, Any]:
         "spec": {
             "replicas": options.replicas,
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": {NAME_LABEL: NAME, INSTANCE_LABEL: options.namespace}},
+            "selector": {"matchLabels": selector_labels(options)},
             # A stopping operator releases its Lease, so the new pod takes over at once.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
@@ -254,30 +327,72 @@ def build_deployment(options: InstallOptions) -> dict[str, Any]:
                         "prometheus.io/path": "/metrics",
                     },
                 },
-                "spec": {
-                    "serviceAccountName": NAME,
-                    "automountServiceAccountToken": True,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
-                },
+                "spec": pod_spec,
             },
         },
     }
 
 
-def build_manifests(options: InstallOptions) -> list[dict[str, Any]]:
-    """Every object of an install, in apply order."""
-    objects = [build_namespace(options), build_crd(), build_service_account(options), *build_rbac(options),
+def build_metrics_service(options: InstallOptions) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(options, METRICS_SERVICE, options.namespace),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(options),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_service_monitor(options: InstallOptions) -> dict[str, Any]:
+    """For the Prometheus Operator (its CRD must exist): scrape the metrics Service's `metrics` port."""
+    meta = _meta(options, NAME, options.namespace)
+    meta["labels"] = {**meta["labels"], **options.service_monitor_labels}
+    return {
+        "apiVersion": SERVICE_MONITOR_API,
+        "kind": "ServiceMonitor",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": selector_labels(options)},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": options.service_monitor_interval}],
+        },
+    }
+
+
+def _order(obj: dict[str, Any]) -> tuple[int, str, str]:
+    meta = obj["metadata"]
+    return KIND_ORDER.index(obj["kind"]), meta.get("namespace") or "", meta["name"]
+
+
+def build_manifests(options: InstallOptions, crds: str = "include") -> list[dict[str, Any]]:
+    """Every object of an install, in apply order (kind, then namespace and name: the same options
+    always give the same list). `crds`: "include", "only" (the CRD alone) or "skip" (all but it)."""
+    if crds == "only":
+        return [build_crd()]
+    objects = [build_namespace(options), build_service_account(options), *build_rbac(options),
                build_deployment(options)]
-    return sorted(objects, key=lambda obj: KIND_ORDER.index(obj["kind"]))
+    if crds == "include":
+        objects.append(build_crd())
+    if options.metrics_service:
+        objects.append(build_metrics_service(options))
+    if options.service_monitor:
+        objects.append(build_service_monitor(options))
+    return sorted(objects, key=_order)
+
+
+def option_problems(options: InstallOptions) -> list[str]:
+    """What the API server would accept but the install cannot work with, one line each."""
+    problems = []
+    if options.service_monitor and not options.metrics_service:
+        problems.append("serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes that "
+                        "Service (enable it, or drop --service-monitor)")
+    if options.log_level not in LOG_LEVELS:
+        problems.append(f"logLevel {options.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if options.image_pull_policy not in PULL_POLICIES:
+        problems.append(f"image.pullPolicy {options.image_pull_policy!r} is not one of {', '.join(PULL_POLICIES)}")
+    return problems
 
 
 def object_ref(obj: dict[str, Any]) -> str:

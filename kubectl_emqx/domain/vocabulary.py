@@ -163,6 +163,7 @@ KIND_PATHS: dict[str, tuple[str, str, bool]] = {
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),  # Prometheus Operator's
     KIND: (f"/apis/{API_VERSION}", PLURAL, True),
 }
 

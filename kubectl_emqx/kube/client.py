@@ -317,9 +317,16 @@ class KubernetesClusterApi:
     def list_objects(
         self, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        from kubernetes.client.exceptions import ApiException
+
         query = {"labelSelector": label_selector} if label_selector else None
         with self._translated("list", namespace, resource=resource_name(kind)):
-            result = self._call("GET", kind_path(kind, namespace), query=query)
+            try:
+                result = self._call("GET", kind_path(kind, namespace), query=query)
+            except ApiException as exc:
+                if exc.status == 404:  # the kind is not served here (e.g. no ServiceMonitor CRD): none exist
+                    return []
+                raise
         return list(result.get("items") or [])
 
     def delete_object(self, kind: str, name: str, namespace: str | None = None) -> bool:

@@ -14,6 +14,8 @@ from typing import Any
 from emqx_operator import __version__
 from emqx_operator.leader import DEFAULT_LEASE_NAME, DEFAULT_LEASE_SECONDS
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="emqx-operator", description=__doc__)
@@ -47,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     election.add_argument("--identity", default=None,
                           help="this instance's holder identity (default: $POD_NAME, else the host name "
                           "and a random suffix)")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="log threshold (default info; debug also logs kopf's per-object messages)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="same as --log-level=debug")
     parser.add_argument("--version", action="version", version=f"emqx-operator {__version__}")
     return parser.parse_args(argv)
 
@@ -110,10 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     from emqx_operator.reconcile import Reconciler
     from emqx_operator.scheduler import Scheduler
 
-    kopf.configure(verbose=args.verbose)
+    debug = args.verbose or args.log_level == "debug"
+    kopf.configure(verbose=debug)
+    logging.getLogger().setLevel("DEBUG" if debug else args.log_level.upper())
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if not args.verbose:
+    if not debug:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     api = ClusterApi.from_kubeconfig(args.kubeconfig)
     options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds,

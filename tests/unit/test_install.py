@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from emqx_operator.leader import DEFAULT_LEASE_NAME
 
 from kubectl_emqx import __version__
 from kubectl_emqx.domain import crd, install, vocabulary
+from tests.image_helpers import dockerfile_stages
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,7 @@ def test_cluster_wide_install_in_apply_order() -> None:
         ("Role", "emqx-operator-system", "emqx-operator-leader-election"),
         ("ClusterRoleBinding", None, "emqx-operator"),
         ("RoleBinding", "emqx-operator-system", "emqx-operator-leader-election"),
+        ("Service", "emqx-operator-system", "emqx-operator-metrics"),
         ("Deployment", "emqx-operator-system", "emqx-operator"),
     ]
     assert by_kind(objects, "CustomResourceDefinition") == [crd.build_crd()]
@@ -196,22 +197,6 @@ def test_every_install_kind_has_an_api_path() -> None:
 
 
 # --- the image --------------------------------------------------------------------------------
-
-
-def dockerfile_stages() -> list[list[tuple[str, str]]]:
-    """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined."""
-    text = (REPO / "operator" / "Dockerfile").read_text()
-    text = re.sub(r"\\\n", " ", text)
-    stages: list[list[tuple[str, str]]] = [[]]
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        instruction, _, arguments = line.partition(" ")
-        if instruction.upper() == "FROM":
-            stages.append([])
-        stages[-1].append((instruction.upper(), arguments.strip()))
-    return stages[1:]
 
 
 def test_image_runs_the_operator_console_script_as_non_root() -> None:

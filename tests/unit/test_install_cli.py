@@ -124,7 +124,7 @@ def test_install_applies_every_object_in_order_then_switching_scope_prunes_rbac(
     assert result.exit_code == 0, result.output
     assert installed_keys(fake) == manifest_keys(install.InstallOptions())
     applied_kinds = [kind for verb, kind, _, _ in fake.log if verb == "apply"]
-    assert applied_kinds == list(install.KIND_ORDER)
+    assert applied_kinds == [kind for kind in install.KIND_ORDER if kind != "ServiceMonitor"]  # not asked for
     assert "clusterrole/emqx-operator applied" in result.stderr
 
     again = run(fake, "install", "--watch-namespace", "mqtt")
@@ -152,6 +152,71 @@ def test_install_warns_about_an_operator_in_another_namespace() -> None:
     assert result.exit_code == 0
     assert "an EMQX operator also runs in old/emqx-operator" in result.stderr
     assert "kubectl emqx uninstall -n old" in result.stderr
+
+
+def test_a_service_monitor_needs_the_prometheus_operators_crd_and_nothing_is_written_without_it() -> None:
+    fake = FakeInstallCluster()
+    refused = run(fake, "install", "--service-monitor")
+    assert refused.exit_code == 1
+    assert f"needs the Prometheus Operator's CRD {install.SERVICE_MONITOR_CRD}" in refused.stderr
+    assert not [entry for entry in fake.log if entry[0] == "apply"]
+    fake.seed({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": install.SERVICE_MONITOR_CRD}})
+    result = run(fake, "install", "--service-monitor")
+    assert result.exit_code == 0, result.output
+    assert fake.has("ServiceMonitor", "emqx-operator", "emqx-operator-system")
+    assert fake.has("Service", "emqx-operator-metrics", "emqx-operator-system")
+
+
+def test_reinstall_without_the_metrics_service_prunes_it(tmp_path: Any) -> None:
+    fake = FakeInstallCluster()
+    assert run(fake, "install").exit_code == 0
+    assert fake.has("Service", "emqx-operator-metrics", "emqx-operator-system")
+    values = tmp_path / "values.yaml"
+    values.write_text("metrics: {service: {enabled: false}}\n")
+    result = run(fake, "install", "--values", str(values))
+    assert result.exit_code == 0, result.output
+    assert "service/emqx-operator-metrics in namespace emqx-operator-system deleted (no longer needed)" in result.stderr
+    assert not fake.has("Service", "emqx-operator-metrics", "emqx-operator-system")
+
+
+def test_crds_only_applies_the_crd_alone_and_skip_crds_everything_else() -> None:
+    fake = FakeInstallCluster()
+    result = run(fake, "install", "--crds-only")
+    assert result.exit_code == 0, result.output
+    assert set(fake.objects) == {("CustomResourceDefinition", None, vocabulary.CRD_NAME)}
+    fake = FakeInstallCluster()
+    result = run(fake, "install", "--skip-crds")
+    assert result.exit_code == 0, result.output
+    assert not fake.has("CustomResourceDefinition", vocabulary.CRD_NAME)
+    assert fake.has("Deployment", "emqx-operator", "emqx-operator-system")
+    assert "the operator cannot start until it is (kubectl emqx install --crds-only)" in result.stderr
+
+
+def helm_release(fake: FakeInstallCluster, namespace: str = "emqx-operator-system") -> None:
+    """What `helm install ops-emqx charts/emqx-operator -n NAMESPACE` leaves: the same objects, Helm's marks."""
+    options = install.InstallOptions(namespace=namespace, managed_by=install.HELM_MANAGED_BY)
+    for obj in install.build_manifests(options, crds="skip"):
+        if obj["kind"] != "Namespace":
+            obj["metadata"]["annotations"] = {install.HELM_RELEASE_ANNOTATION: "ops-emqx"}
+            fake.seed(obj)
+
+
+def test_an_operator_helm_installed_is_left_to_helm() -> None:
+    fake = FakeInstallCluster()
+    helm_release(fake)
+    before = copy.deepcopy(fake.objects)
+    installed = run(fake, "install", "--replicas", "2")
+    assert installed.exit_code == 1
+    assert ("the EMQX operator in namespace emqx-operator-system was installed by Helm (release ops-emqx): "
+            "change it with `helm upgrade ops-emqx -n emqx-operator-system`") in installed.stderr
+    removed = run(fake, "uninstall")
+    assert removed.exit_code == 1
+    assert "remove it with `helm uninstall ops-emqx -n emqx-operator-system`" in removed.stderr
+    assert fake.objects == before
+    crds = run(fake, "install", "--crds-only")  # how Helm users upgrade the CRD (Helm never does)
+    assert crds.exit_code == 0, crds.output
+    assert fake.has("CustomResourceDefinition", vocabulary.CRD_NAME)
 
 
 # --- uninstall --------------------------------------------------------------------------------

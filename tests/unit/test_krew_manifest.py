@@ -1,5 +1,7 @@
-"""krew/emqx.yaml against krew's validation rules (re-implemented from validate-krew-manifest:
-sigs.k8s.io/krew internal/index/validation), its template, and the archive's pinned dependencies."""
+"""The krew manifest the build renders from krew/emqx.yaml.in, against krew's validation rules
+(re-implemented from validate-krew-manifest: sigs.k8s.io/krew internal/index/validation), and the
+pinned dependencies of the archive and the operator image. The manifest with the real archive's
+sha256 is built and checked by krew's own validator in tests/integration/test_krew.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dist_tools import build_plugin
 from kubectl_emqx import __version__
 
 REPO = Path(__file__).resolve().parents[2]
-MANIFEST = REPO / "krew" / "emqx.yaml"
+SAMPLE_SHA256 = "0123456789abcdef" * 4
 
 SUPPORTED = {
     "windows": {"386", "amd64", "arm64"},
@@ -96,24 +98,35 @@ def manifest_problems(path: Path) -> list[str]:
     return problems
 
 
-def test_committed_manifest_passes_krews_rules() -> None:
-    assert manifest_problems(MANIFEST) == []
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    """The manifest as the build writes it beside an archive (krew wants the file named <plugin>.yaml)."""
+    path = tmp_path / "emqx.yaml"
+    path.write_text(build_plugin.render_manifest(__version__, SAMPLE_SHA256, 26_000_000))
+    return path
 
 
-def test_manifest_is_the_rendered_template_for_this_version() -> None:
-    """krew/emqx.yaml comes from `make plugin`: same version as the package, same text as the
-    template renders (only the archive's sha256 and size come from the build)."""
-    doc = yaml.safe_load(MANIFEST.read_text())
-    assert doc["spec"]["version"] == f"v{__version__}", "stale manifest: run `make plugin`"
-    platform = doc["spec"]["platforms"][0]
-    size = re.search(r"about (\d+) MB", doc["spec"]["caveats"])
-    assert size is not None
-    rendered = build_plugin.render_manifest(__version__, platform["sha256"], int(size.group(1)) * 1_000_000)
-    assert MANIFEST.read_text() == rendered, "krew/emqx.yaml differs from krew/emqx.yaml.in: run `make plugin`"
+def test_rendered_manifest_passes_krews_rules(manifest: Path) -> None:
+    assert manifest_problems(manifest) == []
 
 
-def test_manifest_ships_one_archive_for_linux_and_darwin_with_license() -> None:
-    doc = yaml.safe_load(MANIFEST.read_text())
+def test_manifest_carries_the_version_and_the_sha256_it_is_given(manifest: Path) -> None:
+    doc = yaml.safe_load(manifest.read_text())
+    assert doc["spec"]["version"] == f"v{__version__}"
+    assert doc["spec"]["platforms"][0]["sha256"] == SAMPLE_SHA256
+    assert "about 26 MB" in doc["spec"]["caveats"]
+
+
+def test_the_manifest_is_a_build_output_not_a_source() -> None:
+    """The sha256 is filled in by the build that makes the archive (a release artifact in dist/): a
+    committed copy goes stale with the next source change (README "Install")."""
+    assert sorted(p.name for p in (REPO / "krew").iterdir()) == ["emqx.yaml.in"]
+    assert build_plugin.MANIFEST == REPO / "dist" / "emqx.yaml"
+    assert "dist/" in (REPO / ".gitignore").read_text().split()
+
+
+def test_manifest_ships_one_archive_for_linux_and_darwin_with_license(manifest: Path) -> None:
+    doc = yaml.safe_load(manifest.read_text())
     (platform,) = doc["spec"]["platforms"]
     matched = {(os_, arch) for os_, arch in PAIRS if selector_matches(platform["selector"], {"os": os_, "arch": arch})}
     assert matched == {(os_, arch) for os_, arch in PAIRS if os_ in ("linux", "darwin")}
@@ -123,8 +136,8 @@ def test_manifest_ships_one_archive_for_linux_and_darwin_with_license() -> None:
     assert "python3 >= 3.11" in doc["spec"]["caveats"]
 
 
-def test_rules_catch_broken_manifests(tmp_path: Path) -> None:
-    doc = yaml.safe_load(MANIFEST.read_text())
+def test_rules_catch_broken_manifests(manifest: Path, tmp_path: Path) -> None:
+    doc = yaml.safe_load(manifest.read_text())
     platform = doc["spec"]["platforms"][0]
     platform["sha256"] = platform["sha256"].upper()  # krew's own docs example; its validator refuses it
     platform["files"] = [{"from": "kubectl-emqx", "to": "."}]
@@ -151,18 +164,32 @@ def test_license_is_apache_2() -> None:
 
 @pytest.mark.parametrize("requirement", build_plugin.runtime_requirements())
 def test_lock_pins_every_runtime_dependency(requirement: str) -> None:
-    pins = build_plugin.read_lock()
+    pins = build_plugin.read_lock(section=build_plugin.PLUGIN_SECTION)
     parsed = Requirement(requirement)
     name = build_plugin.canonical(parsed.name)
     assert name in pins, f"{name} missing from the plugin's lock: run `python -m dist_tools.build_plugin lock`"
     assert parsed.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
 
 
-def test_lock_leaves_out_the_asyncio_stack() -> None:
+@pytest.mark.parametrize("requirement", build_plugin.runtime_requirements("operator"))
+def test_the_images_lock_pins_every_operator_dependency(requirement: str) -> None:
     pins = build_plugin.read_lock()
-    assert not {"aiohttp", "multidict", "yarl", "frozenlist", "propcache"} & set(pins)
-    assert "pyyaml" in pins and "kubernetes" in pins
-    for name, version in pins.items():
+    parsed = Requirement(requirement)
+    name = build_plugin.canonical(parsed.name)
+    assert name in pins, f"{name} missing from the lock: run `python -m dist_tools.build_plugin lock`"
+    assert parsed.specifier.contains(pins[name], prereleases=True), (requirement, pins[name])
+
+
+def test_lock_leaves_the_asyncio_stack_to_the_operator_section() -> None:
+    plugin = build_plugin.read_lock(section=build_plugin.PLUGIN_SECTION)
+    operator = build_plugin.read_lock(section=build_plugin.OPERATOR_SECTION)
+    asyncio_stack = {"aiohttp", "multidict", "yarl", "frozenlist", "propcache"}
+    assert not asyncio_stack & set(plugin)
+    assert asyncio_stack | {"kopf"} <= set(operator)
+    assert not set(plugin) & set(operator), "one pin per package: the image installs both sections"
+    assert build_plugin.read_lock() == {**plugin, **operator}
+    assert "pyyaml" in plugin and "kubernetes" in plugin
+    for name, version in build_plugin.read_lock().items():
         assert re.fullmatch(r"[a-z0-9-]+", name) and re.fullmatch(r"[\w.+]+", version), (name, version)
 
 
