@@ -18,10 +18,23 @@ CRD_PATH = REPO_ROOT / "crds" / "emqx.yaml"
 def install_crd(state: SandboxState) -> None:
     kubectl = str(Path(state.bin_dir) / "kubectl")
     base = [kubectl, f"--kubeconfig={state.kubeconfig}"]
-    subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH)],
-                   check=True, capture_output=True, text=True, timeout=60)
-    subprocess.run([*base, "wait", "--for=condition=Established", "crd/emqxes.apps.emqx.io", "--timeout=60s"],
-                   check=True, capture_output=True, text=True, timeout=90)
+    applied = subprocess.run([*base, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH)],
+                             capture_output=True, text=True, timeout=120)
+    if applied.returncode != 0:
+        raise SandboxError(f"applying the CRD failed: {applied.stderr.strip()}")
+    # Polled with a deadline: on a busy machine `kubectl wait` can give up early (e.g. while the
+    # API server's discovery catches up), and a test session should not fail on that.
+    deadline = time.monotonic() + 120
+    last = ""
+    while time.monotonic() < deadline:
+        got = subprocess.run([*base, "get", "crd/emqxes.apps.emqx.io", "-o",
+                              "jsonpath={.status.conditions[?(@.type=='Established')].status}"],
+                             capture_output=True, text=True, timeout=60)
+        if got.returncode == 0 and got.stdout.strip() == "True":
+            return
+        last = (got.stderr or got.stdout).strip()
+        time.sleep(0.5)
+    raise SandboxError(f"the CRD is not Established after 120s: {last}")
 
 
 def spawn(state: SandboxState, name: str = "operator", extra_args: list[str] | None = None,

@@ -89,11 +89,12 @@ class Reconciler:
     def _write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                       events: tuple[Event, ...], now: datetime.datetime) -> None:
         changed = changed_key(old, new, now)
-        if changed is None:
-            return
-        log.debug("%s/%s: status changed: %s", body["metadata"]["namespace"], body["metadata"]["name"], changed)
         meta = body["metadata"]
-        self.api.patch_status(meta["namespace"], meta["name"], merge_patch(old, new, removable=OWNED_STATUS_KEYS))
+        if changed is not None:
+            log.debug("%s/%s: status changed: %s", meta["namespace"], meta["name"], changed)
+            self.api.patch_status(meta["namespace"], meta["name"], merge_patch(old, new, removable=OWNED_STATUS_KEYS))
+        # Events come from condition changes (which change status) and from one-off actions (a node
+        # replaced, a Secret recreated), which may not.
         for event in events:
             try:
                 self.api.post_event(body, event.reason, event.message, event.type)
