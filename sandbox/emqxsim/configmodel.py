@@ -170,9 +170,56 @@ def _group(image: EmqxImage) -> str:
     return "5.7.2"
 
 
-# First line of emqx_conf_cli:load_config/2 in each release (the function_clause frame of a PUT with
-# no body); minirest formats the exception as "~p, ~0p, ~0p" of class, reason and stacktrace.
-_LOAD_CONFIG_LINE = {"5.1.1": 205, "5.1.2": 205, "5.4": 225, "5.5": 226, "5.7.0": 225, "5.7.2": 225}
+# The top stack frames of a PUT with no body: (first line of emqx_conf_cli:load_config/2, line of
+# the call in emqx_mgmt_api_configs:configs/3, line of erlang:apply/3 in minirest_handler), from
+# the first release with those numbers on. minirest formats the exception as "~p, ~0p, ~0p" of
+# class, reason and stacktrace (frames below minirest are left out here).
+_FRAMES_CE: list[tuple[versions.Version, tuple[int, int, int]]] = [
+    ((5, 1, 1), (194, 345, 111)),
+    ((5, 1, 2), (194, 347, 111)),
+    ((5, 3, 0), (212, 347, 123)),
+    ((5, 3, 2), (212, 356, 123)),
+    ((5, 4, 0), (217, 356, 137)),
+    ((5, 4, 1), (217, 375, 137)),
+    ((5, 5, 0), (217, 364, 137)),
+    ((5, 6, 0), (223, 365, 152)),
+    ((5, 7, 0), (224, 369, 152)),
+    ((5, 7, 1), (225, 369, 158)),
+    ((5, 8, 0), (316, 369, 158)),
+    ((5, 8, 1), (316, 369, 177)),
+    ((5, 8, 2), (318, 369, 177)),
+    ((5, 8, 5), (319, 369, 177)),
+    ((5, 8, 7), (319, 369, 192)),
+]
+_FRAMES_EE: list[tuple[versions.Version, tuple[int, int, int]]] = [
+    ((5, 1, 1), (194, 347, 111)),
+    ((5, 3, 0), (212, 347, 123)),
+    ((5, 3, 2), (212, 356, 123)),
+    ((5, 4, 0), (217, 375, 137)),
+    ((5, 5, 0), (217, 364, 137)),
+    ((5, 6, 0), (223, 365, 152)),
+    # e5.7.x-e5.8.7 are not in the mirror: as the Community release of the same number
+    ((5, 7, 0), (224, 369, 152)),
+    ((5, 7, 1), (225, 369, 158)),
+    ((5, 8, 0), (316, 369, 158)),
+    ((5, 8, 1), (316, 369, 177)),
+    ((5, 8, 2), (318, 369, 177)),
+    ((5, 8, 5), (319, 369, 177)),
+    ((5, 8, 7), (319, 369, 192)),
+    ((5, 9, 0), (304, 331, 177)),
+    ((5, 9, 1), (307, 331, 192)),
+    ((5, 10, 0), (306, 331, 192)),
+    ((5, 10, 4), (321, 336, 192)),
+]
+
+
+def _frame_lines(image: EmqxImage) -> tuple[int, int, int]:
+    table = _FRAMES_EE if image.edition is versions.Edition.ENTERPRISE else _FRAMES_CE
+    lines = table[0][1]
+    for since, item in table:
+        if image.version >= since:
+            lines = item
+    return lines
 
 
 def _internal_error(message: str) -> PutOutcome:
@@ -188,16 +235,18 @@ def _function_clause(image: EmqxImage, group: str, mode: str, ignore_readonly: b
     if group in ("5.7.0", "5.7.2"):
         opts[Atom("ignore_readonly")] = bool(ignore_readonly)
     args: Any = Atom(mode) if group == "5.1.1" else opts
-    frame = Tuple(
-        (
-            Atom("emqx_conf_cli"),
-            Atom("load_config"),
-            [{}, args],
-            [Tuple((Atom("file"), Charlist("emqx_conf_cli.erl"))), Tuple((Atom("line"), _LOAD_CONFIG_LINE[group]))],
-        )
-    )
-    caller = Tuple((Atom("emqx_mgmt_api_configs"), Atom("configs"), 3, []))
-    return _internal_error(_exception_message("error", Atom("function_clause"), [frame, caller]))
+    cli_line, api_line, minirest_line = _frame_lines(image)
+
+    def frame(module: str, function: str, arity_or_args: Any, file: str, line: int) -> Tuple:
+        location = [Tuple((Atom("file"), Charlist(file))), Tuple((Atom("line"), line))]
+        return Tuple((Atom(module), Atom(function), arity_or_args, location))
+
+    frames = [
+        frame("emqx_conf_cli", "load_config", [{}, args], "emqx_conf_cli.erl", cli_line),
+        frame("emqx_mgmt_api_configs", "configs", 3, "emqx_mgmt_api_configs.erl", api_line),
+        frame("minirest_handler", "apply_callback", 3, "minirest_handler.erl", minirest_line),
+    ]
+    return _internal_error(_exception_message("error", Atom("function_clause"), frames))
 
 
 def _thrown(image: EmqxImage, errors: list[Any]) -> PutOutcome:

@@ -255,7 +255,8 @@ def format_bind(image: versions.EmqxImage, bind: Any) -> str:
     if parsed is None:
         return str(bind)
     host, port = parsed
-    if not host or (host in ("0.0.0.0", "::") and image.version < (5, 0, 10)):
+    old_format = image.edition is versions.Edition.OPENSOURCE and image.version < (5, 0, 10)
+    if not host or (host in ("0.0.0.0", "::") and old_format):
         return f":{port}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

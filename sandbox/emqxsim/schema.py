@@ -121,6 +121,25 @@ _DASHBOARD_HTTP_FIELDS = [
     "ipv6_v6only",
 ]
 _AUTHZ_FIELDS = ["no_match", "deny_action", "cache", "sources"]
+# log_handler_common_confs/2 (console handler), 5.8.9; older releases lack the last three
+_LOG_CONSOLE_FIELDS = [
+    "level",
+    "enable",
+    "formatter",
+    "timestamp_format",
+    "time_offset",
+    "chars_limit",
+    "single_line",
+    "sync_mode_qlen",
+    "drop_mode_qlen",
+    "flush_qlen",
+    "overload_kill",
+    "burst_limit",
+    "supervisor_reports",
+    "max_depth",
+    "with_mfa",
+    "payload_encode",
+]
 
 # Atoms an EMQX node has (the hocon enum converter only turns a string into an *existing* atom:
 # a known one gives not_a_enum_symbol, any other unable_to_convert_to_enum_symbol).
@@ -519,13 +538,31 @@ class Schema:
         return errors
 
     def _check_log(self, log: Mapping[str, Any]) -> list[dict[Any, Any]]:
-        errors: list[dict[Any, Any]] = []
-        console = log.get("console")
+        # `log.console` / `log.file` from 5.0.26 (aliases of the older names); only
+        # `log.console_handler` / `log.file_handlers` before (e5.0.x too)
+        if self.image.version >= (5, 0, 26) and not (self.image.enterprise and self.image.version < (5, 1, 0)):
+            fields = ["console", "console_handler", "file", "file_handlers", "throttling", "audit"]
+        else:
+            fields = ["console_handler", "file_handlers"]
+        errors = self.strict("log", log, fields)
+        if errors:
+            return errors
+        name = "console" if "console" in log else "console_handler"
+        console = log.get(name)
         if isinstance(console, Mapping):
+            fields = [
+                field_name
+                for field_name in _LOG_CONSOLE_FIELDS
+                if self.image.version >= (5, 6, 0)
+                or field_name not in ("timestamp_format", "with_mfa", "payload_encode")
+            ]
+            errors += self.strict(f"log.{name}", console, fields)
+            if errors:
+                return errors
             if "level" in console:
-                errors += self.enum("log.console.level", console["level"], LOG_LEVELS)
+                errors += self.enum(f"log.{name}.level", console["level"], LOG_LEVELS)
             if "enable" in console:
-                errors += self.boolean("log.console.enable", console["enable"])
+                errors += self.boolean(f"log.{name}.enable", console["enable"])
         return errors
 
     def _check_dashboard(self, dashboard: Mapping[str, Any]) -> list[dict[Any, Any]]:
@@ -625,23 +662,41 @@ class Schema:
         )
 
     # ---- env
+    def struct_fields(self, path: tuple[str, ...]) -> list[str] | None:
+        """Field names (aliases included) of a struct the simulator knows completely, else None."""
+        image = self.image
+        if path == ("node",):
+            fields = node_fields(image)
+            return fields + ["db_role"] if image.at_least(versions.NODE_ROLE_FIELD) else fields
+        if path == ("log",):
+            modern = image.version >= (5, 0, 26) and not (image.enterprise and image.version < (5, 1, 0))
+            if modern:
+                return ["console", "console_handler", "file", "file_handlers", "throttling", "audit"]
+            return ["console_handler", "file_handlers"]
+        if path in (("log", "console"), ("log", "console_handler")):
+            return list(_LOG_CONSOLE_FIELDS)
+        if path == ("dashboard", "listeners", "http"):
+            return list(_DASHBOARD_HTTP_FIELDS) + (["proxy_header"] if image.version >= (5, 0, 22) else [])
+        if path == ("authorization",):
+            return list(_AUTHZ_FIELDS)
+        if path == ("api_key",):
+            return ["bootstrap_file"]
+        if path == ("license",):
+            return ["key", "connection_low_watermark", "connection_high_watermark", "dynamic_max_connections"]
+        return None
+
     def env_path_known(self, path: list[str]) -> bool | None:
         """hocon_tconf:check_env/4: True (apply), False (warn: unknown path of a known root),
         None (unknown root: silently ignored)."""
         if not path or path[0] not in self.roots:
             return None
-        root, rest = path[0], path[1:]
-        if root == "node" and rest:
-            fields = node_fields(self.image)
-            if self.image.at_least(versions.NODE_ROLE_FIELD):
-                fields = fields + ["db_role"]
-            return rest[0] in fields
-        if root == "dashboard" and rest[:2] == ["listeners", "http"] and len(rest) > 2:
-            fields = list(_DASHBOARD_HTTP_FIELDS) + (["proxy_header"] if self.image.version >= (5, 0, 22) else [])
-            return rest[2] in fields
-        listener_enable = root == "listeners" and len(rest) >= 3 and rest[0] in ("tcp", "ssl", "ws", "wss")
+        for depth in range(1, len(path)):
+            fields = self.struct_fields(tuple(path[:depth]))
+            if fields is not None and path[depth] not in fields:
+                return False
+        listener_enable = path[0] == "listeners" and len(path) >= 4 and path[1] in ("tcp", "ssl", "ws", "wss")
         # `enable` is no listener field before 5.1.0 (it is `enabled`)
-        return not (listener_enable and rest[2] == "enable" and not self.image.at_least(versions.LISTENER_ENABLE_ALIAS))
+        return not (listener_enable and path[3] == "enable" and not self.image.at_least(versions.LISTENER_ENABLE_ALIAS))
 
 
 # --------------------------------------------------------------------------------------- defaults
@@ -776,6 +831,10 @@ def defaults(image: EmqxImage) -> ConfigDict:
         result.update(copy.deepcopy(_ENTERPRISE_DEFAULTS))
     if not image.at_least(versions.NODE_ROLE_FIELD):
         result["node"]["db_role"] = result["node"].pop("role")
+    if image.version < (5, 0, 26) or (image.enterprise and image.version < (5, 1, 0)):
+        log = result["log"]
+        log["console_handler"] = log.pop("console")
+        log["file_handlers"] = log.pop("file")
     if image.at_least(versions.SCHEMA_DEFAULT_LISTENERS):
         result["authorization"]["sources"] = [{"type": "file", "enable": True, "path": "${EMQX_ETC_DIR}/acl.conf"}]
     return result
