@@ -173,9 +173,11 @@ def cluster_manifests(
     cookie: str = "s3cret-cookie",
     api_keys: str = "operator-key:operator-secret\n",
     emqx_conf: str = TEST_EMQX_CONF,
+    persistent: bool = False,
 ) -> list[dict[str, Any]]:
     """Hand-written objects for the sandbox: cookie + API key Secrets, config ConfigMap, headless Service,
-    core StatefulSet and replicant Deployment."""
+    core StatefulSet and replicant Deployment. `persistent` gives the cores a data PVC each
+    (volumeClaimTemplates, default StorageClass) instead of an emptyDir."""
     core_labels = {"apps.emqx.io/instance": instance, "apps.emqx.io/db-role": "core"}
     replicant_labels = {"apps.emqx.io/instance": instance, "apps.emqx.io/db-role": "replicant"}
     objects: list[dict[str, Any]] = [
@@ -221,12 +223,23 @@ def cluster_manifests(
                     "metadata": {"labels": core_labels},
                     "spec": {
                         "containers": [emqx_container(instance, namespace, "core", image)],
-                        "volumes": emqx_volumes(instance),
+                        "volumes": [
+                            volume
+                            for volume in emqx_volumes(instance)
+                            if not (persistent and volume["name"] == "data")
+                        ],
                     },
                 },
             },
         },
     ]
+    if persistent:
+        objects[-1]["spec"]["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Mi"}}},
+            }
+        ]
     if replicants:
         objects.append(
             {
