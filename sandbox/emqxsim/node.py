@@ -128,6 +128,7 @@ class SimNode:
     license_key: str = ""
     # a 5.6+ replicant whose cores all run another emqx application version: no upstream
     degraded: bool = False
+    last_probe_warning: str = ""
     _seed: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:

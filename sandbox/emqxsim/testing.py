@@ -224,9 +224,7 @@ def cluster_manifests(
                     "spec": {
                         "containers": [emqx_container(instance, namespace, "core", image)],
                         "volumes": [
-                            volume
-                            for volume in emqx_volumes(instance)
-                            if not (persistent and volume["name"] == "data")
+                            volume for volume in emqx_volumes(instance) if not (persistent and volume["name"] == "data")
                         ],
                     },
                 },

@@ -860,15 +860,24 @@ class World:
 
     def _check_replicants(self, cluster: ClusterState) -> None:
         """mria_lb re-checks upstream cores all the time: a 5.6+ replicant left without a core of its
-        own emqx application version stops replicating (stale config and keys) until one returns."""
+        own emqx application version stops replicating (stale config and keys) until one returns.
+        From 5.8.2 emqx_machine_replicant_health_probe also logs a warning naming the known cores
+        (every 30 s in EMQX; here each time the set of cores changes)."""
         for node in cluster.running():
             if node.role != "replicant":
                 continue
+            record = self.find_record(node.name)
             upstream = bool(self._upstream_cores(node.spec, cluster))
+            if not upstream and record is not None and node.spec.image.at_least(versions.REPLICANT_HEALTH_PROBE):
+                warning = self._no_core_at_same_version(cluster)
+                if warning != node.last_probe_warning:
+                    node.last_probe_warning = warning
+                    self._print(record, [f"{log_time()} [warning] {warning}"])
+            if upstream:
+                node.last_probe_warning = ""
             if upstream == (not node.degraded):
                 continue
             node.degraded = not upstream
-            record = self.find_record(node.name)
             if record is None:
                 continue
             if node.degraded:
@@ -880,6 +889,24 @@ class World:
                 )
             else:
                 self.record_event("replicant_recovered", record)
+
+    @staticmethod
+    def _no_core_at_same_version(cluster: ClusterState) -> str:
+        """The text of emqx_machine_replicant_health_probe's warning: known cores are mria's core
+        nodes (running ones with their emqx app vsn, stopped members with the erpc failure)."""
+        known = {
+            core.name: f"#{{version => {format_0p(Charlist(core.spec.image.emqx_app_vsn))}}}"
+            for core in cluster.cores()
+        }
+        for name in cluster.stopped_cores():
+            known[name] = "#{probe_failure => {error,{erpc,noconnection}}}"
+        entries = ",".join(f"'{name}' => {value}" for name, value in sorted(known.items()))
+        return (
+            "msg: no_available_core_node_at_same_version, hint: There are no core EMQX nodes running the same "
+            "version as this node. If you are performing a rolling upgrade, please keep different core node "
+            "versions (both old and new) around until all replicant nodes are migrated., "
+            f"known_cores: #{{{entries}}}"
+        )
 
     # ------------------------------------------------------------------ stopping
 

@@ -95,8 +95,9 @@ def test_nodes_lists_every_node_with_role_version_and_name(api_client, namespace
     # the StatefulSet controller counts Ready pods on its own schedule; a fresh core's join also
     # restarts its listener for a moment (ekka), which this sandbox's probe may see
     wait_for(
-        lambda: client.AppsV1Api(api_client).read_namespaced_stateful_set("emqx-core", namespace).status.ready_replicas
-        == 2,
+        lambda: (
+            client.AppsV1Api(api_client).read_namespaced_stateful_set("emqx-core", namespace).status.ready_replicas == 2
+        ),
         30,
         "2 Ready cores in the StatefulSet status",
     )
@@ -281,9 +282,7 @@ def test_fresh_core_runs_alone_then_joins(api_client, namespace, emqx_sim):
     since = emqx_sim.last_seq()
     from kubernetes import client
 
-    client.AppsV1Api(api_client).patch_namespaced_stateful_set_scale(
-        "emqx-core", namespace, {"spec": {"replicas": 2}}
-    )
+    client.AppsV1Api(api_client).patch_namespaced_stateful_set_scale("emqx-core", namespace, {"spec": {"replicas": 2}})
     pod = f"{namespace}/emqx-core-1"
 
     def events() -> list[dict[str, Any]]:
@@ -292,9 +291,7 @@ def test_fresh_core_runs_alone_then_joins(api_client, namespace, emqx_sim):
     booted = wait_for(lambda: next((e for e in events() if e["event"] == "booted"), None), 60, "emqx-core-1 to boot")
     assert booted["joining"] is True
     wait_for(lambda: any(e["event"] == "joined" for e in events()), 30, "emqx-core-1 to join")
-    nodes = wait_for(
-        lambda: len(r := _nodes_via(first.status.pod_ip).json()) == 2 and r, 30, "2 nodes after the join"
-    )
+    nodes = wait_for(lambda: len(r := _nodes_via(first.status.pod_ip).json()) == 2 and r, 30, "2 nodes after the join")
     assert {n["node_status"] for n in nodes} == {"running"}
 
 
@@ -312,9 +309,7 @@ def test_put_dashboard_bind_moves_the_listener(api_client, namespace, emqx_sim):
         trust_env=False,
     )
     assert response.status_code == 200, response.text
-    moved = wait_for(
-        lambda: _get_quiet(f"http://{ip}:18084/api/v5/nodes"), 20, "the dashboard listener on port 18084"
-    )
+    moved = wait_for(lambda: _get_quiet(f"http://{ip}:18084/api/v5/nodes"), 20, "the dashboard listener on port 18084")
     assert moved.status_code == 200
     assert _get_quiet(f"http://{ip}:18083/api/v5/nodes") is None
 
@@ -330,9 +325,7 @@ def test_listeners_come_from_the_mounted_conf_before_5_0_25(api_client, namespac
     """Before 5.0.25 listener defaults exist only in the shipped emqx.conf, which the mount replaces."""
     _apply(api_client, namespace, _manifests(namespace, image="emqx/emqx:5.0.20", cores=1, replicants=0))
     (pod,) = _wait_pods(api_client, namespace, 1)
-    listeners = httpx.get(
-        f"http://{pod.status.pod_ip}:18083/api/v5/listeners", auth=AUTH, timeout=5, trust_env=False
-    )
+    listeners = httpx.get(f"http://{pod.status.pod_ip}:18083/api/v5/listeners", auth=AUTH, timeout=5, trust_env=False)
     assert listeners.status_code == 200 and listeners.json() == []
 
 
@@ -395,8 +388,7 @@ def test_evacuation_file_stops_a_pre_5_7_node_from_starting(api_client, namespac
     assert started.status_code == 200, started.text
     _core(api_client).delete_namespaced_pod("emqx-core-1", namespace, grace_period_seconds=0)
     termination = wait_for(
-        lambda: (c := emqx_sim.container(f"{namespace}/emqx-core-1"))["last_termination"]
-        and c["last_termination"],
+        lambda: (c := emqx_sim.container(f"{namespace}/emqx-core-1"))["last_termination"] and c["last_termination"],
         90,
         "emqx-core-1 to exit",
     )

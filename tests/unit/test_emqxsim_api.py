@@ -179,9 +179,16 @@ def test_get_node_and_cluster():
         }
 
 
-def test_topology_from_5_2():
-    with cluster("emqx/emqx:5.1.6", cores=1) as sim:
-        assert sim.call("ns/emqx-core-0", "GET", "/api/v5/cluster/topology").status == 404
+def test_topology_from_5_1_2():
+    # emqx_mgmt_api_cluster.erl: "/cluster/topology" first in v5.1.2 and e5.1.1
+    for image in ("emqx/emqx:5.1.1", "emqx/emqx-enterprise:5.1.0"):
+        with cluster(image, cores=1) as sim:
+            assert sim.call("ns/emqx-core-0", "GET", "/api/v5/cluster/topology").status == 404
+    for image in ("emqx/emqx:5.1.2", "emqx/emqx-enterprise:5.1.1"):
+        with cluster(image, cores=1) as sim:
+            assert body(sim.call("ns/emqx-core-0", "GET", "/api/v5/cluster/topology")) == [
+                {"core_node": CORE0, "replicant_nodes": []}
+            ]
     with cluster("emqx/emqx:5.2.0", cores=1) as sim:
         assert body(sim.call("ns/emqx-core-0", "GET", "/api/v5/cluster/topology")) == [
             {"core_node": CORE0, "replicant_nodes": []}

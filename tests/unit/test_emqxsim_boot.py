@@ -232,11 +232,28 @@ def test_a_replicant_degrades_when_its_cores_change_application_version():
         replicant = sim.record("ns/emqx-replicant-a")
         assert replicant.state == "running" and replicant.node.degraded
         assert "replicant_degraded" in [event["event"] for event in sim.world.events]
+        # 5.8.2+: emqx_machine_replicant_health_probe warns (every 30 s)
+        warnings = [line for line in replicant.log if "no_available_core_node_at_same_version" in line]
+        stopped = "#{probe_failure => {error,{erpc,noconnection}}}"
+        assert warnings[0].endswith(f"known_cores: #{{'{CORE0_NAME}' => {stopped}}}")
+        assert warnings[-1].endswith(f"known_cores: #{{'{CORE0_NAME}' => #{{version => \"5.5.5\"}}}}")
         # it keeps serving but no longer receives cluster config changes
         assert sim.call(CORE0, "PUT", "/api/v5/configs", body="log.console.level = info").status == 200
         assert replicant.node.running_config["log"]["console"]["level"] == "warning"
         sim.add(emqx_pod("emqx-core-1", image="emqx/emqx-enterprise:5.8.8"))
         assert not replicant.node.degraded
+
+
+def test_no_health_probe_warning_before_5_8_2():
+    with Harness() as sim:
+        sim.add(emqx_pod("emqx-core-0", image="emqx/emqx-enterprise:5.7.1"))
+        sim.add(emqx_pod("emqx-replicant-a", role="replicant", image="emqx/emqx-enterprise:5.7.1"))
+        core = sim.record(CORE0).pod
+        core["spec"]["containers"][0]["image"] = "emqx/emqx-enterprise:5.7.2"
+        sim.add(core)
+        replicant = sim.record("ns/emqx-replicant-a")
+        assert replicant.node.degraded
+        assert not any("no_available_core_node_at_same_version" in line for line in replicant.log)
 
 
 # ------------------------------------------------------------------------------------ API per release
