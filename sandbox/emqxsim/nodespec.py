@@ -367,6 +367,13 @@ def build_node_spec(runtime: ContainerRuntime) -> NodeSpec:
     license_key = get_path(local, "license.key") if "license" in model.roots else None
     if not mounted:
         warnings.append(f"no {EMQX_CONF_PATH} mounted; using the image's shipped file")
+    unknown_roots = [key for key in conf_file if key not in model.roots]
+    if unknown_roots and image.at_least(versions.UNKNOWN_ROOT_WARNING):
+        # emqx_config:init_load/2 -> warning_deprecated_root_key/1 (the files only, before env);
+        # hocon_tconf drops unknown roots silently, and so do releases before 5.1.0.
+        message = f"msg: config_key_not_recognized, unknown_config_keys: {','.join(unknown_roots)}"
+        boot_lines.append(hocon_log("warning", message))
+        warnings.append(message)
     return NodeSpec(
         pod=runtime.pod,
         image=image,

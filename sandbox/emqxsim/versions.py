@@ -365,6 +365,7 @@ BOOTSTRAP_ROLE = Gate((5, 4, 0))
 BOOTSTRAP_BLANK_LINES_SKIPPED = Gate((5, 6, 0))
 BOOTSTRAP_ERRORS_NONFATAL = Gate((5, 7, 2))
 BOOTSTRAP_CORE_ONLY = Gate((5, 8, 3))
+UNKNOWN_ROOT_WARNING = Gate((5, 1, 0))  # config_key_not_recognized for unknown roots of the conf files
 CONFIG_PUT = Gate((5, 1, 1))
 CONFIG_HOCON_GET = Gate((5, 1, 1))
 IGNORE_READONLY = Gate((5, 7, 0))

@@ -189,8 +189,14 @@ def test_licence_root_only_where_the_licence_app_is():
     with single("emqx/emqx-enterprise:5.8.9") as sim:
         assert put(sim, 'license.key = "evaluation"')[0] == 200
     # at boot an unknown root is only a warning: a Community node with a licence in emqx.conf boots
+    # (emqx_config:warning_deprecated_root_key/1, from 5.1.0; silently dropped before)
     with single("emqx/emqx:5.8.9", conf=TEST_EMQX_CONF + 'license.key = "x"\n') as sim:
         assert sim.state(CORE0) == "running"
+        warning = "[warning] msg: config_key_not_recognized, unknown_config_keys: license"
+        assert any(line.endswith(warning) for line in sim.record(CORE0).log)
+    with single("emqx/emqx:5.0.26", conf=TEST_EMQX_CONF + 'license.key = "x"\n') as sim:
+        assert sim.state(CORE0) == "running"
+        assert not any("config_key_not_recognized" in line for line in sim.record(CORE0).log)
 
 
 def test_dashboard_is_not_read_only_and_its_listener_moves():
