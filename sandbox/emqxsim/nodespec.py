@@ -229,10 +229,9 @@ def _discovery(config: Mapping[str, Any], node_name: str) -> Discovery:
         record_type = str(get_path(config, "cluster.dns.record_type", "a"))
         host = node_name.split("@", 1)[1]
         if record_type in ("a", "aaaa") and not _is_ip(host):
-            raise BootFailure(
-                f"Node name must be of name@IP format for DNS cluster discovery strategy with "
-                f"'{record_type}' record type."
-            )
+            # Before 5.6.0 nothing checks this (5.6.0+ refuse it in generate): ekka_cluster_dns
+            # finds name@IP nodes, none of which is this node's name, so it never clusters.
+            return Discovery("dns-name-mismatch", (node_name,))
         return Discovery("dns", (str(get_path(config, "cluster.dns.name", "localhost")),))
     if strategy == "static":
         seeds = get_path(config, "cluster.static.seeds", [])
@@ -289,7 +288,7 @@ def _schema_errors_exit(
 def _first_reason(errors: list[dict[Any, Any]]) -> str:
     first = errors[0]
     reason = first.get(Atom("reason"))
-    path = first.get(Atom("path"))
+    path = first.get(Atom("path"), first.get(Atom("validation_name")))
     text = str(reason) if isinstance(reason, str) else format_0p(reason)
     return f"failed_to_check_schema: {path}: {text}"
 
@@ -351,7 +350,7 @@ def build_node_spec(runtime: ContainerRuntime) -> NodeSpec:
         + f"-d {data_path}/configs generate"
     )
     boot_lines += env_lines
-    errors = model.check(local)
+    errors = model.check(local) or model.integrity(local)
     if errors:
         raise _schema_errors_exit(image, errors, boot_lines, "generate", generate_args)
 

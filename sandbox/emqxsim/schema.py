@@ -10,6 +10,7 @@ exactly those into its PUT /configs bodies and boot logs.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -245,6 +246,13 @@ def fmt_field_names(names: list[str], hocon: tuple[int, int, int]) -> Any:
     else:
         text = ",".join(ordered[:2]) + (",..." if hocon >= (0, 35, 0) else "...")
     return Charlist(text) if hocon >= (0, 35, 0) else Binary(text)
+
+
+def _ip_family(host: str) -> int | None:
+    try:
+        return ipaddress.ip_address(host).version
+    except ValueError:
+        return None
 
 
 def unknown_fields(
@@ -492,6 +500,35 @@ class Schema:
             if root in self.roots:
                 errors += self.check_root(root, config[root])
         return errors
+
+    def integrity(self, config: Mapping[str, Any]) -> list[dict[Any, Any]]:
+        """The schema's whole-config validations (hocon_tconf:assert_integrity/3), run by `generate`
+        after the field checks: 5.6.0+ check_node_name_and_discovery_strategy."""
+        if not self.image.at_least(versions.DNS_NODE_NAME_CHECK):
+            return []
+        if not isinstance(config.get("node"), Mapping) or not isinstance(config.get("cluster"), Mapping):
+            return []
+        cluster = config["cluster"]
+        if str(cluster.get("discovery_strategy", "manual")) != "dns":
+            return []
+        dns = cluster.get("dns") if isinstance(cluster.get("dns"), Mapping) else {}
+        record_type = str(dns.get("record_type", "a"))
+        if record_type == "srv":
+            return []
+        host = str(config["node"].get("name", "emqx@127.0.0.1")).split("@", 1)[-1]
+        if _ip_family(host) == {"a": 4, "aaaa": 6}.get(record_type):
+            return []
+        explain = (
+            f"Node name must be of name@IP format for DNS cluster discovery strategy with '{record_type}' record type."
+        )
+        return [
+            {
+                Atom("kind"): Atom("validation_error"),
+                Atom("reason"): Atom("integrity_validation_failure"),
+                Atom("result"): {Atom("domain"): Charlist(host), Atom("explain"): Charlist(explain)},
+                Atom("validation_name"): Atom("check_node_name_and_discovery_strategy"),
+            }
+        ]
 
     # ---- roots
     def _check_node(self, node: Mapping[str, Any]) -> list[dict[Any, Any]]:

@@ -371,6 +371,7 @@ CONFIG_HOCON_GET = Gate((5, 1, 1))
 IGNORE_READONLY = Gate((5, 7, 0))
 READONLY_CLUSTER_SUBKEYS = Gate((5, 8, 0))  # cluster.* except cluster.links (whole `cluster` root before)
 REPLICANT_SAME_APP_VSN = Gate((5, 6, 0))
+DNS_NODE_NAME_CHECK = Gate((5, 6, 0))  # check_node_name_and_discovery_strategy (name@IP for dns a/aaaa)
 REPLICANT_HEALTH_PROBE = Gate((5, 8, 2))  # warns no_available_core_node_at_same_version every 30 s
 CE_REPLICANT_REJECTED = Gate((5, 8, 0), None)
 CE_REPLICANT_EXPLICIT_MESSAGE = Gate((5, 8, 1), None)

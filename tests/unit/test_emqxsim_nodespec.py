@@ -115,10 +115,23 @@ def test_missing_cookie_env_falls_back_to_default_cookie():
     assert any("Default cookie" in warning for warning in spec.warnings)
 
 
-def test_dns_a_record_needs_an_ip_host():
-    pod = emqx_pod("emqx-core-0", extra_env=[{"name": "EMQX_CLUSTER__DNS__RECORD_TYPE", "value": "a"}])
-    with pytest.raises(BootError, match="Node name must be of name@IP format"):
-        _spec(pod)
+def test_dns_a_record_needs_an_ip_host_from_5_6():
+    # emqx_conf_schema.erl validations(): check_node_name_and_discovery_strategy, from v5.6.0 / e5.6.0;
+    # hocon_tconf:assert_integrity/3 reports it after the field checks, in `generate` (exit 1)
+    a_record = [{"name": "EMQX_CLUSTER__DNS__RECORD_TYPE", "value": "a"}]
+    with pytest.raises(BootError, match="check_node_name_and_discovery_strategy") as refused:
+        _spec(emqx_pod("emqx-core-0", image="emqx/emqx-enterprise:5.6.0", extra_env=a_record))
+    assert refused.value.exit_code == 1
+    assert refused.value.log_lines[-2].endswith(
+        "[error] #{kind => validation_error,reason => integrity_validation_failure,"
+        'result => #{domain => "emqx-core-0.emqx-headless.ns.svc.cluster.local",'
+        "explain => \"Node name must be of name@IP format for DNS cluster discovery strategy with 'a' record "
+        'type."},validation_name => check_node_name_and_discovery_strategy}'
+    )
+    # before, nothing checks it: the node boots, but ekka_cluster_dns only ever finds name@IP nodes
+    spec = _spec(emqx_pod("emqx-core-0", image="emqx/emqx-enterprise:5.5.1", extra_env=a_record))
+    assert spec.discovery.scope == (spec.node_name,)
+    assert _spec(emqx_pod("emqx-core-0", image="emqx/emqx:5.8.9")).discovery.strategy == "dns"  # srv
 
 
 def test_boot_config_is_emqx_conf_overlaid_by_env():
