@@ -61,9 +61,8 @@ def emqx(
         "spec": spec,
     }
     if ready:
-        body["status"] = ready_status(
-            name, namespace, image=image, cores=cores, replicants=replicants, generation=generation
-        )
+        body["status"] = ready_status(name, namespace, image=image, cores=cores, replicants=replicants,
+                                      generation=generation)
     return body
 
 
@@ -105,9 +104,8 @@ def condition(type_: str, status: str, reason: str, message: str = "", generatio
     }
 
 
-def event(
-    reason: str, message: str, *, type_: str = "Normal", when: str = "2026-01-01T00:00:00Z", count: int = 1
-) -> dict[str, Any]:
+def event(reason: str, message: str, *, type_: str = "Normal", when: str = "2026-01-01T00:00:00Z", count: int = 1
+          ) -> dict[str, Any]:
     return {"type": type_, "reason": reason, "message": message, "lastTimestamp": when, "count": count}
 
 

@@ -108,7 +108,9 @@ class FakeCluster:
         self.writes.append(("create", name, copy.deepcopy(body)))
         return self.add(created)
 
-    def patch_emqx(self, name: str, namespace: str, patch: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def patch_emqx(
+        self, name: str, namespace: str, patch: dict[str, Any], *, dry_run: bool = False
+    ) -> dict[str, Any]:
         self._maybe_fail("patch_emqx")
         current = self.get_emqx(name, namespace)
         wanted_version = (patch.get("metadata") or {}).get("resourceVersion")

@@ -85,9 +85,8 @@ def test_seed_core_env_uses_db_role(seed_objects: dict) -> None:
         "EMQX_NODE__DB_ROLE": "core",
         "EMQX_NODE__COOKIE": {"secretKeyRef": {"name": "emqx-node-cookie", "key": "node_cookie"}},
         # 5.0.6 predates bootstrap API keys (5.0.14): the operator logs in as the dashboard admin.
-        "EMQX_DASHBOARD__DEFAULT_PASSWORD": {
-            "secretKeyRef": {"name": "emqx-bootstrap-api-key", "key": "dashboard_password", "optional": True}
-        },
+        "EMQX_DASHBOARD__DEFAULT_PASSWORD": {"secretKeyRef": {
+            "name": "emqx-bootstrap-api-key", "key": "dashboard_password", "optional": True}},
     }
     names = [e["name"] for e in container(statefulset)["env"]]
     assert names.index("POD_NAME") < names.index("EMQX_CLUSTER__DNS__NAME") < names.index("EMQX_HOST")

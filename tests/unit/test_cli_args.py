@@ -67,41 +67,16 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_global_flags_are_accepted_after_the_verb_and_reach_the_session() -> None:
     fake = fake_with(emqx(namespace="prod"))
     result = run(
-        fake,
-        "status",
-        "demo",
-        "-n",
-        "prod",
-        "--context",
-        "ctx",
-        "--as",
-        "bob",
-        "--as-group",
-        "a",
-        "--as-group",
-        "b",
-        "--request-timeout",
-        "5s",
-        "--kubeconfig",
-        "/tmp/kc",
-        "--cluster",
-        "c",
-        "--user",
-        "u",
+        fake, "status", "demo", "-n", "prod", "--context", "ctx", "--as", "bob", "--as-group", "a", "--as-group", "b",
+        "--request-timeout", "5s", "--kubeconfig", "/tmp/kc", "--cluster", "c", "--user", "u",
     )
     assert result.exit_code == 0, result.output
     assert fake.flags is not None
     assert (fake.flags.namespace, fake.flags.context, fake.flags.as_user, fake.flags.as_groups) == (
-        "prod",
-        "ctx",
-        "bob",
-        ("a", "b"),
+        "prod", "ctx", "bob", ("a", "b"),
     )
     assert (fake.flags.request_timeout, fake.flags.kubeconfig, fake.flags.cluster, fake.flags.user) == (
-        5.0,
-        "/tmp/kc",
-        "c",
-        "u",
+        5.0, "/tmp/kc", "c", "u",
     )
 
 

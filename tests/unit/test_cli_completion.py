@@ -31,14 +31,7 @@ def test_cluster_names_in_the_chosen_namespace() -> None:
     assert completion_lines(["status", ""], fake.connect) == ["alpha", "beta", ":4"]
     assert completion_lines(["status", "b"], fake.connect) == ["beta", ":4"]
     assert completion_lines(["-n", "prod", "status", ""], fake.connect) == ["gamma", ":4"]
-    assert completion_lines(
-        [
-            "scale",
-            "cores",
-            "",
-        ],
-        fake.connect,
-    ) == ["alpha", "beta", ":4"]
+    assert completion_lines(["scale", "cores", "", ], fake.connect) == ["alpha", "beta", ":4"]
     assert completion_lines(["config", "set", "--namespace", "prod", ""], fake.connect) == ["gamma", ":4"]
 
 
@@ -67,9 +60,6 @@ def test_options() -> None:
 def test_executable_prints_one_candidate_per_line() -> None:
     completed = subprocess.run(
         [sys.executable, "-c", "from kubectl_emqx.cli.completion import main; main()", "upg"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        capture_output=True, text=True, timeout=60, check=True,
     )
     assert completed.stdout == "upgrade\tChange a cluster's EMQX image (or roll back)\n:4\n"

@@ -14,14 +14,8 @@ from kubectl_emqx import errors, kube
 from kubectl_emqx.kube import KubeFlags
 
 
-def _kubeconfig(
-    path: Path,
-    *,
-    current: str | None,
-    contexts: dict[str, dict[str, str]],
-    clusters: dict[str, dict[str, Any]],
-    users: dict[str, dict[str, Any]],
-) -> Path:
+def _kubeconfig(path: Path, *, current: str | None, contexts: dict[str, dict[str, str]],
+                clusters: dict[str, dict[str, Any]], users: dict[str, dict[str, Any]]) -> Path:
     document: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -95,7 +89,8 @@ def test_cluster_and_user_overrides(two_files: tuple[Path, Path]) -> None:
 def test_server_token_and_tls_flags(two_files: tuple[Path, Path], tmp_path: Path) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("not really a certificate")
-    api = _session(context="dev", server="https://override:6443", token="flag-token", certificate_authority=str(ca))
+    api = _session(context="dev", server="https://override:6443", token="flag-token",
+                   certificate_authority=str(ca))
     configuration = _configuration(api)
     assert (api.server, configuration.api_key["BearerToken"]) == ("https://override:6443", "Bearer flag-token")
     assert configuration.ssl_ca_cert == str(ca)
@@ -138,9 +133,7 @@ def test_impersonation_headers(two_files: tuple[Path, Path]) -> None:
     assert client.rest_client.request.__name__ == "request_with_groups"
     headers = kube.headers_with_groups({"Accept": "application/json"}, ("g1", "g2"))
     assert list(headers.items()) == [
-        ("Accept", "application/json"),
-        ("Impersonate-Group", "g1"),
-        ("Impersonate-Group", "g2"),
+        ("Accept", "application/json"), ("Impersonate-Group", "g1"), ("Impersonate-Group", "g2"),
     ]
 
 
@@ -154,27 +147,12 @@ def test_request_timeout_defaults() -> None:
     ("status", "verb", "name", "expected"),
     [
         (
-            {
-                "code": 404,
-                "reason": "NotFound",
-                "message": 'emqxes.apps.emqx.io "x" not found',
-                "details": {"name": "x", "group": "apps.emqx.io", "kind": "emqxes"},
-            },
-            "get",
-            "x",
-            errors.NotFound,
+            {"code": 404, "reason": "NotFound", "message": 'emqxes.apps.emqx.io "x" not found',
+             "details": {"name": "x", "group": "apps.emqx.io", "kind": "emqxes"}},
+            "get", "x", errors.NotFound,
         ),
-        (
-            {
-                "code": 404,
-                "reason": "NotFound",
-                "message": "the server could not find the requested resource",
-                "details": {},
-            },
-            "get",
-            "x",
-            errors.OperatorNotInstalled,
-        ),
+        ({"code": 404, "reason": "NotFound", "message": "the server could not find the requested resource",
+          "details": {}}, "get", "x", errors.OperatorNotInstalled),
         ({"code": 404, "message": "404 page not found"}, "list", "", errors.OperatorNotInstalled),
         ({"code": 409, "reason": "AlreadyExists", "message": "exists"}, "create", "x", errors.AlreadyExists),
         ({"code": 409, "reason": "Conflict", "message": "modified"}, "patch", "x", errors.Conflict),
@@ -189,15 +167,10 @@ def test_status_translation(status: dict[str, Any], verb: str, name: str, expect
 
 def test_forbidden_names_verb_resource_namespace_and_subject() -> None:
     error = kube._status_error(
-        {
-            "code": 403,
-            "reason": "Forbidden",
-            "message": 'emqxes.apps.emqx.io "x" is forbidden: User "bob" cannot patch resource "emqxes" in API group '
-            '"apps.emqx.io" in the namespace "prod"',
-        },
-        "patch",
-        "prod",
-        "x",
+        {"code": 403, "reason": "Forbidden",
+         "message": 'emqxes.apps.emqx.io "x" is forbidden: User "bob" cannot patch resource "emqxes" in API group '
+                    '"apps.emqx.io" in the namespace "prod"'},
+        "patch", "prod", "x",
     )
     assert error.message == (
         'forbidden: you may not patch emqxes.apps.emqx.io in namespace prod (as User "bob"); '
@@ -207,15 +180,9 @@ def test_forbidden_names_verb_resource_namespace_and_subject() -> None:
 
 def test_invalid_lists_the_causes() -> None:
     error = kube._status_error(
-        {
-            "code": 422,
-            "reason": "Invalid",
-            "message": 'EMQX.apps.emqx.io "x" is invalid',
-            "details": {"causes": [{"field": "spec.coreTemplate.spec.replicas", "message": "must be >= 1"}]},
-        },
-        "create",
-        "default",
-        "x",
+        {"code": 422, "reason": "Invalid", "message": "EMQX.apps.emqx.io \"x\" is invalid",
+         "details": {"causes": [{"field": "spec.coreTemplate.spec.replicas", "message": "must be >= 1"}]}},
+        "create", "default", "x",
     )
     assert error.message == "the API server refused the EMQX resource: spec.coreTemplate.spec.replicas: must be >= 1"
 
@@ -237,8 +204,7 @@ def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
     (home / "creds" / "token").write_text("file-token\n")  # as `echo` and ServiceAccount token files end
     (home / "creds" / "ca.crt").write_text("ca")
     config = _kubeconfig(
-        home / "config",
-        current="dev",
+        home / "config", current="dev",
         contexts={"dev": {"cluster": "c", "user": "u"}},
         clusters={"c": {"server": "https://dev.example:6443", "certificate-authority": "creds/ca.crt"}},
         users={"u": {"tokenFile": "creds/token"}},
@@ -252,11 +218,8 @@ def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
 
 def test_an_unreadable_token_file_is_a_kubeconfig_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _kubeconfig(
-        tmp_path / "config",
-        current="dev",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": "https://dev.example:6443"}},
-        users={"u": {"tokenFile": "missing-token"}},
+        tmp_path / "config", current="dev", contexts={"dev": {"cluster": "c", "user": "u"}},
+        clusters={"c": {"server": "https://dev.example:6443"}}, users={"u": {"tokenFile": "missing-token"}},
     )
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(errors.KubeconfigError, match=f"tokenFile {tmp_path / 'missing-token'}: No such file"):

@@ -61,10 +61,7 @@ def test_argument_errors_import_nothing_heavy() -> None:
 def test_root_help_lists_every_verb_with_static_help() -> None:
     completed = subprocess.run(
         [sys.executable, "-c", "from kubectl_emqx.cli.main import main; main()", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        capture_output=True, text=True, timeout=60, check=True,
     )
     for name, verb in VERBS.items():
         assert f"{name}" in completed.stdout

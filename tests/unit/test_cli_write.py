@@ -23,9 +23,7 @@ def test_create_default_topology_runs_on_the_default_image() -> None:
     assert fake.writes == [("create", "demo", builders.build_emqx_resource("demo", "default", image=DEFAULT_IMAGE))]
     spec = fake.stored("demo")["spec"]
     assert (spec["image"], spec["coreTemplate"]["spec"]["replicas"], spec["replicantTemplate"]["spec"]["replicas"]) == (
-        "emqx/emqx:5.7.2",
-        3,
-        3,
+        "emqx/emqx:5.7.2", 3, 3,
     )
 
 
@@ -36,38 +34,15 @@ def test_create_help_names_the_default_image() -> None:
 def test_create_client_dry_run_prints_the_builders_resource_and_writes_nothing() -> None:
     fake = fake_with()
     result = run(
-        fake,
-        "create",
-        "demo",
-        "--image",
-        "emqx/emqx-enterprise:5.8.9",
-        "--cores",
-        "2",
-        "--replicants",
-        "4",
-        "--storage-class",
-        "fast",
-        "--storage-size",
-        "10Gi",
-        "--service-type",
-        "LoadBalancer",
-        "--set",
-        "mqtt.max_packet_size=2MB",
-        "--set",
-        "log.console.level=debug",
-        "--dry-run",
+        fake, "create", "demo", "--image", "emqx/emqx-enterprise:5.8.9", "--cores", "2", "--replicants", "4",
+        "--storage-class", "fast", "--storage-size", "10Gi", "--service-type", "LoadBalancer",
+        "--set", "mqtt.max_packet_size=2MB", "--set", "log.console.level=debug", "--dry-run",
     )
     assert result.exit_code == 0, result.output
     assert fake.writes == [] and fake.flags is None  # no cluster needed
     assert yaml.safe_load(result.stdout) == builders.build_emqx_resource(
-        "demo",
-        None,
-        image="emqx/emqx-enterprise:5.8.9",
-        cores=2,
-        replicants=4,
-        storage_class="fast",
-        storage_size="10Gi",
-        service_type="LoadBalancer",
+        "demo", None, image="emqx/emqx-enterprise:5.8.9", cores=2, replicants=4, storage_class="fast",
+        storage_size="10Gi", service_type="LoadBalancer",
         config_text="mqtt.max_packet_size = 2MB\nlog.console.level = debug\n",
     )
 
@@ -225,13 +200,7 @@ def test_scale_refuses_when_someone_else_changed_the_count_meanwhile() -> None:
 def test_config_set_shows_live_and_restart_keys_then_writes() -> None:
     fake = fake_with(emqx(config="# keep me\nmqtt.max_packet_size = 1MB\n"))
     result = run(
-        fake,
-        "config",
-        "set",
-        "demo",
-        "mqtt.max_packet_size=2MB",
-        "node.process_limit=100000",
-        "--yes",
+        fake, "config", "set", "demo", "mqtt.max_packet_size=2MB", "node.process_limit=100000", "--yes",
     )
     assert result.exit_code == 0, result.output
     assert result.stderr == (

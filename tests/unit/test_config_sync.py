@@ -8,14 +8,10 @@ from kubectl_emqx import spec
 
 
 def _spec(image: str, config: str) -> spec.EmqxSpec:
-    return spec.normalize(
-        {
-            "apiVersion": "apps.emqx.io/v2beta1",
-            "kind": "EMQX",
-            "metadata": {"name": "x", "namespace": "ns"},
-            "spec": {"image": image, "config": {"data": config}},
-        }
-    )
+    return spec.normalize({
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "x", "namespace": "ns"},
+        "spec": {"image": image, "config": {"data": config}},
+    })
 
 
 def test_payload_uses_ignore_readonly_from_57() -> None:
@@ -31,15 +27,10 @@ def test_payload_strips_read_only_roots_before_57() -> None:
 
 
 def test_redact_hides_secrets_at_any_depth() -> None:
-    live = {
-        "dashboard": {"default_password": "p", "listeners": {"http": {"bind": 18083}}},
-        "license": {"key": "LIC"},
-        "node": {"cookie": "c"},
-        "authn": [{"secret": "s", "keyfile": "/k"}],
-    }
+    live = {"dashboard": {"default_password": "p", "listeners": {"http": {"bind": 18083}}},
+            "license": {"key": "LIC"}, "node": {"cookie": "c"}, "authn": [{"secret": "s", "keyfile": "/k"}]}
     assert config_sync.redact(live) == {
         "dashboard": {"default_password": "******", "listeners": {"http": {"bind": 18083}}},
-        "license": {"key": "******"},
-        "node": {"cookie": "******"},
+        "license": {"key": "******"}, "node": {"cookie": "******"},
         "authn": [{"secret": "******", "keyfile": "/k"}],
     }

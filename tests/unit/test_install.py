@@ -70,14 +70,10 @@ def test_cluster_wide_install_in_apply_order() -> None:
                 "app.kubernetes.io/managed-by": "kubectl-emqx",
             }, obj["kind"]
     (binding,) = by_kind(objects, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "emqx-operator",
-    }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "emqx-operator", "namespace": "emqx-operator-system"}
-    ]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "emqx-operator"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "emqx-operator",
+                                    "namespace": "emqx-operator-system"}]
 
 
 def test_the_cluster_role_grants_exactly_the_calls_the_operator_makes() -> None:
@@ -92,13 +88,8 @@ def test_the_cluster_role_grants_exactly_the_calls_the_operator_makes() -> None:
 def test_every_kind_the_operator_applies_may_be_listed_read_created_and_patched() -> None:
     (role,) = by_kind(install.build_manifests(install.InstallOptions()), "ClusterRole")
     granted = permissions(role["rules"])
-    plurals = {
-        "ConfigMap": ("", "configmaps"),
-        "Service": ("", "services"),
-        "StatefulSet": ("apps", "statefulsets"),
-        "Deployment": ("apps", "deployments"),
-        "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
-    }
+    plurals = {"ConfigMap": ("", "configmaps"), "Service": ("", "services"), "StatefulSet": ("apps", "statefulsets"),
+               "Deployment": ("apps", "deployments"), "PodDisruptionBudget": ("policy", "poddisruptionbudgets")}
     for kind in observe.OWNED_KINDS:
         assert kind in plurals, f"{kind} is a new owned kind: grant it in kubectl_emqx/install.py"
         assert {"get", "list", "create", "patch"} <= granted[plurals[kind]], kind
@@ -110,12 +101,8 @@ def test_leader_election_role_is_limited_to_the_operator_namespace_and_its_lease
     assert role["metadata"]["name"] == "emqx-operator-leader-election"
     assert role["rules"] == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "resourceNames": ["my-lease"],
-            "verbs": ["get", "update"],
-        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["my-lease"],
+         "verbs": ["get", "update"]},
     ]
     assert install.NAME == DEFAULT_LEASE_NAME
 
@@ -130,9 +117,7 @@ def test_watch_namespaces_get_roles_instead_of_a_cluster_role() -> None:
         assert permissions(role["rules"]) == EXPECTED_WORKLOAD_PERMISSIONS
     bindings = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == "emqx-operator"]
     assert [(b["metadata"]["namespace"], b["subjects"][0]["namespace"]) for b in bindings] == [
-        ("mqtt", "ops"),
-        ("mqtt-staging", "ops"),
-    ]
+        ("mqtt", "ops"), ("mqtt-staging", "ops")]
     (deployment,) = by_kind(objects, "Deployment")
     args = operator_main.parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     assert args.namespace == ["mqtt", "mqtt-staging"]
@@ -196,9 +181,8 @@ def test_render_yaml_and_json_round_trip() -> None:
 
 def test_object_ref() -> None:
     assert install.object_ref({"kind": "ClusterRole", "metadata": {"name": "x"}}) == "clusterrole/x"
-    assert (
-        install.object_ref({"kind": "Role", "metadata": {"name": "x", "namespace": "ns"}}) == "role/x in namespace ns"
-    )
+    assert install.object_ref({"kind": "Role", "metadata": {"name": "x", "namespace": "ns"}}) == \
+        "role/x in namespace ns"
 
 
 def test_every_install_kind_has_an_api_path() -> None:
@@ -249,9 +233,8 @@ def test_image_installs_runtime_dependencies_only() -> None:
     runs = " ".join(args for stage in stages for instruction, args in stage if instruction == "RUN")
     assert '".[operator]"' in runs
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["optional-dependencies"]["operator"] == [
-        d for d in project["optional-dependencies"]["operator"] if d.startswith("kopf")
-    ]
+    assert project["optional-dependencies"]["operator"] == [d for d in project["optional-dependencies"]["operator"]
+                                                            if d.startswith("kopf")]
     for dev in ("[test]", "[dev]", "pytest", "ruff", "mypy", "requirements-dev"):
         assert dev not in runs
     copied = " ".join(args for stage in stages for instruction, args in stage if instruction == "COPY")

@@ -56,17 +56,12 @@ class FakeInstallCluster:
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found else None
 
-    def list_objects(
-        self, kind: str, namespace: str | None = None, label_selector: str | None = None
-    ) -> list[dict[str, Any]]:
+    def list_objects(self, kind: str, namespace: str | None = None,
+                     label_selector: str | None = None) -> list[dict[str, Any]]:
         wanted = dict(part.split("=") for part in label_selector.split(",")) if label_selector else {}
-        return [
-            copy.deepcopy(obj)
-            for (k, ns, _), obj in sorted(self.objects.items(), key=str)
-            if k == kind
-            and (namespace is None or ns == namespace)
-            and wanted.items() <= (obj["metadata"].get("labels") or {}).items()
-        ]
+        return [copy.deepcopy(obj) for (k, ns, _), obj in sorted(self.objects.items(), key=str)
+                if k == kind and (namespace is None or ns == namespace)
+                and wanted.items() <= (obj["metadata"].get("labels") or {}).items()]
 
     def delete_object(self, kind: str, name: str, namespace: str | None = None) -> bool:
         self.log.append(("delete", kind, namespace, name))
@@ -79,17 +74,15 @@ class FakeInstallCluster:
         return [copy.deepcopy(c) for c in self.emqx if namespace in (None, c["metadata"]["namespace"])]
 
     def operator_deployments(self) -> list[OperatorDeployment]:
-        return [
-            OperatorDeployment(ns or "", name, (obj["metadata"].get("labels") or {}).get(install.VERSION_LABEL))
-            for (kind, ns, name), obj in self.objects.items()
-            if kind == "Deployment" and (obj["metadata"].get("labels") or {}).get(install.NAME_LABEL) == install.NAME
-        ]
+        return [OperatorDeployment(ns or "", name, (obj["metadata"].get("labels") or {}).get(install.VERSION_LABEL))
+                for (kind, ns, name), obj in self.objects.items()
+                if kind == "Deployment" and (obj["metadata"].get("labels") or {}).get(install.NAME_LABEL)
+                == install.NAME]
 
 
 def run(fake: FakeInstallCluster, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(
-        cli, list(args), obj=AppState(connect=fake.connect), input=input, prog_name="kubectl emqx"
-    )
+    return CliRunner().invoke(cli, list(args), obj=AppState(connect=fake.connect), input=input,
+                              prog_name="kubectl emqx")
 
 
 def cluster(namespace: str, name: str, finalizers: list[str] | None = None) -> dict[str, Any]:
@@ -104,9 +97,8 @@ def installed_keys(fake: FakeInstallCluster) -> set[Key]:
 
 
 def manifest_keys(options: install.InstallOptions) -> set[Key]:
-    return {
-        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in install.build_manifests(options)
-    }
+    return {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            for o in install.build_manifests(options)}
 
 
 # --- install ----------------------------------------------------------------------------------
@@ -118,8 +110,7 @@ def test_dry_run_prints_the_manifests_without_touching_the_cluster() -> None:
     assert result.exit_code == 0, result.output
     assert not fake.connected
     assert list(yaml.safe_load_all(result.stdout)) == install.build_manifests(
-        install.InstallOptions(image="registry.local/op:9")
-    )
+        install.InstallOptions(image="registry.local/op:9"))
     listing = run(fake, "install", "--dry-run", "-n", "ops", "--watch-namespace", "mqtt")
     assert listing.exit_code == 0 and listing.stdout == ""
     assert "role/emqx-operator in namespace mqtt (dry run)" in listing.stderr
@@ -168,17 +159,8 @@ def test_install_warns_about_an_operator_in_another_namespace() -> None:
 def test_uninstall_keeps_the_crd_and_every_cluster() -> None:
     fake = FakeInstallCluster()
     assert run(fake, "install").exit_code == 0
-    fake.seed(
-        {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": "emqx-operator",
-                "namespace": "emqx-operator-system",
-                "labels": {install.NAME_LABEL: install.NAME},
-            },
-        }
-    )
+    fake.seed({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {
+        "name": "emqx-operator", "namespace": "emqx-operator-system", "labels": {install.NAME_LABEL: install.NAME}}})
     fake.emqx = [cluster("prod", "a"), cluster("dev", "b")]
     result = run(fake, "uninstall")
     assert result.exit_code == 0, result.output

@@ -32,15 +32,8 @@ class FakeLeases:
         body["metadata"]["resourceVersion"] = str(self.version)
         return body
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: Any = None,
-        content_type: str = "application/json",
-        kind: str = "",
-    ) -> Any:
+    def request(self, method: str, path: str, body: Any = None, query: Any = None,
+                content_type: str = "application/json", kind: str = "") -> Any:
         self.calls.append((method, kind))
         if self.fail_with is not None:
             raise self.fail_with
@@ -74,16 +67,11 @@ class Clock:
         return self.now
 
 
-def elector(
-    api: FakeLeases, identity: str, clock: Clock, events: list[str] | None = None, lease_seconds: int = 15
-) -> LeaderElector:
+def elector(api: FakeLeases, identity: str, clock: Clock, events: list[str] | None = None,
+            lease_seconds: int = 15) -> LeaderElector:
     log = events if events is not None else []
     return LeaderElector(
-        api,
-        "ops",
-        "lease",
-        identity,
-        Timing(lease_seconds),  # type: ignore[arg-type]
+        api, "ops", "lease", identity, Timing(lease_seconds),  # type: ignore[arg-type]
         on_started_leading=lambda: log.append(f"{identity} started"),
         on_stopped_leading=lambda: log.append(f"{identity} stopped"),
         monotonic=clock,
@@ -223,19 +211,13 @@ def test_leadership_enables_the_scheduler_and_resyncs_every_managed_resource() -
     class Listing:
         def list(self, kind: str, namespace: str | None) -> list[dict[str, Any]]:
             assert (kind, namespace) == ("EMQX", None)
-            return [
-                {"metadata": {"namespace": ns, "name": name}}
-                for ns, name in (("a", "one"), ("b", "two"), ("skip-me", "three"))
-            ]
+            return [{"metadata": {"namespace": ns, "name": name}}
+                    for ns, name in (("a", "one"), ("b", "two"), ("skip-me", "three"))]
 
     scheduler = Scheduler(lambda namespace, name: 1.0)
     scheduler.enabled = False
-    leadership = Leadership(
-        Listing(),
-        scheduler,
-        [],  # type: ignore[arg-type]
-        manages=lambda namespace: not namespace.startswith("skip"),
-    )
+    leadership = Leadership(Listing(), scheduler, [],  # type: ignore[arg-type]
+                            manages=lambda namespace: not namespace.startswith("skip"))
     METRICS.set_phase("a", "one", "Ready")
 
     async def lead_then_lose() -> None:

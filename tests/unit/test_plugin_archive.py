@@ -62,9 +62,8 @@ def run(executable: Path, *args: str, tmp_path: Path, python: Path | None = None
     path = os.pathsep.join([str(shim_dir(tmp_path, python or base_python())), "/usr/bin", "/bin"])
     full_env.update(PATH=path, KUBECTL_EMQX_CACHE_DIR=str(tmp_path / "cache"))
     full_env.update(env)
-    completed = subprocess.run(
-        [str(executable), *args], capture_output=True, text=True, env=full_env, timeout=60, check=False
-    )
+    completed = subprocess.run([str(executable), *args], capture_output=True, text=True, env=full_env, timeout=60,
+                               check=False)
     result = {"rc": completed.returncode, "stderr": completed.stderr}
     if completed.returncode == 0:
         result.update(json.loads(completed.stdout))
@@ -134,7 +133,8 @@ def test_zipapp_and_tarball_are_reproducible(tmp_path: Path) -> None:
         zipapp, tarball = tmp_path / f"{name}-kubectl-emqx", tmp_path / f"{name}.tar.gz"
         ident, unpacked, files = build_plugin.build_zipapp(site, zipapp)
         os.utime(site / "kubectl_emqx" / "__init__.py", (1, 1))  # mtimes must not matter
-        build_plugin.build_tarball([("kubectl-emqx", zipapp, 0o755), ("LICENSE", build_plugin.LICENSE, 0o644)], tarball)
+        build_plugin.build_tarball([("kubectl-emqx", zipapp, 0o755), ("LICENSE", build_plugin.LICENSE, 0o644)],
+                                   tarball)
         outputs.append((ident, zipapp.read_bytes(), build_plugin.sha256_file(tarball)))
         assert files == 4 and unpacked > 0 and os.access(zipapp, os.X_OK)
     assert outputs[0] == outputs[1]
@@ -143,33 +143,18 @@ def test_zipapp_and_tarball_are_reproducible(tmp_path: Path) -> None:
 
 def test_prune_keeps_pure_python_and_the_plugin(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    for relative in (
-        "yaml/__init__.py",
-        "yaml/_yaml.cpython-311-x86_64-linux-gnu.so",
-        "yaml/cyaml.py",
-        "kubernetes/aio/client/rest.py",
-        "kubernetes/config/kube_config.py",
-        "kubernetes/config/kube_config_test.py",
-        "certifi/tests/test_x.py",
-        "bin/normalizer",
-        "charset_normalizer/md.cpython-311-x86_64-linux-gnu.so",
-        "charset_normalizer/md.py",
-        "kubectl_emqx/tests/keep.py",
-        "pkg/__pycache__/x.cpython-311.pyc",
-        "_native.abi3.so",
-    ):
+    for relative in ("yaml/__init__.py", "yaml/_yaml.cpython-311-x86_64-linux-gnu.so", "yaml/cyaml.py",
+                     "kubernetes/aio/client/rest.py", "kubernetes/config/kube_config.py",
+                     "kubernetes/config/kube_config_test.py", "certifi/tests/test_x.py", "bin/normalizer",
+                     "charset_normalizer/md.cpython-311-x86_64-linux-gnu.so", "charset_normalizer/md.py",
+                     "kubectl_emqx/tests/keep.py", "pkg/__pycache__/x.cpython-311.pyc", "_native.abi3.so"):
         path = site / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
     removed = build_plugin.prune(site)
     left = sorted(path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file())
-    assert left == [
-        "charset_normalizer/md.py",
-        "kubectl_emqx/tests/keep.py",
-        "kubernetes/config/kube_config.py",
-        "yaml/__init__.py",
-        "yaml/cyaml.py",
-    ]
+    assert left == ["charset_normalizer/md.py", "kubectl_emqx/tests/keep.py", "kubernetes/config/kube_config.py",
+                    "yaml/__init__.py", "yaml/cyaml.py"]
     assert "kubernetes/aio/" in removed and "_native.abi3.so" in removed
 
 

@@ -156,14 +156,11 @@ def test_upgrade_rows_show_each_node_from_to_with_cores_first() -> None:
     from kubectl_emqx import render, status_model
 
     body = {
-        "apiVersion": "apps.emqx.io/v2beta1",
-        "kind": "EMQX",
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX",
         "metadata": {"name": "u", "namespace": "ns", "generation": 2},
         "spec": {"image": "emqx/emqx:5.0.7"},
         "status": {
-            "observedGeneration": 2,
-            "phase": "Upgrading",
-            "currentImage": "emqx/emqx:5.0.6",
+            "observedGeneration": 2, "phase": "Upgrading", "currentImage": "emqx/emqx:5.0.6",
             "targetImage": "emqx/emqx:5.0.7",
             "emqxNodes": [
                 {"node": "emqx@10.0.0.9", "node_status": "running", "role": "replicant", "version": "5.0.6"},

@@ -20,18 +20,11 @@ from kubectl_emqx import errors, kube, rest
 from kubectl_emqx.kube import KubeFlags
 
 
-def _write(
-    path: Path,
-    *,
-    current: str | None = "dev",
-    clusters: dict[str, dict[str, Any]] | None = None,
-    users: dict[str, dict[str, Any]] | None = None,
-    contexts: dict[str, dict[str, Any]] | None = None,
-    as_json: bool = False,
-) -> Path:
+def _write(path: Path, *, current: str | None = "dev", clusters: dict[str, dict[str, Any]] | None = None,
+           users: dict[str, dict[str, Any]] | None = None,
+           contexts: dict[str, dict[str, Any]] | None = None, as_json: bool = False) -> Path:
     document: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
+        "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": n, "cluster": c} for n, c in (clusters or {}).items()],
         "users": [{"name": n, "user": u} for n, u in (users or {}).items()],
         "contexts": [{"name": n, "context": c} for n, c in (contexts or {}).items()],
@@ -54,33 +47,19 @@ def two_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pa
     for name in ("ca.crt", "client.crt", "client.key", "token"):
         (tmp_path / "certs" / name).write_text(f"{name}\n")
     first = _write(
-        tmp_path / "a.yaml",
-        current="dev",
-        contexts={
-            "dev": {"cluster": "c-dev", "user": "u-dev", "namespace": "team-a"},
-            "files": {"cluster": "c-files", "user": "u-files"},
-        },
-        clusters={
-            "c-dev": {"server": "https://dev.example:6443/", "insecure-skip-tls-verify": True},
-            "c-files": {"server": "https://files.example", "certificate-authority": "certs/ca.crt"},
-        },
-        users={
-            "u-dev": {"token": "dev-token"},
-            "u-files": {"client-certificate": "certs/client.crt", "client-key": "certs/client.key"},
-        },
+        tmp_path / "a.yaml", current="dev",
+        contexts={"dev": {"cluster": "c-dev", "user": "u-dev", "namespace": "team-a"},
+                  "files": {"cluster": "c-files", "user": "u-files"}},
+        clusters={"c-dev": {"server": "https://dev.example:6443/", "insecure-skip-tls-verify": True},
+                  "c-files": {"server": "https://files.example", "certificate-authority": "certs/ca.crt"}},
+        users={"u-dev": {"token": "dev-token"},
+               "u-files": {"client-certificate": "certs/client.crt", "client-key": "certs/client.key"}},
     )
     second = _write(
-        tmp_path / "b.json",
-        current="prod",
-        as_json=True,
+        tmp_path / "b.json", current="prod", as_json=True,
         contexts={"prod": {"cluster": "c-prod", "user": "u-prod"}, "dev": {"cluster": "c-prod", "user": "u-prod"}},
-        clusters={
-            "c-prod": {
-                "server": "https://prod.example:6443",
-                "tls-server-name": "api.prod",
-                "certificate-authority-data": base64.b64encode(b"PEM DATA").decode(),
-            }
-        },
+        clusters={"c-prod": {"server": "https://prod.example:6443", "tls-server-name": "api.prod",
+                             "certificate-authority-data": base64.b64encode(b"PEM DATA").decode()}},
         users={"u-prod": {"tokenFile": "certs/token"}},
     )
     monkeypatch.setenv("KUBECONFIG", f"{first}:{tmp_path / 'missing.yaml'}:{second}")
@@ -106,10 +85,7 @@ def test_resolves_as_the_client_does(two_files: tuple[Path, Path], flags: dict[s
     configuration = client._custom.api_client.configuration
     endpoint = rest.resolve(KubeFlags(**flags))
     assert (endpoint.server, endpoint.namespace, endpoint.context_name) == (
-        client.server,
-        client.namespace,
-        client.context_name,
-    )
+        client.server, client.namespace, client.context_name)
     token = configuration.api_key.get("BearerToken")
     assert (f"Bearer {endpoint.token}" if endpoint.token else None) == token
     assert endpoint.verify == configuration.verify_ssl
@@ -145,46 +121,32 @@ def test_token_file_and_certificates_resolve_against_their_kubeconfig(two_files:
     ],
     ids=lambda user: next(iter(user)),
 )
-def test_declines_credentials_only_the_client_handles(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user: dict[str, Any]
-) -> None:
-    config = _write(
-        tmp_path / "c.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": "https://x.example"}},
-        users={"u": user},
-    )
+def test_declines_credentials_only_the_client_handles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      user: dict[str, Any]) -> None:
+    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                    clusters={"c": {"server": "https://x.example"}}, users={"u": user})
     monkeypatch.setenv("KUBECONFIG", str(config))
     assert rest.connect(KubeFlags()) is None
     assert rest.connect(KubeFlags(token="t")) is not None  # --token replaces the user entry
 
 
 def test_declines_what_the_client_must_report_or_handle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = _write(
-        tmp_path / "c.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": "https://x.example", "certificate-authority": "missing.crt"}},
-        users={"u": {"token": "t"}},
-    )
+    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                    clusters={"c": {"server": "https://x.example", "certificate-authority": "missing.crt"}},
+                    users={"u": {"token": "t"}})
     monkeypatch.setenv("KUBECONFIG", str(config))
     assert rest.connect(KubeFlags()) is None  # missing CA file: the client's error
     assert rest.connect(KubeFlags(context="nope")) is None  # unknown context: the client's error
     assert rest.connect(KubeFlags(kubeconfig=str(tmp_path / "none.yaml"))) is None
     (tmp_path / "bad.yaml").write_text("clusters: [\n")
     assert rest.connect(KubeFlags(kubeconfig=str(tmp_path / "bad.yaml"))) is None
-    proxied = _write(
-        tmp_path / "p.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": "https://x.example", "proxy-url": "http://proxy:3128"}},
-        users={"u": {"token": "t"}},
-    )
+    proxied = _write(tmp_path / "p.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                     clusters={"c": {"server": "https://x.example", "proxy-url": "http://proxy:3128"}},
+                     users={"u": {"token": "t"}})
     assert rest.connect(KubeFlags(kubeconfig=str(proxied))) is None
-    plain = _write(
-        tmp_path / "ok.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": "https://x.example", "insecure-skip-tls-verify": True}},
-        users={"u": {"token": "t"}},
-    )
+    plain = _write(tmp_path / "ok.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                   clusters={"c": {"server": "https://x.example", "insecure-skip-tls-verify": True}},
+                   users={"u": {"token": "t"}})
     assert rest.connect(KubeFlags(kubeconfig=str(plain))) is not None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert rest.connect(KubeFlags(kubeconfig=str(plain))) is None
@@ -232,9 +194,8 @@ class FakeApiServer:
                         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                     self.wfile.write(b"0\r\n\r\n")
                     return
-                status, body = server.routes.get(
-                    self.path, (404, {"kind": "Status", "code": 404, "reason": "NotFound", "details": {}})
-                )
+                status, body = server.routes.get(self.path, (404, {"kind": "Status", "code": 404,
+                                                                   "reason": "NotFound", "details": {}}))
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -257,12 +218,8 @@ def server() -> Iterator[FakeApiServer]:
 
 
 def _session(server: FakeApiServer, tmp_path: Path, **flags: Any) -> rest.RestClusterApi:
-    config = _write(
-        tmp_path / "c.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u", "namespace": "ns"}},
-        clusters={"c": {"server": server.url + "/prefix"}},
-        users={"u": {"token": "secret"}},
-    )
+    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u", "namespace": "ns"}},
+                    clusters={"c": {"server": server.url + "/prefix"}}, users={"u": {"token": "secret"}})
     api = rest.connect(KubeFlags(kubeconfig=str(config), **flags))
     assert api is not None
     return api
@@ -275,9 +232,8 @@ def test_reads_with_the_clients_paths_and_headers(server: FakeApiServer, tmp_pat
     body = {"metadata": {"name": "demo", "namespace": "ns", "resourceVersion": "7"}}
     server.routes[f"{EMQX}/namespaces/ns/emqxes/demo"] = (200, body)
     server.routes[f"{EMQX}/emqxes"] = (200, {"items": [body]})
-    server.routes[
-        "/prefix/api/v1/namespaces/ns/events?fieldSelector=involvedObject.kind%3DEMQX%2CinvolvedObject.name%3Ddemo"
-    ] = (200, {"items": [{"reason": "Created"}]})
+    server.routes["/prefix/api/v1/namespaces/ns/events?fieldSelector=involvedObject.kind%3DEMQX%2C"
+                  "involvedObject.name%3Ddemo"] = (200, {"items": [{"reason": "Created"}]})
     api = _session(server, tmp_path, as_user="bob", as_groups=("g1", "g2"))
     assert api.namespace == "ns" and api.server == server.url + "/prefix"
     assert api.get_emqx("demo", "ns") == body
@@ -293,22 +249,15 @@ def test_reads_with_the_clients_paths_and_headers(server: FakeApiServer, tmp_pat
 
 def test_statuses_become_the_same_errors(server: FakeApiServer, tmp_path: Path) -> None:
     api = _session(server, tmp_path)
-    server.routes[f"{EMQX}/namespaces/ns/emqxes/gone"] = (
-        404,
-        {"code": 404, "reason": "NotFound", "details": {"name": "gone", "group": "apps.emqx.io", "kind": "emqxes"}},
-    )
+    server.routes[f"{EMQX}/namespaces/ns/emqxes/gone"] = (404, {
+        "code": 404, "reason": "NotFound", "details": {"name": "gone", "group": "apps.emqx.io", "kind": "emqxes"}})
     with pytest.raises(errors.NotFound):
         api.get_emqx("gone", "ns")
     with pytest.raises(errors.OperatorNotInstalled):
         api.list_emqx("ns")  # no route: a 404 naming nothing, as for an API group nobody serves
-    server.routes[f"{EMQX}/namespaces/ns/emqxes"] = (
-        403,
-        {
-            "code": 403,
-            "reason": "Forbidden",
-            "message": 'emqxes.apps.emqx.io is forbidden: User "bob" cannot list resource "emqxes"',
-        },
-    )
+    server.routes[f"{EMQX}/namespaces/ns/emqxes"] = (403, {
+        "code": 403, "reason": "Forbidden",
+        "message": 'emqxes.apps.emqx.io is forbidden: User "bob" cannot list resource "emqxes"'})
     forbidden = 'you may not list emqxes.apps.emqx.io in namespace ns \\(as User "bob"\\)'
     with pytest.raises(errors.Forbidden, match=forbidden):
         api.list_emqx("ns")
@@ -325,18 +274,11 @@ def test_watch_streams_events_and_reports_expiry(server: FakeApiServer, tmp_path
     ]
     events = list(api.watch_emqx("demo", "ns", resource_version="7", timeout_seconds=5))
     assert [(event.type, event.object["metadata"]["resourceVersion"]) for event in events] == [
-        ("MODIFIED", "8"),
-        ("BOOKMARK", "9"),
-    ]
+        ("MODIFIED", "8"), ("BOOKMARK", "9")]
     path = server.requests[-1][0]
     assert path.startswith(f"{EMQX}/namespaces/ns/emqxes?")
-    for part in (
-        "watch=true",
-        "resourceVersion=7",
-        "allowWatchBookmarks=true",
-        "timeoutSeconds=5",
-        "fieldSelector=metadata.name%3Ddemo",
-    ):
+    for part in ("watch=true", "resourceVersion=7", "allowWatchBookmarks=true", "timeoutSeconds=5",
+                 "fieldSelector=metadata.name%3Ddemo"):
         assert part in path
     server.watch_lines = [{"type": "ERROR", "object": {"code": 410, "reason": "Expired", "message": "too old"}}]
     with pytest.raises(errors.WatchExpired):
@@ -362,19 +304,11 @@ def test_unreachable_server(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = _write(
-        tmp_path / "c.yaml",
-        contexts={"dev": {"cluster": "c", "user": "u"}},
-        clusters={"c": {"server": f"http://127.0.0.1:{port}"}},
-        users={"u": {}},
-    )
+    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                    clusters={"c": {"server": f"http://127.0.0.1:{port}"}}, users={"u": {}})
     api = rest.connect(KubeFlags(kubeconfig=str(config)))
     assert api is not None
-    with pytest.raises(
-        errors.ClusterUnreachable,
-        match=(
+    with pytest.raises(errors.ClusterUnreachable, match=(
             f"cannot reach the Kubernetes API at http://127.0.0.1:{port} \\(context dev\\): Connection refused; "
-            "check --context/--kubeconfig and your network"
-        ),
-    ):
+            "check --context/--kubeconfig and your network")):
         api.get_emqx("demo", "default")

@@ -39,11 +39,7 @@ def test_stopped_core_as_emqx_lists_it() -> None:
     body["status"]["emqxNodes"] = [{"node": "emqx@x", "node_status": "stopped", "role": "core"}]
     (only,) = status_model.cluster_status(body).nodes
     assert (only.status, only.version, only.uptime_seconds, only.connections, only.pod) == (
-        "stopped",
-        None,
-        None,
-        None,
-        None,
+        "stopped", None, None, None, None,
     )
 
 
@@ -55,13 +51,8 @@ def test_recent_events_are_the_last_ten_by_time() -> None:
 
 
 def test_event_time_falls_back_to_event_time_and_series() -> None:
-    item = {
-        "type": "Normal",
-        "reason": "X",
-        "message": " m ",
-        "eventTime": "2026-01-01T00:00:01Z",
-        "series": {"count": 4, "lastObservedTime": "2026-01-01T00:00:09Z"},
-    }
+    item = {"type": "Normal", "reason": "X", "message": " m ", "eventTime": "2026-01-01T00:00:01Z",
+            "series": {"count": 4, "lastObservedTime": "2026-01-01T00:00:09Z"}}
     (parsed,) = status_model.recent_events([item])
     assert (parsed.last_seen, parsed.count, parsed.message) == ("2026-01-01T00:00:09Z", 4, "m")
 
@@ -193,10 +184,8 @@ def test_spec_fields_read_as_spec_py_reads_them(spec_body: Any) -> None:
     normalized = spec.normalize(body) if isinstance(spec_body, dict) and "coreTemplate" in spec_body else None
     if normalized is not None:
         assert status_model.desired_replicas(body) == (normalized.core.replicas, normalized.replicant.replicas)
-    assert (status_model.DEFAULT_CORES, status_model.DEFAULT_REPLICANTS) == (
-        spec.DEFAULT_CORES,
-        spec.DEFAULT_REPLICANTS,
-    )
+    assert (status_model.DEFAULT_CORES, status_model.DEFAULT_REPLICANTS) == (spec.DEFAULT_CORES,
+                                                                             spec.DEFAULT_REPLICANTS)
 
 
 def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -> None:
@@ -206,17 +195,12 @@ def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -
 
     read_at = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
-        "apiVersion": "apps.emqx.io/v2beta1",
-        "kind": "EMQX",
-        "metadata": {"name": "u", "namespace": "ns"},
+        "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "u", "namespace": "ns"},
         "spec": {"image": "emqx/emqx:5.7.2"},
-        "status": {
-            "emqxNodesObservedAt": read_at,
-            "emqxNodes": [
-                {"node": "emqx@a", "node_status": "running", "role": "core", "uptime": 60_000, "podName": "u-core-0"},
-                {"node": "emqx@b", "node_status": "stopped", "role": "core"},
-            ],
-        },
+        "status": {"emqxNodesObservedAt": read_at, "emqxNodes": [
+            {"node": "emqx@a", "node_status": "running", "role": "core", "uptime": 60_000, "podName": "u-core-0"},
+            {"node": "emqx@b", "node_status": "stopped", "role": "core"},
+        ]},
     }
     nodes = {n.node: n for n in status_model.cluster_status(body).nodes}
     assert 180 <= nodes["emqx@a"].uptime_seconds <= 182
