@@ -32,6 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-interval", type=float, default=1.0, help="seconds between boot retries of a pod")
     parser.add_argument("--probe-period", type=float, default=0.5, help="seconds between readiness probes")
     parser.add_argument("--ready-file", help="write the control API URL here once serving")
+    parser.add_argument(
+        "--join-delay",
+        type=float,
+        default=3.0,
+        help="a fresh core runs alone up to this many seconds (random) before joining its cluster, as ekka's "
+        "autocluster sleeps up to 3 s before discovering (0: join at once)",
+    )
+    parser.add_argument(
+        "--join-restart", type=float, default=0.5, help="seconds the API is down while the apps restart for a join"
+    )
     args = parser.parse_args(argv)
 
     handler: logging.Handler = logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
@@ -41,7 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(args.log_level)
 
     host, port = args.control_addr
-    simulator = Simulator(args.kubeconfig, host, port, args.retry_interval, args.probe_period)
+    simulator = Simulator(
+        args.kubeconfig,
+        host,
+        port,
+        args.retry_interval,
+        args.probe_period,
+        join_delay=(min(0.1, args.join_delay), args.join_delay),
+        join_restart=args.join_restart,
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: simulator.request_stop())
     simulator.start()

@@ -22,9 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import configmodel, versions
+from . import configmodel, schema, versions
+from .erlterm import Atom, Binary, Charlist, best_effort_json, format_deep_0p, format_p
 from .node import SimNode
-from .nodespec import config_roots
 from .world import World
 
 log = logging.getLogger("emqxsim")
@@ -93,10 +93,6 @@ def parse_duration(value: Any) -> float | None:
     return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
 
 
-def erlang_binary_list(items: list[str]) -> str:
-    return "[" + ",".join(f'<<"{item}">>' for item in items) + "]"
-
-
 @dataclass
 class Route:
     pattern: re.Pattern[str]
@@ -109,8 +105,9 @@ class NodeApi:
     def __init__(self, node: SimNode, world: World):
         self.node = node
         self.world = world
-        version = node.version
+        image = node.spec.image
         rebalance = node.has_rebalance_api
+        plain_status, api_status = versions.status_routes(image)
         self.routes: list[Route] = []
 
         def add(
@@ -126,15 +123,10 @@ class NodeApi:
             )
             self.routes.append(Route(re.compile(f"^{regex}$"), handlers, auth, available or (lambda params: True)))
 
-        per_root_endpoints = configmodel.json_roots(node.edition is versions.Edition.ENTERPRISE)
+        per_root_endpoints = configmodel.json_roots(image)
 
-        add(
-            "/status",
-            {"GET": self.get_status},
-            auth=False,
-            available=lambda params: version >= versions.STATUS_ROUTE_SINCE,
-        )
-        add(f"{BASE}/status", {"GET": self.get_status}, auth=False)
+        add("/status", {"GET": self.get_status}, auth=False, available=lambda params: plain_status)
+        add(f"{BASE}/status", {"GET": self.get_status}, auth=False, available=lambda params: api_status)
         add(f"{BASE}/login", {"POST": self.post_login}, auth=False)
         add(f"{BASE}/logout", {"POST": self.post_logout})
         add(f"{BASE}/nodes", {"GET": self.get_nodes})
@@ -143,11 +135,11 @@ class NodeApi:
         add(
             f"{BASE}/cluster/topology",
             {"GET": self.get_topology},
-            available=lambda params: version >= versions.TOPOLOGY_SINCE,
+            available=lambda params: image.at_least(versions.TOPOLOGY),
         )
         add(f"{BASE}/cluster/{{node}}/force_leave", {"DELETE": self.force_leave})
         config_handlers: dict[str, Any] = {"GET": self.get_configs}
-        if version >= versions.CONFIG_PUT_SINCE:
+        if image.at_least(versions.CONFIG_PUT):
             config_handlers["PUT"] = self.put_configs
         add(f"{BASE}/configs", config_handlers)
         add(
@@ -156,6 +148,7 @@ class NodeApi:
             available=lambda params: params["root"] in per_root_endpoints,
         )
         add(f"{BASE}/api_key", {"GET": self.get_api_keys})
+        add(f"{BASE}/listeners", {"GET": self.get_listeners})
         add(
             f"{BASE}/load_rebalance/availability_check",
             {"GET": self.availability_check},
@@ -201,27 +194,49 @@ class NodeApi:
                 return handler(request, params)
         return not_found_page(accept)
 
+    def _unauthorized(self, code: str, message: str) -> Response:
+        response = unauthorized(code, message)
+        if not self.node.spec.image.at_least(versions.REALM_EMQX_DASHBOARD):
+            response.headers["WWW-Authenticate"] = 'Basic Realm="minirest-server"'
+        return response
+
     def _authorize(self, request: Request) -> Response | None:
         cluster = self.node.cluster
+        image = self.node.spec.image
         authorization = request.header("authorization")
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "basic":
-            if re.match(rf"^{BASE}/(api_key|users|logout)", request.path):
-                which = request.path[len(BASE) + 1 :].split("/")[0]
-                return unauthorized(
-                    "API_KEY_NOT_ALLOW",
-                    f"Please use bearer Token instead, using API key/secret in {which} path is not permitted",
-                )
             try:
                 decoded = base64.b64decode(credentials.strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
                 decoded = ""
             api_key, _, secret = decoded.partition(":")
+            if not image.at_least(versions.DASHBOARD_USER_BASIC_AUTH_REMOVED):
+                # up to 5.0.14 a dashboard user's name and password work too (emqx_dashboard:authorize/1)
+                with self.world.lock:
+                    admin_password = cluster.admins.get(api_key)
+                if admin_password is not None:
+                    if admin_password == secret:
+                        return None
+                    return self._unauthorized("WRONG_USERNAME_OR_PWD", "Check username/password")
+            if re.match(rf"^{BASE}/(api_key|users|logout)", request.path):
+                which = request.path[len(BASE) + 1 :].split("/")[0]
+                if not image.at_least(versions.DASHBOARD_USER_BASIC_AUTH_REMOVED):
+                    return self._unauthorized("WRONG_USERNAME_OR_PWD", "Check username/password")
+                return self._unauthorized(
+                    "API_KEY_NOT_ALLOW",
+                    f"Please use bearer Token instead, using API key/secret in {which} path is not permitted",
+                )
             with self.world.lock:
                 record = cluster.api_keys.get(api_key)
             if record is None or not record["enable"] or record["api_secret"] != secret:
-                return unauthorized("BAD_API_KEY_OR_SECRET", "Check api_key/api_secret")
-            if versions.has_rbac(self.node.spec.image.edition, self.node.version):
+                if not image.at_least(versions.DASHBOARD_USER_BASIC_AUTH_REMOVED):
+                    return self._unauthorized(
+                        "WRONG_USERNAME_OR_PWD_OR_API_KEY_OR_API_SECRET",
+                        "Check username/password or api_key/api_secret",
+                    )
+                return self._unauthorized("BAD_API_KEY_OR_SECRET", "Check api_key/api_secret")
+            if versions.has_rbac(image):
                 role = record["role"]
                 allowed = (
                     role == "administrator"
@@ -241,18 +256,20 @@ class NodeApi:
             with self.world.lock:
                 token = cluster.tokens.get(credentials.strip())
             if token is None:
-                return unauthorized("BAD_TOKEN", "Get a token by POST /login")
+                return self._unauthorized("BAD_TOKEN", "Get a token by POST /login")
             if token[1] < time.time():
-                return unauthorized("TOKEN_TIME_OUT", "Token expired, get new token by POST /login")
+                return self._unauthorized("TOKEN_TIME_OUT", "Token expired, get new token by POST /login")
             return None
-        return unauthorized("AUTHORIZATION_HEADER_ERROR", "Support authorization: basic/bearer ")
+        return self._unauthorized("AUTHORIZATION_HEADER_ERROR", "Support authorization: basic/bearer ")
 
     # ------------------------------------------------------------------ status, login
 
     def get_status(self, request: Request, params: dict[str, str]) -> Response:
         node = self.node
-        headers = {"retry-after": "15"}
-        if request.query.get("format") == "json" and node.version >= versions.STATUS_JSON_SINCE:
+        image = node.spec.image
+        # 503 + retry-after exist from 5.0.10; the node answering here runs the emqx app: 200.
+        headers = {"retry-after": "15"} if image.at_least(versions.STATUS_503) else {}
+        if request.query.get("format") == "json" and image.at_least(versions.STATUS_JSON):
             payload = {
                 "node_name": node.name,
                 "rel_vsn": versions.rel_vsn(node.edition, node.version),
@@ -293,8 +310,15 @@ class NodeApi:
 
     def get_nodes(self, request: Request, params: dict[str, str]) -> Response:
         cluster = self.node.cluster
+        image = self.node.spec.image
         items: list[dict[str, Any]] = [node.node_info() for node in cluster.running()]
-        items += [{"node": name, "node_status": "stopped", "role": "core"} for name in cluster.stopped_cores()]
+        if image.at_least(versions.STOPPED_CORES_LISTED):
+            # up to 5.0.17 stopped nodes were built as maps the API's {Node, Info} filter dropped
+            for name in cluster.stopped_cores():
+                item: dict[str, Any] = {"node": name, "node_status": "stopped"}
+                if image.at_least(versions.STOPPED_CORE_ROLE):
+                    item["role"] = "core"
+                items.append(item)
         return json_response(200, items)
 
     def get_node(self, request: Request, params: dict[str, str]) -> Response:
@@ -340,18 +364,16 @@ class NodeApi:
 
     # ------------------------------------------------------------------ configs
 
-    def _enterprise(self) -> bool:
-        return self.node.edition is versions.Edition.ENTERPRISE
-
     def get_configs(self, request: Request, params: dict[str, str]) -> Response:
         node = self.node
+        image = node.spec.image
         key = request.query.get("key")
         if key is not None and (key not in node.running_config or key in configmodel.HIDDEN_ROOTS):
             return error_response(400, "BAD_REQUEST", f"key: unable_to_convert_to_enum_symbol: {key}")
         accept = request.header("accept") or "*/*"
         wants_json = "application/json" in accept
-        if node.version < versions.CONFIG_HOCON_GET_SINCE or wants_json:
-            return json_response(200, configmodel.render_json(node.running_config, self._enterprise(), key))
+        if not image.at_least(versions.CONFIG_HOCON_GET) or wants_json:
+            return json_response(200, configmodel.render_json(image, node.running_config, key))
         if not any(kind in accept for kind in ("text/plain", "*/*")):
             return error_response(400, "INVALID_ACCEPT", f"Accept header {accept!r} is not supported")
         return Response(200, configmodel.render_hocon(node.running_config, key).encode(), "text/plain")
@@ -362,35 +384,78 @@ class NodeApi:
         if mode not in ("merge", "replace"):
             return error_response(400, "BAD_REQUEST", f"mode: unable_to_convert_to_enum_symbol: {mode}")
         ignore_readonly = request.query.get("ignore_readonly", "false") == "true"
-        try:
-            roots = configmodel.parse_config_update(
-                request.body.decode("utf-8", "replace"),
-                node.version,
-                config_roots(node.spec.image),
-                ignore_readonly,
-            )
-        except configmodel.ConfigUpdateError as error:
-            return Response(error.status, error.body.encode(), error.content_type)
-        rebind = self.world.apply_config(node.cluster, roots, mode)
-        return Response(200, b"", None, after=[self._rebinder(rebind)])
+        outcome = configmodel.put_configs(
+            node.spec.image, request.body if request.body else None, mode, ignore_readonly, node.running_config
+        )
+        response = Response(outcome.status, outcome.body.encode(), outcome.content_type)
+        if outcome.apply:
+            rebind = self.world.apply_config(node.cluster, outcome.apply, mode)
+            response.after.append(self._rebinder(rebind))
+        return response
 
     def get_config_root(self, request: Request, params: dict[str, str]) -> Response:
         root = params["root"]
-        return json_response(200, configmodel.render_json(self.node.running_config, self._enterprise(), root)[root])
+        image = self.node.spec.image
+        return json_response(200, configmodel.render_json(image, self.node.running_config, root).get(root, {}))
 
     def put_config_root(self, request: Request, params: dict[str, str]) -> Response:
         root = params["root"]
+        image = self.node.spec.image
         try:
             body = json.loads(request.body or b"{}")
-        except json.JSONDecodeError as error:
-            return error_response(400, "BAD_REQUEST", f"invalid JSON: {error}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
         if not isinstance(body, dict):
             return error_response(400, "BAD_REQUEST", "expected a JSON object")
+        problem = configmodel.check_root_update(image, root, body)
+        if problem is not None:
+            return error_response(400, "UPDATE_FAILED", problem)
         rebind = self.world.apply_config(self.node.cluster, {root: body}, "replace")
-        payload = configmodel.render_json(self.node.running_config, self._enterprise(), root)[root]
+        payload = configmodel.render_json(image, self.node.running_config, root).get(root, {})
         response = json_response(200, payload)
         response.after.append(self._rebinder(rebind))
         return response
+
+    def get_listeners(self, request: Request, params: dict[str, str]) -> Response:
+        """GET /api/v5/listeners: every listener of every running node, by id (emqx_mgmt_api_listeners)."""
+        wanted = request.query.get("type")
+        if wanted is not None and wanted not in ("tcp", "ssl", "ws", "wss", "quic"):
+            return error_response(400, "BAD_REQUEST", f"type: unable_to_convert_to_enum_symbol: {wanted}")
+        grouped: dict[str, dict[str, Any]] = {}
+        for member in self.node.cluster.running():
+            for item in member.listeners():
+                if wanted is not None and item["type"] != wanted:
+                    continue
+                status = {
+                    "running": item["running"],
+                    "max_connections": item["max_connections"],
+                    "current_connections": item["current_connections"],
+                }
+                entry = grouped.get(item["id"])
+                if entry is None:
+                    grouped[item["id"]] = {
+                        "acceptors": item["acceptors"],
+                        "bind": item["bind"],
+                        "enable": item["enable"],
+                        "id": item["id"],
+                        "name": item["name"],
+                        "node_status": [{"node": member.name, "status": dict(status)}],
+                        "number": 1,
+                        "status": dict(status),
+                        "type": item["type"],
+                    }
+                    continue
+                total = entry["status"]
+                if total["running"] != item["running"]:
+                    total["running"] = "inconsistent"
+                if "infinity" in (total["max_connections"], item["max_connections"]):
+                    total["max_connections"] = "infinity"
+                else:
+                    total["max_connections"] += item["max_connections"]
+                total["current_connections"] += item["current_connections"]
+                entry["node_status"].insert(0, {"node": member.name, "status": dict(status)})
+                entry["number"] += 1
+        return json_response(200, [grouped[key] for key in sorted(grouped)])
 
     def _rebinder(self, nodes: list[SimNode]) -> Callable[[], None]:
         def rebind() -> None:
@@ -437,51 +502,107 @@ class NodeApi:
         item.pop("node")
         return json_response(200, {"status": "enabled", "process": "evacuation", **item})
 
+    def _rebalance_message(self, template: str, *args: Any) -> str:
+        """A message built with io_lib:format: binfmt'd from e5.1.0; before, emqx_utils printed the
+        deep char list with ~0p (e5.0.x)."""
+        image = self.node.spec.image
+        parts = re.split(r"(~p)", template)
+        values = iter(args)
+        if image.at_least(versions.REBALANCE_MESSAGES_FLAT):
+            text, col = "", 1
+            for part in parts:
+                rendered = format_p(next(values), col) if part == "~p" else part
+                text += rendered
+                col = len(text.rsplit("\n", 1)[-1]) + 1
+            return text
+        pieces: list[Any] = []
+        for part in parts:
+            if part == "~p":
+                pieces.append(next(values))
+            elif part:
+                pieces.append(part)
+        return format_deep_0p(pieces)
+
+    def _body_error(self, error: dict[Any, Any]) -> Response:
+        """A request body the API schema refuses: 400 BAD_REQUEST with hocon's first error as JSON."""
+        return error_response(400, "BAD_REQUEST", best_effort_json(error))
+
+    def _check_evacuation_body(self, body: dict[str, Any]) -> Response | None:
+        image = self.node.spec.image
+        render = schema.Rendering(image.hocon_version)
+        fields = ["conn_evict_rate", "sess_evict_rate", "redirect_to", "wait_takeover", "migrate_to"]
+        if image.at_least(versions.WAIT_HEALTH_CHECK):
+            fields.insert(0, "wait_health_check")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            return self._body_error(schema.unknown_fields("root", unknown, fields, list(body), image.hocon_version))
+        for name in fields:
+            if name not in body:
+                continue
+            value = body[name]
+            path = f"root.{name}"
+            if name in ("conn_evict_rate", "sess_evict_rate") or (
+                name == "wait_takeover" and not image.at_least(versions.WAIT_TAKEOVER_DURATION)
+            ):
+                if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                    if isinstance(value, str) and render.hocon >= (0, 44, 0):
+                        return self._body_error(
+                            schema.validation_error(path, Charlist("Unable to parse Erlang term"), Binary(value))
+                        )
+                    return self._body_error(render.type_mismatch(path, "pos_integer()", value, None))
+            elif name in ("wait_health_check", "wait_takeover"):
+                if parse_duration(value) is None:
+                    return self._body_error(
+                        render.type_mismatch(path, "emqx_schema:timeout_duration_s()", value, "Not a valid duration")
+                    )
+            elif name == "migrate_to":
+                if not (isinstance(value, list) and value and all(isinstance(item, str) for item in value)):
+                    shown = [] if value == [] else value
+                    return self._body_error(render.type_mismatch(path, "[binary(),...]", shown, None))
+            elif name == "redirect_to" and not isinstance(value, str):
+                return self._body_error(render.type_mismatch(path, "binary()", value, None))
+        return None
+
     def evacuation_start(self, request: Request, params: dict[str, str]) -> Response:
         cluster = self.node.cluster
-        target = cluster.nodes.get(params["node"])
-        if target is None:
-            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
         try:
             body = json.loads(request.body or b"{}")
         except json.JSONDecodeError:
-            return error_response(400, "BAD_REQUEST", "Invalid JSON body")
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
         if not isinstance(body, dict):
             return error_response(400, "BAD_REQUEST", "expected a JSON object")
-        allowed = {"conn_evict_rate", "sess_evict_rate", "wait_takeover", "migrate_to", "redirect_to"}
-        if self.node.version >= versions.WAIT_HEALTH_CHECK_SINCE:
-            allowed.add("wait_health_check")
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            return error_response(400, "BAD_REQUEST", f"unknown_fields: {', '.join(unknown)}")
+        refused = self._check_evacuation_body(body)
+        if refused is not None:
+            return refused
+        target = cluster.nodes.get(params["node"])
+        if target is None:
+            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
         options: dict[str, Any] = {}
         for rate in ("conn_evict_rate", "sess_evict_rate"):
             if rate in body:
-                if not isinstance(body[rate], int) or isinstance(body[rate], bool) or body[rate] < 1:
-                    return error_response(400, "BAD_REQUEST", f"{rate}: expected a positive integer")
                 options[rate] = body[rate]
         for wait in ("wait_health_check", "wait_takeover"):
             if wait in body:
-                seconds = parse_duration(body[wait])
-                if seconds is None:
-                    return error_response(400, "BAD_REQUEST", f"{wait}: invalid duration {body[wait]!r}")
-                options[wait] = seconds
+                options[wait] = parse_duration(body[wait])
         if "migrate_to" in body:
             migrate_to = body["migrate_to"]
-            if not isinstance(migrate_to, list) or not migrate_to or not all(isinstance(n, str) for n in migrate_to):
-                return error_response(400, "BAD_REQUEST", "migrate_to: expected a non-empty list of node names")
-            invalid = [name for name in migrate_to if name not in self.world.known_node_names]
+            # validate_nodes/2 folds the list: both error lists come out in reverse order
+            invalid = [name for name in reversed(migrate_to) if name not in self.world.known_node_names]
             if invalid:
-                return error_response(400, "BAD_REQUEST", f"Invalid nodes: {erlang_binary_list(invalid)}")
+                message = self._rebalance_message("Invalid nodes: ~p", [Binary(name) for name in invalid])
+                return error_response(400, "BAD_REQUEST", message)
             unavailable = [
-                name for name in migrate_to if name not in cluster.nodes or cluster.nodes[name].evacuation is not None
+                name
+                for name in reversed(migrate_to)
+                if name not in cluster.nodes or cluster.nodes[name].evacuation is not None
             ]
             if unavailable:
-                listed = ",".join(f"'{name}'" for name in unavailable)
-                return error_response(400, "NOT_FOUND", f"Nodes unavailable: [{listed}]")
+                message = self._rebalance_message("Nodes unavailable: ~p", [Atom(name) for name in unavailable])
+                return error_response(400, "NOT_FOUND", message)
             options["migrate_to"] = migrate_to
         if target.evacuation is not None:
-            return error_response(400, "BAD_REQUEST", f"error on node '{target.name}': already_started")
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("already_started"))
+            return error_response(400, "BAD_REQUEST", message)
         target.start_evacuation(options)
         assert target.evacuation is not None
         self.world.data_dirs[target.data_dir_key].evacuation = target.evacuation.persisted_options()
@@ -492,7 +613,8 @@ class NodeApi:
         if target is None:
             return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
         if target.evacuation is None:
-            return error_response(400, "BAD_REQUEST", f"error on node '{target.name}': not_started")
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("not_started"))
+            return error_response(400, "BAD_REQUEST", message)
         target.stop_evacuation()
         self.world.data_dirs[target.data_dir_key].evacuation = None
         return json_response(200, {})

@@ -62,7 +62,9 @@ class SimClient:
     def nodes(self) -> list[dict[str, Any]]:
         """One summary per EMQX pod the simulator tracks: pod, ip, image, state (pending|waiting|failed|
         hung|running|stopped|crashed), reason (why it is not running), node, role, version, edition,
-        port, cluster, evacuation state and the pod's Ready condition as last observed."""
+        port, cluster, evacuation state, the pod's Ready condition as last observed, joining (a fresh
+        core still alone), degraded (a replicant without upstream), exit_code of the last EMQX exit
+        and restart_count."""
         result: list[dict[str, Any]] = self._call("GET", "/nodes")
         return result
 
@@ -78,10 +80,18 @@ class SimClient:
         result: list[dict[str, Any]] = self._call("GET", "/clusters")
         return result
 
+    def container(self, node: str) -> dict[str, Any]:
+        """The EMQX container of a pod: phase (running | waiting | terminated), reason, message,
+        restart_count, ready, last_termination (exit_code, reason, message, log_tail, started_at,
+        finished_at; set once the EMQX process exited, e.g. refusing its config) and log (the lines
+        EMQX printed, earlier runs included)."""
+        result: dict[str, Any] = self._call("GET", "/containers", params={"node": node})
+        return result
+
     def boot_log(self, since: int = 0) -> list[dict[str, Any]]:
         """Events after sequence number `since`: dicts with seq, time (unix seconds), event (booted |
-        stopped | crashed | boot_failed | boot_waiting | boot_hung), pod, node, image, and version,
-        role, reason where they apply."""
+        stopped | crashed | boot_failed | boot_waiting | boot_hung | joined | replicant_degraded |
+        replicant_recovered), pod, node, image, and version, role, reason, exit_code where they apply."""
         result: list[dict[str, Any]] = self._call("GET", "/boot-log", params={"since": since})
         return result
 

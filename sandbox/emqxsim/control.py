@@ -8,6 +8,9 @@ the documented Python side; the routes are:
     GET    /clusters                     running nodes, stopped cores, API key ids per cluster
     GET    /boot-log?since=SEQ           boot/stop/crash/failure events with timestamps
     DELETE /boot-log
+    GET    /containers?node=N            the EMQX container of a pod as the kubelet would see it: phase,
+                                         reason, restart_count, last_termination (exit_code, message,
+                                         log_tail, times), log (what EMQX printed)
     GET    /requests[?node=N]            per-node request counts ("METHOD /path" -> n, plus "total")
     DELETE /requests
     GET    /faults
@@ -53,6 +56,7 @@ class ControlApi:
             ("GET", "/nodes"): lambda query, body: world.node_status(),
             ("GET", "/clusters"): lambda query, body: world.cluster_status(),
             ("GET", "/boot-log"): self.boot_log,
+            ("GET", "/containers"): self.container,
             ("DELETE", "/boot-log"): self.clear_boot_log,
             ("GET", "/requests"): self.request_counts,
             ("DELETE", "/requests"): self.reset_requests,
@@ -102,6 +106,12 @@ class ControlApi:
             last = self.world.events[-1]["seq"] if self.world.events else 0
             self.world.events = [event for event in self.world.events if event["seq"] > last]
             return {"cleared_through": last}
+
+    def container(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        node = query.get("node")
+        if not node:
+            raise ControlError(400, "query needs node=<node name, namespace/pod or pod uid>")
+        return self.world.container_view(node)
 
     def request_counts(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         with self.world.lock:

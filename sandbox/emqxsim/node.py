@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import versions
+from . import schema, versions
 from .hocon import ConfigDict
 from .nodespec import NodeSpec
 
@@ -124,6 +124,11 @@ class SimNode:
     evacuation: Evacuation | None = None
     alive: bool = True
     server: Any = None
+    # license.key in effect (5.9+: "default" is the single-node community licence)
+    license_key: str = ""
+    # a 5.6+ replicant whose cores all run another emqx application version: no upstream
+    degraded: bool = False
+    last_probe_warning: str = ""
     _seed: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -147,7 +152,7 @@ class SimNode:
 
     @property
     def has_rebalance_api(self) -> bool:
-        return versions.has_rebalance_api(self.spec.image.edition, self.version)
+        return versions.has_rebalance_api(self.spec.image)
 
     def uptime_ms(self) -> int:
         return max(0, int((self.clock.now() - self.booted_at) * 1000))
@@ -177,14 +182,14 @@ class SimNode:
             "role": self.role,
             "version": versions.format_version(self.version),
         }
-        if self.version >= versions.EDITION_FIELD_SINCE:
+        if self.spec.image.at_least(versions.EDITION_FIELD):
             info["edition"] = self.edition.value
         info["otp_release"] = versions.otp_release(self.version)
         info["uptime"] = self.uptime_ms()
         info["connections"] = sessions
-        if self.version >= versions.LIVE_CONNECTIONS_SINCE:
+        if self.spec.image.at_least(versions.LIVE_CONNECTIONS):
             info["live_connections"] = live
-        if self.version >= versions.CLUSTER_SESSIONS_SINCE:
+        if self.spec.image.at_least(versions.CLUSTER_SESSIONS):
             info["cluster_sessions"] = self.cluster.total_sessions()
         info.update(
             {
@@ -201,6 +206,9 @@ class SimNode:
             }
         )
         return info
+
+    def listeners(self) -> list[dict[str, Any]]:
+        return node_listeners(self)
 
     def evacuation_item(self) -> dict[str, Any]:
         assert self.evacuation is not None
@@ -240,3 +248,49 @@ class SimNode:
     def stop_evacuation(self) -> None:
         self.sessions, self.live_connections = self.current_counts()
         self.evacuation = None
+
+
+def format_bind(image: versions.EmqxImage, bind: Any) -> str:
+    """emqx_listeners:format_bind/1: a bare port shows as ":PORT"; up to 5.0.9 so did 0.0.0.0."""
+    parsed, _ = schema.ip_port(bind)
+    if parsed is None:
+        return str(bind)
+    host, port = parsed
+    old_format = image.edition is versions.Edition.OPENSOURCE and image.version < (5, 0, 10)
+    if not host or (host in ("0.0.0.0", "::") and old_format):
+        return f":{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def node_listeners(node: SimNode) -> list[dict[str, Any]]:
+    """The MQTT listeners this node runs, as emqx_listeners:list_raw/0 reports them, id order."""
+    items: list[dict[str, Any]] = []
+    config = node.running_config.get("listeners") or {}
+    image = node.spec.image
+    sessions, live = node.current_counts()
+    for kind in sorted(config):
+        named = config[kind]
+        if kind not in schema.LISTENER_DEFAULT_PORTS or not isinstance(named, dict):
+            continue
+        for name in sorted(named):
+            listener = named[name]
+            if not isinstance(listener, dict):
+                continue
+            enabled = listener.get("enable", listener.get("enabled", True)) not in (False, "false")
+            max_connections = listener.get("max_connections", "infinity")
+            if isinstance(max_connections, str) and max_connections.isdigit():
+                max_connections = int(max_connections)
+            items.append(
+                {
+                    "id": f"{kind}:{name}",
+                    "type": kind,
+                    "name": name,
+                    "enable": enabled,
+                    "running": enabled,
+                    "bind": format_bind(image, listener.get("bind", schema.LISTENER_DEFAULT_PORTS[kind])),
+                    "acceptors": listener.get("acceptors", 16),
+                    "max_connections": max_connections,
+                    "current_connections": live if enabled and f"{kind}:{name}" == "tcp:default" else 0,
+                }
+            )
+    return sorted(items, key=lambda item: item["id"])

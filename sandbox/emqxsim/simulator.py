@@ -22,12 +22,19 @@ class Simulator:
         control_port: int = 0,
         retry_interval: float = 1.0,
         probe_period: float = 0.5,
+        join_delay: tuple[float, float] = (0.1, 3.0),
+        join_restart: float = 0.5,
     ):
         from kubernetes import client, config
 
         api_client = config.new_client_from_config(config_file=kubeconfig)
         self.core: Any = client.CoreV1Api(api_client)
-        self.world = World(retry_interval=retry_interval, server_factory=NodeHttpServer)
+        self.world = World(
+            retry_interval=retry_interval,
+            server_factory=NodeHttpServer,
+            join_delay=join_delay,
+            join_restart=join_restart,
+        )
         self.source = KubeObjectSource(self.core)
         self.control = ControlServer(self.world, control_host, control_port)
         self.watcher = PodWatcher(self.core, self.world)

@@ -16,6 +16,10 @@ from .podspec import StaticObjectSource
 
 BOOTSTRAP_FILE = "/opt/emqx/data/bootstrap_api_key"
 CLUSTER_DOMAIN = "cluster.local"
+# The emqx.conf test pods mount. It replaces the image's file, whose `dashboard.listeners.http.bind`
+# is the only source of the HTTP API listener (the schema has no default for it), so like every
+# operator it sets the dashboard port.
+TEST_EMQX_CONF = "dashboard.listeners.http.bind = 18083\n"
 
 _ip_lock = threading.Lock()
 # 127.252.0.0/16 stays clear of sandbox pod ranges (127.16-250.0.0/16); random start so parallel runs differ.
@@ -146,7 +150,7 @@ def emqx_objects(
     instance: str = "emqx",
     cookie: str | None = "s3cret-cookie",
     api_keys: str | None = "operator-key:operator-secret\n",
-    emqx_conf: str | None = "",
+    emqx_conf: str | None = TEST_EMQX_CONF,
 ) -> StaticObjectSource:
     """The Secrets and ConfigMap the pods refer to; None leaves one out."""
     source = StaticObjectSource()
@@ -168,10 +172,12 @@ def cluster_manifests(
     replicant_image: str | None = None,
     cookie: str = "s3cret-cookie",
     api_keys: str = "operator-key:operator-secret\n",
-    emqx_conf: str = "",
+    emqx_conf: str = TEST_EMQX_CONF,
+    persistent: bool = False,
 ) -> list[dict[str, Any]]:
     """Hand-written objects for the sandbox: cookie + API key Secrets, config ConfigMap, headless Service,
-    core StatefulSet and replicant Deployment."""
+    core StatefulSet and replicant Deployment. `persistent` gives the cores a data PVC each
+    (volumeClaimTemplates, default StorageClass) instead of an emptyDir."""
     core_labels = {"apps.emqx.io/instance": instance, "apps.emqx.io/db-role": "core"}
     replicant_labels = {"apps.emqx.io/instance": instance, "apps.emqx.io/db-role": "replicant"}
     objects: list[dict[str, Any]] = [
@@ -217,12 +223,21 @@ def cluster_manifests(
                     "metadata": {"labels": core_labels},
                     "spec": {
                         "containers": [emqx_container(instance, namespace, "core", image)],
-                        "volumes": emqx_volumes(instance),
+                        "volumes": [
+                            volume for volume in emqx_volumes(instance) if not (persistent and volume["name"] == "data")
+                        ],
                     },
                 },
             },
         },
     ]
+    if persistent:
+        objects[-1]["spec"]["volumeClaimTemplates"] = [
+            {
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Mi"}}},
+            }
+        ]
     if replicants:
         objects.append(
             {
@@ -249,12 +264,22 @@ class Harness:
     """A World fed directly with pod dicts; `call` goes through the node's API without sockets
     unless `listen=True` (then nodes serve on their pod IPs)."""
 
-    def __init__(self, source: Any = None, listen: bool = False, retry_interval: float = 0.0):
+    def __init__(
+        self,
+        source: Any = None,
+        listen: bool = False,
+        retry_interval: float = 0.0,
+        join_delay: tuple[float, float] = (0.0, 0.0),
+    ):
         from .api import NodeHttpServer
         from .world import World
 
         self.source = source if source is not None else emqx_objects()
-        self.world = World(retry_interval=retry_interval, server_factory=NodeHttpServer if listen else None)
+        self.world = World(
+            retry_interval=retry_interval,
+            server_factory=NodeHttpServer if listen else None,
+            join_delay=join_delay,
+        )
 
     def close(self) -> None:
         self.world.stop_all()

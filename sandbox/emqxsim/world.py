@@ -2,7 +2,20 @@
 
 Everything here is thread-safe behind one lock and free of Kubernetes: pods come in as dicts,
 ConfigMaps and Secrets through an ObjectSource. `observe_pod` records what the kubelet would run,
-`boot_due` boots (or retries) what is due, the way a restarting container would.
+`boot_due` boots (or retries) what is due, the way a restarting container would, and runs the
+timers (a fresh core joining its cluster, a replicant losing its upstream).
+
+The container of a pod is in one of these situations (PodRecord.state):
+- pending: not tried yet;
+- failed + `waiting_reason` (CreateContainerConfigError, ErrImagePull): the kubelet cannot start it;
+- failed + `termination`: the EMQX process exited (bin/emqx refused the config, an app failed to
+  start); `termination` holds the exit code and the last lines EMQX printed, `restart_count` counts
+  the exits; it is started again after `restart_delay(restart_count)` seconds;
+- waiting: the process runs but EMQX does not come up (a replicant without a usable core);
+- hung: the image is configured never to boot (control API);
+- running: EMQX is up (possibly still alone before joining its cluster: `joining`);
+- stopped / crashed: stopped through the control API.
+`container_view` gives the kubelet side all of it as one dict.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import random
 import re
 import threading
 import time
@@ -18,16 +32,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import configmodel, versions
-from .hocon import ConfigDict
+from . import configmodel, schema, versions
+from .erlterm import Atom, Binary, Charlist, Tuple, format_0p
+from .hocon import ConfigDict, get_path
 from .node import SimClock, SimNode
-from .nodespec import BootError, NodeSpec, build_node_spec, config_roots
+from .nodespec import BootFailure, NodeSpec, build_node_spec, dashboard_port, log_time
 from .podspec import ContainerConfigError, ObjectSource, emqx_container, resolve_container
 
 log = logging.getLogger("emqxsim")
 
 INSTANCE_LABEL = "apps.emqx.io/instance"
-
+LOG_LINES_KEPT = 200
 
 SINGLE_NODE_LICENSE_ERROR = (
     "SINGLE_NODE_LICENSE, make sure this node and peer nodes are configured with a valid license"
@@ -60,6 +75,13 @@ class DataDir:
     members: set[str] = field(default_factory=set)
     evacuation: dict[str, Any] | None = None
     release: versions.Version | None = None
+    # data/configs/cluster-override.conf (written by releases before 5.0.23 / e5.0.3; later releases
+    # keep using it, and its precedence, when they find it) or cluster.hocon.
+    override_file: str | None = None
+
+    @property
+    def deprecated_order(self) -> bool:
+        return self.override_file == "cluster-override.conf"
 
 
 @dataclass
@@ -71,6 +93,8 @@ class ClusterState:
     api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     admins: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # A fresh core running alone until it joins (ekka autocluster): its own little cluster.
+    standalone: bool = False
 
     @property
     def name(self) -> str:
@@ -96,6 +120,28 @@ class ClusterState:
 
 
 @dataclass
+class Termination:
+    """How the EMQX process of a container ended (what the kubelet shows as `terminated`)."""
+
+    exit_code: int
+    message: str
+    log_tail: list[str]
+    started_at: float
+    finished_at: float
+    reason: str = "Error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "message": self.message,
+            "log_tail": list(self.log_tail),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+@dataclass
 class PodRecord:
     uid: str
     namespace: str
@@ -112,6 +158,13 @@ class PodRecord:
     generation: int = 0
     booting: bool = False
     observed_ready: bool | None = None
+    # kubelet-level reason the container cannot start (CreateContainerConfigError, ErrImagePull)
+    waiting_reason: str = ""
+    termination: Termination | None = None
+    restart_count: int = 0
+    started_at: float | None = None
+    # What the EMQX process printed, this container run and the previous ones (capped).
+    log: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -139,6 +192,10 @@ class PodRecord:
             "cluster": node.cluster.name if node else None,
             "evacuation": node.evacuation_state() if node else None,
             "ready": self.observed_ready,
+            "joining": bool(node and node.cluster.standalone),
+            "degraded": bool(node and node.degraded),
+            "exit_code": self.termination.exit_code if self.termination else None,
+            "restart_count": self.restart_count,
         }
 
 
@@ -167,14 +224,38 @@ class Fault:
         }
 
 
+@dataclass
+class _Join:
+    """A fresh core that found running peers: it runs alone, then joins (ekka autocluster)."""
+
+    node: SimNode
+    record: PodRecord
+    due: float
+
+
 ServerFactory = Callable[[SimNode, "World"], Any]
 
+# emqx_mgmt_auth: `(.+):(.+)(?::(.+))?$` ungreedy from 5.4.0, `(.+):(.+$)` before.
 _BOOTSTRAP_LINE_SINCE_5_4 = re.compile(r"^(.+?):(.+?)(?::(.+?))?$")
 _BOOTSTRAP_LINE_BEFORE_5_4 = re.compile(r"^(.+?):(.+)$")
+_POSIX = {"enoent": "No such file or directory", "eisdir": "Illegal operation on a directory"}
 
 
 def _bootstrap_key_name(api_key: str) -> str:
     return "from_bootstrap_file_" + hashlib.sha512(api_key.encode()).hexdigest()[:16]
+
+
+def _app_start_failure(app: str, reason: Any, before: list[str]) -> BootFailure:
+    """An application that fails to start ends the node: emqx_machine_boot logs it, the kernel stops."""
+    reason_text = format_0p(reason)
+    lines = before + [
+        f"{log_time()} [critical] msg: failed_to_start_app, app: {app}, reason: {reason_text}",
+        "Kernel pid terminated (application_controller) "
+        f'("{{application_start_failure,emqx_machine,{{{{shutdown,{{failed_to_start_child,emqx_machine_boot,'
+        f'{{{{failed_to_start_app,{app},{reason_text}}}}}}}}}}}}}}}")',
+        "Crash dump is being written to: /opt/emqx/log/erl_crash.dump...done",
+    ]
+    return BootFailure(f"failed_to_start_app {app}: {reason_text}", 1, lines)
 
 
 class World:
@@ -183,11 +264,20 @@ class World:
         clock: SimClock | None = None,
         retry_interval: float = 1.0,
         server_factory: ServerFactory | None = None,
+        join_delay: tuple[float, float] = (0.0, 0.0),
+        join_restart: float = 0.0,
     ):
         self.lock = threading.RLock()
         self.clock = clock or SimClock()
         self.retry_interval = retry_interval
         self.server_factory = server_factory
+        # seconds a fresh core runs alone before joining (random in the range), and how long its
+        # API is down while ekka restarts the apps for the join
+        self.join_delay = join_delay
+        self.join_restart = join_restart
+        # seconds before an exited container is started again; the kubelet side may replace it with
+        # CrashLoopBackOff's schedule (it gets the restart count)
+        self.restart_delay: Callable[[int], float] = lambda restarts: self.retry_interval
         self.pods: dict[str, PodRecord] = {}
         self.clusters: dict[ClusterKey, ClusterState] = {}
         self.data_dirs: dict[str, DataDir] = {}
@@ -196,6 +286,7 @@ class World:
         self.never_boot_images: set[str] = set()
         self.request_counts: dict[str, Counter[str]] = {}
         self.known_node_names: set[str] = set()
+        self._joins: list[_Join] = []
         self._next_fault_id = 1
 
     # ------------------------------------------------------------------ observations
@@ -211,12 +302,19 @@ class World:
         }
         entry.update(details)
         self.events.append(entry)
-        text = " ".join(f"{key}={value}" for key, value in entry.items() if key not in ("seq", "time") and value)
-        log.log(logging.WARNING if event in ("boot_failed", "crashed") else logging.INFO, text)
+        text = " ".join(f"{key}={value}" for key, value in entry.items() if key not in ("seq", "time", "log_tail"))
+        warn = event in ("boot_failed", "crashed", "replicant_degraded")
+        log.log(logging.WARNING if warn else logging.INFO, text)
 
     def count_request(self, node_name: str, method: str, path: str) -> None:
         with self.lock:
             self.request_counts.setdefault(node_name, Counter())[f"{method} {path}"] += 1
+
+    @staticmethod
+    def _print(record: PodRecord, lines: Iterable[str]) -> None:
+        record.log.extend(lines)
+        if len(record.log) > LOG_LINES_KEPT:
+            del record.log[: len(record.log) - LOG_LINES_KEPT]
 
     # ------------------------------------------------------------------ pods
 
@@ -286,6 +384,37 @@ class World:
                     return record
         return None
 
+    def container_view(self, ident: str) -> dict[str, Any]:
+        """The EMQX container of a pod as the kubelet would report it.
+
+        phase: waiting (cannot be started: `reason` CreateContainerConfigError / ErrImagePull,
+        or the process exited and waits to be restarted: `last_termination` set), running, or
+        terminated (stopped through the control API). Also: restart_count, ready (the node answers
+        /status), last_termination (exit code, reason, message, log tail, times) and log (the lines
+        the process printed, previous runs included).
+        """
+        with self.lock:
+            record = self._require(ident)
+            node = record.node
+            view: dict[str, Any] = {
+                "restart_count": record.restart_count,
+                "started_at": record.started_at,
+                "ready": bool(node and node.alive and node.server is not None),
+                "last_termination": record.termination.as_dict() if record.termination else None,
+                "log": list(record.log),
+            }
+            if record.state in ("running", "waiting", "hung"):
+                view.update(phase="running", reason="", message="")
+            elif record.state == "failed" and record.waiting_reason:
+                view.update(phase="waiting", reason=record.waiting_reason, message=record.reason)
+            elif record.state == "failed":
+                view.update(phase="waiting", reason="Error", message=record.reason)
+            elif record.state in ("stopped", "crashed"):
+                view.update(phase="terminated", reason=record.state, message=record.reason)
+            else:
+                view.update(phase="waiting", reason="ContainerCreating", message="")
+            return view
+
     # ------------------------------------------------------------------ booting
 
     def due_records(self) -> list[PodRecord]:
@@ -306,6 +435,7 @@ class World:
 
     def boot_due(self, source_for: Callable[[str], ObjectSource]) -> None:
         """Boot every pod that is due; `source_for(namespace)` reads ConfigMaps/Secrets like the kubelet."""
+        self.tick()
         for record in self.due_records():
             try:
                 self._boot(record, source_for(record.namespace))
@@ -325,10 +455,24 @@ class World:
             pod = copy.deepcopy(record.pod)
         try:
             runtime = resolve_container(pod, source)
-            spec = build_node_spec(runtime)
-        except (ContainerConfigError, versions.ImageError, BootError) as error:
+            versions.parse_image(runtime.image)
+        except ContainerConfigError as error:
             with self.lock:
-                self._boot_failed(record, "failed", str(error))
+                waiting = "CreateContainerConfigError" if "CreateContainerConfig" in str(error) else "ContainerCreating"
+                self._cannot_start(record, waiting, str(error))
+            return
+        except versions.ImageError as error:
+            with self.lock:
+                self._cannot_start(record, "ErrImagePull", str(error))
+            return
+        with self.lock:
+            if record.state not in ("waiting",):
+                record.started_at = time.time()
+        try:
+            spec = build_node_spec(runtime)
+        except BootFailure as failure:
+            with self.lock:
+                self._exited(record, failure)
             return
         with self.lock:
             if record.uid not in self.pods or record.pod.get("metadata", {}).get("uid") != pod["metadata"].get("uid"):
@@ -338,12 +482,13 @@ class World:
             try:
                 node = self._admit(record, spec)
             except BootWait as wait:
-                self._boot_failed(record, "waiting", str(wait))
+                self._boot_waiting(record, str(wait))
                 return
-            except BootError as error:
-                self._boot_failed(record, "failed", str(error))
+            except BootFailure as failure:
+                self._exited(record, failure)
                 return
             record.node, record.state, record.reason, record.restart_at = node, "running", "", None
+            record.waiting_reason = ""
             for warning in spec.warnings:
                 log.warning("%s (%s): %s", spec.node_name, record.key, warning)
             self.record_event(
@@ -354,14 +499,45 @@ class World:
                 edition=spec.image.reported_edition.value,
                 cluster=node.cluster.name,
                 port=spec.dashboard_port,
+                joining=node.cluster.standalone,
             )
 
-    def _boot_failed(self, record: PodRecord, state: str, reason: str) -> None:
-        changed = (record.state, record.reason) != (state, reason)
-        record.state, record.reason = state, reason
+    def _cannot_start(self, record: PodRecord, waiting_reason: str, reason: str) -> None:
+        changed = (record.state, record.reason) != ("failed", reason)
+        record.state, record.reason, record.waiting_reason = "failed", reason, waiting_reason
         record.next_attempt = time.monotonic() + self.retry_interval
         if changed:
-            self.record_event("boot_waiting" if state == "waiting" else "boot_failed", record, reason=reason)
+            self.record_event("boot_failed", record, reason=reason, waiting=waiting_reason)
+
+    def _exited(self, record: PodRecord, failure: BootFailure) -> None:
+        """The EMQX process ended while booting: a terminated container, restarted later."""
+        self._print(record, failure.log_lines)
+        changed = (record.state, record.reason) != ("failed", failure.reason)
+        record.state, record.reason, record.waiting_reason = "failed", failure.reason, ""
+        record.termination = Termination(
+            exit_code=failure.exit_code,
+            message=failure.reason,
+            log_tail=failure.log_lines[-20:],
+            started_at=record.started_at or time.time(),
+            finished_at=time.time(),
+        )
+        record.restart_count += 1
+        record.next_attempt = time.monotonic() + self.restart_delay(record.restart_count)
+        if changed:
+            self.record_event(
+                "boot_failed",
+                record,
+                reason=failure.reason,
+                exit_code=failure.exit_code,
+                log_tail=failure.log_lines[-5:],
+            )
+
+    def _boot_waiting(self, record: PodRecord, reason: str) -> None:
+        changed = (record.state, record.reason) != ("waiting", reason)
+        record.state, record.reason, record.waiting_reason = "waiting", reason, ""
+        record.next_attempt = time.monotonic() + self.retry_interval
+        if changed:
+            self.record_event("boot_waiting", record, reason=reason)
 
     def _cluster_for(self, spec: NodeSpec) -> ClusterState:
         key = ClusterKey(spec.cookie, spec.cluster_name, spec.discovery.strategy, spec.discovery.scope)
@@ -370,55 +546,61 @@ class World:
             cluster = self.clusters[key] = ClusterState(key)
         return cluster
 
-    def _check_peers(self, spec: NodeSpec, cluster: ClusterState) -> None:
-        peers = cluster.running()
-        for peer in peers:
-            if peer.name == spec.node_name:
-                raise BootError(f"node name {spec.node_name} is already used by a running node ({peer.spec.pod.key})")
-            if not versions.can_cluster_together(peer.version, spec.version):
-                raise BootError(
-                    f"failed to join cluster: peer {peer.name} runs {versions.format_version(peer.version)}; "
-                    f"{versions.format_version(spec.version)} only clusters with the same or an adjacent "
-                    "minor release"
-                )
-        if spec.version >= versions.SINGLE_NODE_LICENSE_SINCE and peers:
-            unlicensed_peers = [
-                peer for peer in peers if peer.version >= versions.SINGLE_NODE_LICENSE_SINCE and not peer.spec.licensed
-            ]
-            if not spec.licensed or unlicensed_peers:
-                raise BootError(SINGLE_NODE_LICENSE_ERROR)
-        if spec.role == "replicant":
-            cores = cluster.cores()
-            if spec.version >= versions.REPLICANT_SAME_VERSION_CORE_SINCE:
-                if not any(core.version == spec.version for core in cores):
-                    release = versions.format_version(spec.version)
-                    raise BootWait(
-                        f"replicant waiting for a running core of release {release}"
-                        f" (running cores: {self._describe(cores)})"
-                    )
-            elif not cores:
-                raise BootWait("replicant waiting for a running core node to replicate from")
-
     @staticmethod
     def _describe(nodes: Iterable[SimNode]) -> str:
         return ", ".join(f"{node.name}={versions.format_version(node.version)}" for node in nodes) or "none"
+
+    def _upstream_cores(self, spec: NodeSpec, cluster: ClusterState) -> list[SimNode]:
+        """Cores a replicant can replicate from (mria_lb with emqx_machine's custom check, 5.6+)."""
+        cores = cluster.cores()
+        if spec.image.at_least(versions.REPLICANT_SAME_APP_VSN):
+            return [core for core in cores if core.spec.image.emqx_app_vsn == spec.image.emqx_app_vsn]
+        return cores
+
+    def _check_peers(self, spec: NodeSpec, cluster: ClusterState) -> None:
+        for peer in cluster.running():
+            if peer.name == spec.node_name:
+                raise BootFailure(f"node name {spec.node_name} is already used by a running node ({peer.spec.pod.key})")
+        if spec.role == "replicant":
+            cores = cluster.cores()
+            if not self._upstream_cores(spec, cluster):
+                if spec.image.at_least(versions.REPLICANT_SAME_APP_VSN) and cores:
+                    raise BootWait(
+                        f"replicant waiting for a running core of the same emqx application version "
+                        f"{spec.image.emqx_app_vsn} (running cores: {self._describe(cores)})"
+                    )
+                raise BootWait("replicant waiting for a running core node to replicate from")
 
     def _data_dir(self, record: PodRecord, spec: NodeSpec) -> DataDir:
         key = spec.data_storage_key or f"container:{record.uid}:{record.generation}"
         data_dir = self.data_dirs.get(key)
         if data_dir is None:
             data_dir = self.data_dirs[key] = DataDir(key)
+        if data_dir.override_file is None:
+            new = spec.image.at_least(versions.CLUSTER_HOCON)
+            data_dir.override_file = "cluster.hocon" if new else "cluster-override.conf"
         return data_dir
+
+    def effective_license(self, spec: NodeSpec, cluster_hocon: Mapping[str, Any]) -> str:
+        """license.key the node runs with: emqx.conf/env, else the cluster's (synced), else "default"."""
+        local = get_path(spec.local_config, "license.key")
+        if local is not None:
+            return str(local)
+        synced = get_path(cluster_hocon, "license.key")
+        return str(synced) if synced is not None else "default"
 
     def _admit(self, record: PodRecord, spec: NodeSpec) -> SimNode:
         cluster = self._cluster_for(spec)
         self._check_peers(spec, cluster)
         data_dir = self._data_dir(record, spec)
-        rebalance = versions.has_rebalance_api(spec.image.edition, spec.version)
-        if data_dir.evacuation is not None and rebalance and spec.version < versions.EVACUATION_RESUME_SINCE:
-            raise BootError(
-                "emqx_node_rebalance failed to start: data/.evacuation present (evacuation in progress "
-                "before the restart); this release cannot resume it (fixed in e5.7.0, #12871)"
+        rebalance = versions.has_rebalance_api(spec.image)
+        if data_dir.evacuation is not None and rebalance and not spec.image.at_least(versions.EVACUATION_RESUME):
+            # #12871: emqx_node_rebalance started before emqx_eviction_agent and crashed restoring
+            # the evacuation from data/.evacuation
+            raise _app_start_failure(
+                "emqx_node_rebalance",
+                Tuple((Atom("emqx_node_rebalance"), Tuple((Atom("bad_return"), Atom("noproc"))))),
+                [f"{log_time()} [warning] msg: restoring_evacuation_state"],
             )
         # Config sync: copy cluster.hocon from the core with the highest tnx_id; never from a newer release.
         sources = [core for core in cluster.cores() if core.version <= spec.version]
@@ -429,107 +611,302 @@ class World:
             best_dir = self._core_data(best)
             data_dir.cluster_hocon = copy.deepcopy(best_dir.cluster_hocon)
             data_dir.tnx_id = best_dir.tnx_id
+        fresh_core = spec.role == "core" and not data_dir.members and bool(cluster.nodes)
+        target = cluster
+        peers_running = len(cluster.nodes) + 1
+        if spec.image.at_least(versions.SINGLE_NODE_LICENSE):
+            key = self.effective_license(spec, data_dir.cluster_hocon)
+            single = key == "default"
+            peer_single = [
+                peer
+                for peer in cluster.running()
+                if peer.spec.image.at_least(versions.SINGLE_NODE_LICENSE) and peer.license_key == "default"
+            ]
+            if peers_running > 1 and (single or peer_single):
+                raise _app_start_failure("emqx_license", Charlist(SINGLE_NODE_LICENSE_ERROR), [])
+        else:
+            key = self.effective_license(spec, data_dir.cluster_hocon) if "license" in schema.roots(spec.image) else ""
+        layers = configmodel.Layers(
+            defaults=schema.defaults(spec.image),
+            conf_file=spec.conf_file,
+            env=spec.env_layer,
+            cluster=data_dir.cluster_hocon,
+            deprecated_order=data_dir.deprecated_order,
+        )
+        running_config = configmodel.running_config(spec.image, layers)
+        # The bootstrap API key file: every node until 5.8.2, cores only from 5.8.3; a load error
+        # stops the node before 5.7.2.
+        loads_keys = spec.role == "core" or not spec.image.at_least(versions.BOOTSTRAP_CORE_ONLY)
+        keys, key_lines, key_error = self._read_bootstrap_keys(spec) if loads_keys else ({}, [], None)
+        self._print(record, spec.boot_lines + key_lines)
+        if key_error is not None and not spec.image.at_least(versions.BOOTSTRAP_ERRORS_NONFATAL):
+            raise _app_start_failure("emqx_management", key_error, [])
+        if fresh_core:
+            cluster = ClusterState(
+                ClusterKey(spec.cookie, spec.cluster_name, "standalone", (spec.node_name,)), standalone=True
+            )
         if not cluster.nodes:
             # First node up: the cluster's replicated tables are whatever this core has on disk.
             cluster.members = set(data_dir.members)
             cluster.api_keys = copy.deepcopy(data_dir.api_keys)
             cluster.admins = dict(data_dir.admins)
             cluster.tokens = {}
-        enterprise = spec.image.reported_edition is versions.Edition.ENTERPRISE
         node = SimNode(
             spec=spec,
             cluster=cluster,
             clock=self.clock,
-            running_config=configmodel.running_config(enterprise, data_dir.cluster_hocon, spec.local_config),
+            running_config=running_config,
             booted_at=self.clock.now(),
             pod_uid=record.uid,
             data_dir_key=data_dir.key,
+            license_key=key,
         )
-        if spec.dashboard_port:
-            if self.server_factory is not None:
-                try:
-                    node.server = self.server_factory(node, self)
-                except OSError as error:
-                    raise BootError(
-                        f"failed to start dashboard listener on {spec.pod.ip}:{spec.dashboard_port}: {error}"
-                    ) from None
-        else:
-            log.warning("%s: dashboard.listeners.http is disabled; the node serves no API", spec.node_name)
+        spec.dashboard_port = dashboard_port(spec.image, running_config)
+        self._start_server(node)
         cluster.nodes[spec.node_name] = node
         if spec.role == "core":
             cluster.members.add(spec.node_name)
-            self._load_bootstrap_keys(node)
+        for api_key, entry in keys.items():
+            cluster.api_keys[api_key] = entry
         cluster.admins.setdefault("admin", spec.dashboard_password)
         data_dir.release = spec.version
         if data_dir.evacuation is not None and rebalance:
             node.start_evacuation(data_dir.evacuation, resumed=True)
+            self._print(record, ["Node evacuation is enabled. The node will not receive connections."])
             log.warning("%s: Node evacuation is enabled. The node will not receive connections.", spec.node_name)
+        self._print(record, self._started_lines(node))
         self._persist_cluster(cluster)
+        if fresh_core:
+            low, high = self.join_delay
+            self._joins.append(_Join(node, record, time.monotonic() + random.uniform(low, high)))
+            if high <= 0:
+                self._join(self._joins.pop(), target)
+        else:
+            self._check_replicants(cluster)
         return node
+
+    def _start_server(self, node: SimNode) -> None:
+        spec = node.spec
+        if not spec.dashboard_port:
+            log.warning("%s: no dashboard HTTP listener configured; the node serves no API", spec.node_name)
+            return
+        if self.server_factory is None:
+            return
+        try:
+            node.server = self.server_factory(node, self)
+        except OSError as error:
+            raise BootFailure(
+                f"failed to start dashboard listener on {spec.pod.ip}:{spec.dashboard_port}: {error}"
+            ) from None
+
+    def _started_lines(self, node: SimNode) -> list[str]:
+        lines = []
+        for item in node.listeners():
+            if item["running"]:
+                lines.append(f"Listener {item['id']} on {item['bind']} started.")
+        if node.spec.dashboard_port:
+            lines.append(f"Listener http:dashboard on :{node.spec.dashboard_port} started.")
+        description = "EMQX Enterprise" if node.spec.image.enterprise else "EMQX"
+        lines.append(f"{description} {versions.format_version(node.version)} is running now!")
+        return lines
+
+    def _read_bootstrap_keys(self, spec: NodeSpec) -> tuple[dict[str, dict[str, Any]], list[str], Any]:
+        """emqx_mgmt_auth:init_bootstrap_file/1: the keys, the log lines, and the error if any (the
+        lines before the first bad one are kept)."""
+        keys: dict[str, dict[str, Any]] = {}
+        if not spec.image.at_least(versions.BOOTSTRAP_FILE) or not spec.bootstrap_file:
+            return keys, [], None
+        path = spec.bootstrap_file
+        try:
+            text = spec.read_file(path)
+        except OSError as error:
+            posix = "eisdir" if isinstance(error, IsADirectoryError) else "enoent"
+            explained = _POSIX[posix]
+            line = f"{log_time()} [error] msg: failed_to_open_the_bootstrap_file, file: {path}, reason: {explained}"
+            return keys, [line], Charlist(explained)
+        with_roles = spec.image.at_least(versions.BOOTSTRAP_ROLE)
+        pattern = _BOOTSTRAP_LINE_SINCE_5_4 if with_roles else _BOOTSTRAP_LINE_BEFORE_5_4
+        allowed_roles = (
+            ("administrator", "viewer", "publisher") if versions.has_rbac(spec.image) else ("administrator",)
+        )
+        skip_blank = spec.image.at_least(versions.BOOTSTRAP_BLANK_LINES_SKIPPED)
+        raw_lines = text.split("\n")
+        if raw_lines and raw_lines[-1] == "":
+            raw_lines.pop()
+        for number, raw_line in enumerate(raw_lines, start=1):
+            line = raw_line.strip() if skip_blank else raw_line.rstrip("\r")
+            if skip_blank and not line:
+                continue
+            match = pattern.match(line)
+            reason: Any = None
+            if not match:
+                reason = Charlist("invalid_format")
+            else:
+                role = (match.group(3) if with_roles else None) or "administrator"
+                if role not in allowed_roles:
+                    reason = Tuple((Charlist("invalid_role"), Binary(role)))
+            if reason is not None:
+                content = Binary(raw_line + "\n")
+                failure = {
+                    Atom("file"): Binary(path),
+                    Atom("line"): number,
+                    Atom("content"): content,
+                    Atom("reason"): reason,
+                }
+                message = (
+                    f"{log_time()} [error] msg: failed_to_load_bootstrap_file, file: {path}, line: {number}, "
+                    f"content: {format_0p(content)}, reason: {format_0p(reason)}"
+                )
+                return keys, [message], failure
+            assert match is not None
+            api_key, secret = match.group(1), match.group(2)
+            keys[api_key] = {
+                "name": _bootstrap_key_name(api_key),
+                "api_key": api_key,
+                "api_secret": secret,
+                "role": (match.group(3) if with_roles else None) or "administrator",
+                "enable": True,
+                "desc": "Bootstrapped From File",
+                "expired_at": "infinity",
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+            }
+        return keys, [], None
 
     def _core_data(self, node: SimNode) -> DataDir:
         return self.data_dirs[node.data_dir_key]
 
     def _persist_cluster(self, cluster: ClusterState) -> None:
         """Mnesia disc copies: every running core keeps the replicated tables in its data dir."""
+        if cluster.standalone:
+            return
         for core in cluster.cores():
             data_dir = self._core_data(core)
             data_dir.members = set(cluster.members)
             data_dir.api_keys = copy.deepcopy(cluster.api_keys)
             data_dir.admins = dict(cluster.admins)
 
-    def _load_bootstrap_keys(self, node: SimNode) -> None:
-        spec = node.spec
-        if spec.version < versions.BOOTSTRAP_FILE_SINCE or not spec.bootstrap_file:
-            return
-        path = spec.bootstrap_file
-        try:
-            text = spec.read_file(path)
-        except OSError as error:
-            reason = "eisdir" if isinstance(error, IsADirectoryError) else "enoent"
-            log.error("%s: failed_to_open_the_bootstrap_file file=%s reason=%s", spec.node_name, path, reason)
-            return
-        with_roles = spec.version >= versions.BOOTSTRAP_ROLE_SINCE
-        pattern = _BOOTSTRAP_LINE_SINCE_5_4 if with_roles else _BOOTSTRAP_LINE_BEFORE_5_4
-        allowed_roles = (
-            ("administrator", "viewer", "publisher")
-            if versions.has_rbac(spec.image.edition, spec.version)
-            else ("administrator",)
-        )
-        for number, raw_line in enumerate(text.splitlines(), start=1):
-            line = raw_line.strip()
-            if not line:
+    # ------------------------------------------------------------------ timers
+
+    def tick(self) -> None:
+        """Run what is due: fresh cores joining their cluster."""
+        now = time.monotonic()
+        to_restart: list[SimNode] = []
+        with self.lock:
+            due = [join for join in self._joins if join.due <= now]
+            self._joins = [join for join in self._joins if join.due > now]
+            for join in due:
+                node = join.node
+                if not node.alive or join.record.node is not node:
+                    continue
+                key = ClusterKey(
+                    node.spec.cookie, node.spec.cluster_name, node.spec.discovery.strategy, node.spec.discovery.scope
+                )
+                target = self.clusters.get(key)
+                if target is None or not target.nodes:
+                    # the peers went away: this core is the cluster now
+                    target = self._cluster_for(node.spec)
+                self._join(join, target)
+                if node.server is not None and self.join_restart > 0:
+                    to_restart.append(node)
+        for node in to_restart:
+            threading.Thread(target=self._restart_listener, args=(node,), daemon=True).start()
+
+    def _join(self, join: _Join, target: ClusterState) -> None:
+        """ekka autocluster joins the oldest node: mria copies the cluster's tables, the apps restart
+        and sync cluster.hocon from a core, the bootstrap key file is loaded again."""
+        node = join.node
+        solo = node.cluster
+        solo.nodes.pop(node.name, None)
+        node.cluster = target
+        target.nodes[node.name] = node
+        target.members.add(node.name)
+        data_dir = self.data_dirs[node.data_dir_key]
+        sources = [core for core in target.cores() if core is not node and core.version <= node.version]
+        if sources:
+            best = max(sources, key=lambda core: (self._core_data(core).tnx_id, core.uptime_ms()))
+            data_dir.cluster_hocon = copy.deepcopy(self._core_data(best).cluster_hocon)
+            data_dir.tnx_id = self._core_data(best).tnx_id
+            layers = configmodel.Layers(
+                defaults=schema.defaults(node.spec.image),
+                conf_file=node.spec.conf_file,
+                env=node.spec.env_layer,
+                cluster=data_dir.cluster_hocon,
+                deprecated_order=data_dir.deprecated_order,
+            )
+            node.running_config = configmodel.running_config(node.spec.image, layers)
+        for api_key, entry in solo.api_keys.items():
+            if entry.get("desc") == "Bootstrapped From File":
+                target.api_keys[api_key] = entry
+        target.admins.setdefault("admin", node.spec.dashboard_password)
+        self._persist_cluster(target)
+        self.record_event("joined", join.record, cluster=target.name, peers=len(target.nodes) - 1)
+        self._check_replicants(target)
+
+    def _restart_listener(self, node: SimNode) -> None:
+        """The apps restart after the join: the dashboard listener is down for a moment."""
+        with self.lock:
+            server = node.server
+            node.server = None
+        if server is not None:
+            server.stop()
+        time.sleep(self.join_restart)
+        with self.lock:
+            if not node.alive or self.server_factory is None:
+                return
+            try:
+                node.server = self.server_factory(node, self)
+            except OSError as error:
+                log.error("%s: dashboard listener failed to restart after the join: %s", node.name, error)
+
+    def _check_replicants(self, cluster: ClusterState) -> None:
+        """mria_lb re-checks upstream cores all the time: a 5.6+ replicant left without a core of its
+        own emqx application version stops replicating (stale config and keys) until one returns.
+        From 5.8.2 emqx_machine_replicant_health_probe also logs a warning naming the known cores
+        (every 30 s in EMQX; here each time the set of cores changes)."""
+        for node in cluster.running():
+            if node.role != "replicant":
                 continue
-            match = pattern.match(line)
-            if not match:
-                log.error(
-                    "%s: failed_to_load_bootstrap_file file=%s line=%d reason=invalid_format",
-                    spec.node_name,
-                    path,
-                    number,
+            record = self.find_record(node.name)
+            upstream = bool(self._upstream_cores(node.spec, cluster))
+            if not upstream and record is not None and node.spec.image.at_least(versions.REPLICANT_HEALTH_PROBE):
+                warning = self._no_core_at_same_version(cluster)
+                if warning != node.last_probe_warning:
+                    node.last_probe_warning = warning
+                    self._print(record, [f"{log_time()} [warning] {warning}"])
+            if upstream:
+                node.last_probe_warning = ""
+            if upstream == (not node.degraded):
+                continue
+            node.degraded = not upstream
+            if record is None:
+                continue
+            if node.degraded:
+                self.record_event(
+                    "replicant_degraded",
+                    record,
+                    reason=f"no running core of emqx application version {node.spec.image.emqx_app_vsn} "
+                    f"(running cores: {self._describe(cluster.cores())})",
                 )
-                return
-            api_key, secret = match.group(1), match.group(2)
-            role = (match.group(3) if with_roles else None) or "administrator"
-            if role not in allowed_roles:
-                log.error(
-                    "%s: failed_to_load_bootstrap_file file=%s line=%d reason=invalid_role %s",
-                    spec.node_name,
-                    path,
-                    number,
-                    role,
-                )
-                return
-            node.cluster.api_keys[api_key] = {
-                "name": _bootstrap_key_name(api_key),
-                "api_key": api_key,
-                "api_secret": secret,
-                "role": role,
-                "enable": True,
-                "desc": "Bootstrapped From File",
-                "expired_at": "infinity",
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-            }
+            else:
+                self.record_event("replicant_recovered", record)
+
+    @staticmethod
+    def _no_core_at_same_version(cluster: ClusterState) -> str:
+        """The text of emqx_machine_replicant_health_probe's warning: known cores are mria's core
+        nodes (running ones with their emqx app vsn, stopped members with the erpc failure)."""
+        known = {
+            core.name: f"#{{version => {format_0p(Charlist(core.spec.image.emqx_app_vsn))}}}"
+            for core in cluster.cores()
+        }
+        for name in cluster.stopped_cores():
+            known[name] = "#{probe_failure => {error,{erpc,noconnection}}}"
+        entries = ",".join(f"'{name}' => {value}" for name, value in sorted(known.items()))
+        return (
+            "msg: no_available_core_node_at_same_version, hint: There are no core EMQX nodes running the same "
+            "version as this node. If you are performing a rolling upgrade, please keep different core node "
+            "versions (both old and new) around until all replicant nodes are migrated., "
+            f"known_cores: #{{{entries}}}"
+        )
 
     # ------------------------------------------------------------------ stopping
 
@@ -544,6 +921,7 @@ class World:
             del cluster.nodes[node.name]
         record.generation += 1
         self.record_event(event, record, reason=reason, role=node.role, version=versions.format_version(node.version))
+        self._check_replicants(cluster)
         return [node.server] if node.server is not None else []
 
     @staticmethod
@@ -590,25 +968,30 @@ class World:
             self._persist_cluster(cluster)
 
     def apply_config(self, cluster: ClusterState, roots: ConfigDict, mode: str) -> list[SimNode]:
-        """A cluster-wide config transaction; returns nodes whose dashboard port changed."""
+        """A cluster-wide config transaction; returns nodes whose dashboard port changed.
+
+        Replicants without an upstream core (degraded) do not receive it.
+        """
         rebind: list[SimNode] = []
         with self.lock:
             cores = cluster.cores()
             next_tnx = max((self._core_data(core).tnx_id for core in cores), default=0) + 1
             for node in cluster.running():
-                enterprise = node.edition is versions.Edition.ENTERPRISE
-                defaults = configmodel.schema_defaults(enterprise)
-                known = config_roots(node.spec.image)
+                if node.degraded:
+                    continue
+                known = schema.roots(node.spec.image)
                 applicable = {root: value for root, value in roots.items() if root in known}
+                defaults = schema.defaults(node.spec.image)
                 old_port = node.spec.dashboard_port
-                node.running_config = configmodel.apply_roots(node.running_config, applicable, mode, defaults)
+                node.running_config = schema.fill(
+                    node.spec.image, configmodel.apply_roots(node.running_config, applicable, mode, defaults)
+                )
                 data_dir = self.data_dirs[node.data_dir_key]
                 data_dir.cluster_hocon = configmodel.apply_roots(data_dir.cluster_hocon, applicable, mode, {})
                 data_dir.tnx_id = next_tnx
-                bind = ((node.running_config.get("dashboard") or {}).get("listeners") or {}).get("http") or {}
-                port_text = str(bind.get("bind", old_port)).rsplit(":", 1)[-1]
-                if port_text.isdigit() and int(port_text) != old_port and int(port_text) > 0:
-                    node.spec.dashboard_port = int(port_text)
+                new_port = dashboard_port(node.spec.image, node.running_config)
+                if new_port != old_port:
+                    node.spec.dashboard_port = new_port
                     rebind.append(node)
         return rebind
 

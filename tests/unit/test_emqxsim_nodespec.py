@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.emqxsim import versions
-from sandbox.emqxsim.nodespec import BootError, build_node_spec
+from sandbox.emqxsim.nodespec import BootError, build_node_spec, dashboard_port
 from sandbox.emqxsim.podspec import resolve_container
 from sandbox.emqxsim.testing import emqx_objects, emqx_pod
 from sandbox.emqxsim.versions import Edition, ImageError, parse_image
@@ -57,7 +57,7 @@ def test_core_identity_from_operator_env():
     assert spec.cookie == "s3cret-cookie"
     assert spec.discovery.strategy == "dns"
     assert spec.discovery.scope == ("emqx-headless.prod.svc.cluster.local",)
-    assert spec.dashboard_port == 18083
+    assert dashboard_port(spec.image, spec.local_config) == 18083
     assert spec.bootstrap_file == "/opt/emqx/data/bootstrap_api_key"  # quotes inside the env value stripped
     assert spec.data_storage_key is not None and spec.data_storage_key.startswith("emptydir:")
 
@@ -86,17 +86,25 @@ def test_role_env_var_depends_on_version():
     spec = _spec(new_name)
     assert spec.role == "core"
     assert any("EMQX_NODE__ROLE" in warning for warning in spec.warnings)
-    # From 5.0.26 node.role is read and db_role stays an alias.
-    for role_env in ("EMQX_NODE__ROLE", "EMQX_NODE__DB_ROLE"):
-        pod = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.0.26", role_env=role_env)
-        assert _spec(pod).role == "replicant"
+    # From 5.0.23 (e5.0.3) node.role is read and db_role stays an alias.
+    for image in ("emqx/emqx:5.0.23", "emqx/emqx-enterprise:5.0.3"):
+        for role_env in ("EMQX_NODE__ROLE", "EMQX_NODE__DB_ROLE"):
+            pod = emqx_pod("r", "127.252.1.4", role="replicant", image=image, role_env=role_env)
+            assert _spec(pod).role == "replicant"
+    old_enterprise = emqx_pod("r", role="replicant", image="emqx/emqx-enterprise:5.0.2", role_env="EMQX_NODE__ROLE")
+    assert _spec(old_enterprise).role == "core"
     missing = emqx_pod("r", "127.252.1.4", role="replicant", image="emqx/emqx:5.7.2", role_env=None)
     assert _spec(missing).role == "core"
 
 
 def test_opensource_58_refuses_replicant_but_enterprise_and_57_do_not():
-    with pytest.raises(BootError, match="Node role 'replicant' is only allowed in Enterprise edition since 5.8.0"):
+    # 5.8.0: the enum of node.role is [core] only; 5.8.1 adds a validator with an explicit message
+    with pytest.raises(BootError, match="node.role: not_a_enum_symbol") as refused:
         _spec(emqx_pod("r", role="replicant", image="emqx/emqx:5.8.0"))
+    assert refused.value.exit_code == 127  # `hocon multi_get` (node.*) crashes on the schema error
+    assert "reason => not_a_enum_symbol" in "\n".join(refused.value.log_lines)
+    with pytest.raises(BootError, match="Node role 'replicant' is only allowed in Enterprise edition since 5.8.0"):
+        _spec(emqx_pod("r", role="replicant", image="emqx/emqx:5.8.1"))
     assert _spec(emqx_pod("r", role="replicant", image="emqx/emqx-enterprise:5.8.9")).role == "replicant"
     assert _spec(emqx_pod("r", role="replicant", image="emqx/emqx:5.7.2")).role == "replicant"
 
@@ -107,10 +115,23 @@ def test_missing_cookie_env_falls_back_to_default_cookie():
     assert any("Default cookie" in warning for warning in spec.warnings)
 
 
-def test_dns_a_record_needs_an_ip_host():
-    pod = emqx_pod("emqx-core-0", extra_env=[{"name": "EMQX_CLUSTER__DNS__RECORD_TYPE", "value": "a"}])
-    with pytest.raises(BootError, match="Node name must be of name@IP format"):
-        _spec(pod)
+def test_dns_a_record_needs_an_ip_host_from_5_6():
+    # emqx_conf_schema.erl validations(): check_node_name_and_discovery_strategy, from v5.6.0 / e5.6.0;
+    # hocon_tconf:assert_integrity/3 reports it after the field checks, in `generate` (exit 1)
+    a_record = [{"name": "EMQX_CLUSTER__DNS__RECORD_TYPE", "value": "a"}]
+    with pytest.raises(BootError, match="check_node_name_and_discovery_strategy") as refused:
+        _spec(emqx_pod("emqx-core-0", image="emqx/emqx-enterprise:5.6.0", extra_env=a_record))
+    assert refused.value.exit_code == 1
+    assert refused.value.log_lines[-2].endswith(
+        "[error] #{kind => validation_error,reason => integrity_validation_failure,"
+        'result => #{domain => "emqx-core-0.emqx-headless.ns.svc.cluster.local",'
+        "explain => \"Node name must be of name@IP format for DNS cluster discovery strategy with 'a' record "
+        'type."},validation_name => check_node_name_and_discovery_strategy}'
+    )
+    # before, nothing checks it: the node boots, but ekka_cluster_dns only ever finds name@IP nodes
+    spec = _spec(emqx_pod("emqx-core-0", image="emqx/emqx-enterprise:5.5.1", extra_env=a_record))
+    assert spec.discovery.scope == (spec.node_name,)
+    assert _spec(emqx_pod("emqx-core-0", image="emqx/emqx:5.8.9")).discovery.strategy == "dns"  # srv
 
 
 def test_boot_config_is_emqx_conf_overlaid_by_env():
@@ -121,29 +142,40 @@ def test_boot_config_is_emqx_conf_overlaid_by_env():
             {"name": "EMQX_LOG__CONSOLE__LEVEL", "value": "debug"},
             {"name": "EMQX_MQTT__MAX_PACKET_SIZE", "value": "2MB"},
             {"name": "EMQX_NOT_A_ROOT__X", "value": "1"},
+            {"name": "EMQX_NODE__NOT_A_FIELD", "value": "1"},
         ],
     )
     spec = _spec(pod, emqx_objects(emqx_conf=conf))
     assert spec.local_config["log"]["console"]["level"] == "debug"
     assert spec.local_config["mqtt"]["max_packet_size"] == "2MB"
-    assert spec.dashboard_port == 18084
+    assert dashboard_port(spec.image, spec.local_config) == 18084
     assert spec.cookie == "s3cret-cookie"  # env beats emqx.conf
-    assert any("EMQX_NOT_A_ROOT__X" in warning for warning in spec.warnings)
+    # hocon ignores unknown roots silently and warns about unknown fields of known roots
+    assert spec.warnings[0] == 'unknown_env_vars: ["EMQX_NODE__NOT_A_FIELD"]'
+    assert "EMQX_LOG__CONSOLE__LEVEL [log.console.level]: debug" in spec.boot_lines
+    assert "EMQX_NODE__COOKIE [node.cookie]: ******" in spec.boot_lines
     env_port = emqx_pod(
         "emqx-core-0", extra_env=[{"name": "EMQX_DASHBOARD__LISTENERS__HTTP__BIND", "value": "0.0.0.0:18085"}]
     )
-    assert _spec(env_port, emqx_objects(emqx_conf=conf)).dashboard_port == 18085
+    env_spec = _spec(env_port, emqx_objects(emqx_conf=conf))
+    assert dashboard_port(env_spec.image, env_spec.local_config) == 18085
 
 
 def test_broken_emqx_conf_refuses_to_boot():
-    with pytest.raises(BootError, match="failed_to_load_config: /opt/emqx/etc/emqx.conf line 1"):
+    with pytest.raises(BootError, match="parse_error") as refused:
         _spec(emqx_pod("emqx-core-0"), emqx_objects(emqx_conf="node {{ name = "))
+    assert refused.value.exit_code == 1
+    first, last = refused.value.log_lines
+    assert first.endswith(
+        '[error] {parse_error,#{file => "/opt/emqx/etc/emqx.conf",line => 1,reason => "syntax error before: \'{\'"}}'
+    )
+    assert last.startswith("ERROR: call_hocon_failed: -s emqx_conf_schema -c /opt/emqx/etc/emqx.conf multi_get")
 
 
 def test_emqx_conf_subpath_missing_from_configmap_is_a_directory():
     source = emqx_objects()
     source.config_maps[("ns", "emqx-configs")] = {"other": "x"}
-    with pytest.raises(BootError, match="eisdir"):
+    with pytest.raises(BootError, match="emqx.conf is not found in /opt/emqx/etc"):
         _spec(emqx_pod("emqx-core-0"), source)
 
 
