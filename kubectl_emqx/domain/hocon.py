@@ -227,8 +227,41 @@ def _dump_members(config: Mapping[str, Any], depth: int, lines: list[str]) -> No
             lines.append(f"{indent}{rendered_key} {{")
             _dump_members(value, depth + 1, lines)
             lines.append(f"{indent}}}")
+        elif isinstance(value, list | tuple) and value and not _flat_safe(value):
+            lines.append(f"{indent}{rendered_key} = [")
+            _dump_items(value, depth + 1, lines)
+            lines.append(f"{indent}]")
+        elif "\\" in rendered_key:  # nothing quoted may follow it on its line (see _flat_safe)
+            lines.append(f"{indent}{rendered_key} =")
+            lines.append(f"{indent}  {render_value(value)}")
         else:
             lines.append(f"{indent}{rendered_key} = {render_value(value)}")
+
+
+def _dump_items(items: Any, depth: int, lines: list[str]) -> None:
+    """Array elements one per line, comma-separated (EMQX's parser wants the commas)."""
+    indent = "  " * depth
+    for index, item in enumerate(items):
+        comma = "," if index < len(items) - 1 else ""
+        if isinstance(item, Mapping) and item:
+            lines.append(f"{indent}{{")
+            _dump_members(item, depth + 1, lines)
+            lines.append(f"{indent}}}{comma}")
+        elif isinstance(item, list | tuple) and item and not _flat_safe(item):
+            lines.append(f"{indent}[")
+            _dump_items(item, depth + 1, lines)
+            lines.append(f"{indent}]{comma}")
+        else:
+            lines.append(f"{indent}{render_value(item)}{comma}")
+
+
+def _flat_safe(items: Any) -> bool:
+    """Whether a list can be written on one line. EMQX's scanner reads a quoted string that ends in a
+    backslash together with the rest of its line up to the next quote (its string rule is ambiguous
+    and the longest match wins), so nothing may follow such a string on its line: lists holding
+    objects, lists, or strings with a backslash are written one element per line."""
+    return all(not isinstance(item, Mapping | list | tuple) and not (isinstance(item, str) and "\\" in item)
+               for item in items)
 
 
 def _render_key(key: str) -> str:

@@ -203,6 +203,18 @@ def _config_errors(spec: EmqxSpec) -> list[SpecError]:
             )
         )
         return errors
+    if spec.image_info.version < (5, 3, 1):
+        dotted_key = _dotted_key_path(spec.config)
+        if dotted_key is not None:
+            errors.append(SpecError(config_field, dotted_key,
+                                    f"EMQX {spec.image_info.version_string} reads a quoted key with a dot as a path "
+                                    "(before 5.3.1, emqx/hocon before 0.39.17), so this key cannot be written",
+                                    "rename the key without '.', or use EMQX 5.3.1 or later"))
+    separator = _line_separator_path(spec.config)
+    if separator is not None:
+        errors.append(SpecError(config_field, separator,
+                                "a string holds U+2028 or U+2029, which EMQX's HOCON reads as the end of a line",
+                                f"remove that character from {separator}"))
     port = hocon.dashboard_port(spec.config)
     if port == 0:
         errors.append(
@@ -227,6 +239,43 @@ def _config_errors(spec: EmqxSpec) -> list[SpecError]:
                 )
             )
     return errors
+
+
+def _dotted_key_path(config: Any, path: str = "") -> str | None:
+    """The first key (at any depth) that itself holds a dot."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            inner = f"{path}.{hocon.join_path([str(key)])}" if path else hocon.join_path([str(key)])
+            if "." in str(key):
+                return inner
+            found = _dotted_key_path(value, inner)
+            if found:
+                return found
+    elif isinstance(config, list):
+        for index, item in enumerate(config):
+            found = _dotted_key_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def _line_separator_path(config: Any, path: str = "") -> str | None:
+    if isinstance(config, dict):
+        for key, value in config.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if any(c in str(key) for c in "\u2028\u2029"):
+                return inner
+            found = _line_separator_path(value, inner)
+            if found:
+                return found
+    elif isinstance(config, list):
+        for index, item in enumerate(config):
+            found = _line_separator_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    elif isinstance(config, str) and any(c in config for c in "\u2028\u2029"):
+        return path
+    return None
 
 
 def _topology_errors(spec: EmqxSpec) -> list[SpecError]:

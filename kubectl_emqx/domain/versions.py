@@ -234,8 +234,9 @@ def evacuation_blocks_boot(version: Version) -> bool:
 
 
 def min_wait_takeover(edition: str, version: Version) -> int:
-    """Evacuation's wait_takeover must be a positive integer in Enterprise 5.0-5.1; 0 from e5.2.0."""
-    return 1 if version < (5, 2, 0) else 0
+    """Evacuation's wait_takeover is a positive integer in Enterprise 5.0.4-5.1.0 (a duration that may
+    be 0 from e5.1.1; emqx_node_rebalance_api.erl)."""
+    return 1 if version < (5, 1, 1) else 0
 
 
 def evacuation_has_health_check(version: Version) -> bool:

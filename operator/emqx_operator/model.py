@@ -163,10 +163,10 @@ class CallError:
 
     @property
     def verdict(self) -> bool:
-        """EMQX judged the request (4xx, or a 5xx that carries an error body); else an outage."""
-        if self.status is None:
-            return False
-        return 400 <= self.status < 500 or (self.status >= 500 and bool(self.code or self.message.strip("{} ")))
+        """EMQX judged the request: it answered with an error of its handler (4xx, and the 500s its
+        config API gives for bodies it cannot take, with or without a body depending on the release).
+        No answer, or a gateway/unavailable status, is an outage."""
+        return self.status is not None and self.status not in (502, 503, 504)
 
 
 @dataclass(frozen=True)

@@ -133,12 +133,13 @@ def test_dashboard_change_survives_and_rejection_is_reported(
 
 
 def test_before_511_config_is_applied_by_rolling_restart(api_client: Any, namespace: str, operator: Any) -> None:
-    body = cr("old", image="emqx/emqx:5.0.6", cores=2, replicants=0, config="log.console.level = warning\n")
+    # Before 5.0.26 the console log handler is log.console_handler (emqx_conf_schema.erl@v5.0.6).
+    body = cr("old", image="emqx/emqx:5.0.6", cores=2, replicants=0, config="log.console_handler.level = warning\n")
     body["spec"]["updateStrategy"] = {"evacuationStrategy": {"waitTakeover": 0}}
     create_emqx(api_client, namespace, body)
     wait_ready(api_client, namespace, "old")
     before = pod_uids(api_client, namespace, "old")
-    patch_emqx(api_client, namespace, "old", {"spec": {"config": {"data": "log.console.level = debug\n"}}})
+    patch_emqx(api_client, namespace, "old", {"spec": {"config": {"data": "log.console_handler.level = debug\n"}}})
     wait_for(lambda: get_emqx(api_client, namespace, "old")["status"]["observedGeneration"] == 2, 30, "gen 2")
     obj = wait_ready(api_client, namespace, "old", timeout=120)
     assert obj["status"]["config"]["method"] == "RollingRestart"
@@ -146,7 +147,7 @@ def test_before_511_config_is_applied_by_rolling_restart(api_client: Any, namesp
     after = pod_uids(api_client, namespace, "old")
     assert all(after[n] != before[n] for n in before)
     for pod in pods(api_client, namespace, "old"):
-        assert _level(live_config(api_client, namespace, "old", pod)) == "debug"
+        assert hocon.get_path(live_config(api_client, namespace, "old", pod), "log.console_handler.level") == "debug"
 
 
 def test_dashboard_port_change_rolls_nodes_and_moves_the_service(
