@@ -128,6 +128,10 @@ class EmqxApi:
     def node(self, node: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/api/v5/nodes/{quote(node, safe='@')}").json())
 
+    def listeners(self) -> list[dict[str, Any]]:
+        """GET /api/v5/listeners: every listener of the cluster, with each node's status."""
+        return list(self._request("GET", "/api/v5/listeners").json())
+
     def cluster(self) -> dict[str, Any]:
         return dict(self._request("GET", "/api/v5/cluster").json())
 

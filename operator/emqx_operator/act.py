@@ -55,8 +55,8 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
             log.warning("%s/%s: %s failed: HTTP %s %s %s", namespace, spec.name, type(call).__name__,
                         error.status, error.code, error.message)
             failures.append((call, error))
-        elif isinstance(call, ForceLeave):
-            log.info("%s/%s: removed departed core %s from the EMQX cluster", namespace, spec.name, call.node)
+        else:
+            log.info("%s/%s: %s", namespace, spec.name, _describe(call))
 
     for patch in plan.pod_patches:
         try:
@@ -73,8 +73,19 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
         if deletion.after is not None and deletion.after in failed:
             continue
         if api.delete("Pod", namespace, deletion.name, uid=deletion.uid):
+            log.info("%s/%s: %s", namespace, spec.name, deletion.reason)
             deleted.append(deletion.name)
     return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted))
+
+
+def _describe(call: EmqxCall) -> str:
+    if isinstance(call, ForceLeave):
+        return f"removed departed core {call.node} from the EMQX cluster"
+    if isinstance(call, EvacuationStart):
+        return f"evacuating {call.node} to {', '.join(call.body.get('migrate_to') or [])}"
+    if isinstance(call, EvacuationStop):
+        return f"ended the evacuation of {call.node}"
+    return f"loaded the configuration ({call.mode} mode, for {call.target})"
 
 
 def _call(client: EmqxApi | None, call: EmqxCall) -> CallError | None:

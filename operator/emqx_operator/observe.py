@@ -32,6 +32,7 @@ from kubectl_emqx.domain.vocabulary import (
     OPERATOR_API_KEY_NAME,
     REPLICANT,
     ConditionType,
+    core_node_name,
     label_selector,
     object_names,
     pod_ordinal,
@@ -51,7 +52,7 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any]) -> World:
             objects[(kind, obj["metadata"]["name"])] = obj
     all_pods = api.list("Pod", spec.namespace, selector)
     core = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == CORE),
-                  key=lambda p: pod_ordinal(p["metadata"]["name"]) or 1 << 30)
+                  key=_by_ordinal)
     replicant = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == REPLICANT),
                        key=lambda p: p["metadata"]["name"])
     names = object_names(spec.name)
@@ -68,6 +69,11 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any]) -> World:
             read[secret_name] = _decoded(found) if found is not None else None
         referenced[(secret_name, key)] = (read[secret_name] or {}).get(key)
     return World(resource, objects, tuple(core), tuple(replicant), secrets, referenced)
+
+
+def _by_ordinal(pod: dict[str, Any]) -> int:
+    ordinal = pod_ordinal(pod["metadata"]["name"])
+    return ordinal if ordinal is not None else 1 << 30
 
 
 def _decoded(secret: dict[str, Any]) -> dict[str, str]:
@@ -87,7 +93,10 @@ def emqx(spec: EmqxSpec, world_: World, old_status: dict[str, Any], now: datetim
     if not addresses:
         return EmqxView()
     last: tuple[Access, EmqxApiError] | None = None
-    for access, image in addresses[:2]:
+    best: tuple[int, EmqxView, Any, str] | None = None
+    expected = {core_node_name(spec.name, spec.namespace, spec.cluster_domain, p["metadata"]["name"])
+                for p in world_.core_pods if pods.ready(p)}
+    for access, image in addresses[:3]:
         client = pool.client(access)
         try:
             nodes = tuple(sorted(client.nodes(), key=lambda n: str(n.get("node"))))
@@ -95,7 +104,16 @@ def emqx(spec: EmqxSpec, world_: World, old_status: dict[str, Any], now: datetim
             pool.drop(access)
             last = (access, exc)
             continue
-        view = EmqxView(nodes=nodes, address=access.base_url)
+        listed = {str(n.get("node")) for n in nodes}
+        coverage = len(expected & listed)
+        if best is None or coverage > best[0]:
+            best = (coverage, EmqxView(nodes=nodes, address=access.base_url), client, image)
+        if expected <= listed:
+            break
+        # A core that has not joined yet (a fresh node runs alone for a moment) knows only itself:
+        # ask another one, and go by the view that knows the most of the ready cores.
+    if best is not None:
+        _, view, client, image = best
         return _extras(spec, view, client, image, old_status, now, world_.generation)
     assert last is not None
     access, error = last

@@ -718,3 +718,17 @@ def test_creating_with_an_image_that_cannot_be_pulled_fails_fast_and_recovers() 
     for pod in list(cluster.pods):
         del cluster.pods[pod]  # the user deletes the stuck pods (or the StatefulSet controller replaces them)
     cluster.converge()
+
+
+def test_a_view_from_a_core_that_has_not_joined_yet_moves_nothing() -> None:
+    """A fresh core runs alone for a moment before it joins (ekka's autocluster): its GET /nodes
+    knows only itself. The other cores are not broken for that."""
+    cluster = settled(replicants=0)
+    start_upgrade(cluster, f"{EE}:5.8.0")
+    cluster.step()
+    full = cluster.view()
+    lone = tuple(n for n in full.nodes or () if "core-2" in n["node"])
+    cluster.view = lambda: type(full)(nodes=lone, address=full.address,  # type: ignore[method-assign]
+                                      evacuations=full.evacuations)
+    plan = cluster.decide()
+    assert not plan.pod_deletions and plan.status["phase"] != "Ready"

@@ -162,7 +162,9 @@ def _next_victim(facts: Facts, result: CoreResult, upgrade: dict[str, Any], core
     spec = facts.spec
     desired = spec.core.replicas
     others_healthy = all(p in result.healthy for p in core_pods if p not in result.outdated)
-    broken = [p for p in result.outdated if p not in result.healthy]
+    # Broken: not Ready, or EMQX reports the node stopped. A Ready core the view does not list at all
+    # is unknown (a view from a node that has not joined yet), never a reason to act.
+    broken = [p for p in result.outdated if not pods.ready(p) or facts.reported_stopped(p)]
     candidates = broken or (result.outdated if len(result.healthy) == desired else [])
     if not (others_healthy and candidates and len(core_pods) == desired):
         return {}

@@ -51,6 +51,10 @@ class Facts:
         value = info.get("live_connections", info.get("connections"))
         return int(value or 0)
 
+    def reported_stopped(self, pod: Obj) -> bool:
+        node = self.node_of(pod)
+        return any(str(n.get("node")) == node and n.get("node_status") == "stopped" for n in self.emqx.nodes or ())
+
     def emqx_info(self, pod: Obj) -> Obj | None:
         return self.running.get(self.node_of(pod))
 
