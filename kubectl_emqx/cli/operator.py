@@ -15,7 +15,7 @@ from kubectl_emqx.kube import errors
 
 if TYPE_CHECKING:
     from kubectl_emqx.domain.install import InstallOptions
-    from kubectl_emqx.kube.client import ManifestApi
+    from kubectl_emqx.kube.api import ManifestApi
 
 DEFAULT_NAMESPACE = "emqx-operator-system"  # kubectl_emqx.domain.install.DEFAULT_NAMESPACE (not imported for --help)
 CRD_ESTABLISH_SECONDS = 30.0

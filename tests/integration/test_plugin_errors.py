@@ -1,9 +1,9 @@
 """Every way the plugin fails, through the real kubectl against real API servers: one actionable
 `error: ...` line on stderr, a non-zero exit, and the traceback only with -v.
 
-Each case runs a read verb (status/list: the light REST session, kubectl_emqx/rest.py) and a
-writing verb (scale/create: the `kubernetes` client, kubectl_emqx/kube.py), so that both sessions
-are held to the same messages.
+Each case runs a read verb (status/list: the light REST session, kubectl_emqx/kube/rest.py) and a
+writing verb (scale/create: the `kubernetes` client, kubectl_emqx/kube/client.py), so that both
+sessions are held to the same messages.
 """
 
 from __future__ import annotations
