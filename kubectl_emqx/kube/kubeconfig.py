@@ -320,7 +320,11 @@ def _server(cluster: dict[str, Any], cluster_name: str | None) -> str:
         raise errors.KubeconfigError(f'cluster "{cluster_name}" has no server; pass --server or fix the kubeconfig')
     server = str(cluster["server"]).rstrip("/")
     parts = urlsplit(server)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # a port that is no number
+        valid = False
+    if not valid:
         raise errors.KubeconfigError(f"server {server!r} is not an http(s) URL (example: https://127.0.0.1:6443)")
     return server
 
