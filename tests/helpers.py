@@ -48,7 +48,7 @@ def parse_metrics(text: str) -> dict[str, float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def metric_key(name: str, **labels: str) -> str:
-    """`name{label="value",...}` with the labels sorted (what parse_metrics keys samples by)."""
+def metric_key(metric: str, /, **labels: str) -> str:
+    """`metric{label="value",...}` with the labels sorted (what parse_metrics keys samples by)."""
     inner = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    return f"{name}{{{inner}}}" if labels else name
+    return f"{metric}{{{inner}}}" if labels else metric

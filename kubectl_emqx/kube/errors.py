@@ -193,17 +193,39 @@ def unreachable(
 
 
 def short_reason(reason: object) -> str:
-    """The cause of a connection failure without its wrapping: urllib3's "HTTPSConnection(host=...,
-    port=1): Failed to establish a new connection: [Errno 111] Connection refused" and the
-    standard library's "[Errno 111] Connection refused" both become "Connection refused"."""
+    """The cause of a connection failure without its wrapping, the same whichever transport met it:
+    urllib3's "HTTPSConnection(host=..., port=1): Failed to establish a new connection: [Errno 111]
+    Connection refused" and the standard library's ConnectionRefusedError both become "Connection
+    refused"; a certificate check that failed (inside urllib3's MaxRetryError and SSLError, or
+    raw from ssl) becomes "TLS certificate verify failed: <what was wrong>"."""
     import re
 
-    text = str(reason)
+    cause = _innermost(reason)
+    verify_message = getattr(cause, "verify_message", None)
+    if verify_message:
+        return f"TLS certificate verify failed: {str(verify_message).rstrip('.')}"
+    if isinstance(cause, OSError) and cause.strerror and not getattr(cause, "library", None):
+        return str(cause.strerror)
+    text = str(cause)
     for marker in ("Failed to establish a new connection: ", ">: "):
         if marker in text:
             text = text.split(marker, 1)[1]
     text = re.sub(r" \(_ssl\.c:\d+\)", "", text)
     return re.sub(r"\[Errno -?\d+\] ", "", text).rstrip(")'\"").replace("\n", " ")
+
+
+def _innermost(cause: object) -> object:
+    """Follow urllib3's wrapping (MaxRetryError.reason, SSLError(args[0])) to the exception that
+    says what happened."""
+    for _ in range(8):
+        inner = getattr(cause, "reason", None)
+        if not isinstance(inner, BaseException):
+            args = getattr(cause, "args", ())
+            inner = args[0] if len(args) == 1 and isinstance(args[0], BaseException) else None
+        if inner is None or inner is cause:
+            return cause
+        cause = inner
+    return cause
 
 
 def _forbidden_subject(message: str) -> str:

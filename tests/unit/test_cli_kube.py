@@ -209,12 +209,37 @@ def test_invalid_lists_the_causes() -> None:
     assert error.message == "the API server refused the EMQX resource: spec.coreTemplate.spec.replicas: must be >= 1"
 
 
-def test_short_connection_reason() -> None:
-    reason = (
-        "HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: "
-        "[Errno 111] Connection refused"
-    )
-    assert errors.short_reason(reason) == "Connection refused"
+def _verify_failure() -> Exception:
+    import ssl
+
+    failure = ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, certificate is not "
+           "valid for 'wrong.example'. (_ssl.c:1006)")
+    failure.verify_message = "Hostname mismatch, certificate is not valid for 'wrong.example'."
+    return failure
+
+
+def _urllib3(reason: Exception) -> Exception:
+    from urllib3.exceptions import MaxRetryError, SSLError
+
+    return MaxRetryError(None, "/apis", reason=SSLError(reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        ("HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: [Errno 111] "
+         "Connection refused", "Connection refused"),
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),  # as rest.py meets it
+        (_verify_failure(), "TLS certificate verify failed: Hostname mismatch, certificate is not valid for "
+                            "'wrong.example'"),
+        (_urllib3(_verify_failure()), "TLS certificate verify failed: Hostname mismatch, certificate is not valid "
+                                      "for 'wrong.example'"),  # as the client meets it
+    ],
+    ids=["urllib3 refused", "refused", "tls", "urllib3 tls"],
+)
+def test_short_connection_reason(cause: object, expected: str) -> None:
+    assert errors.short_reason(cause) == expected
 
 
 def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
