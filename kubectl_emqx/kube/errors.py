@@ -220,7 +220,7 @@ def _innermost(cause: object) -> object:
     for _ in range(8):
         inner = getattr(cause, "reason", None)
         if not isinstance(inner, BaseException):
-            args = getattr(cause, "args", ())
+            args: tuple[object, ...] = getattr(cause, "args", ())
             inner = args[0] if len(args) == 1 and isinstance(args[0], BaseException) else None
         if inner is None or inner is cause:
             return cause
