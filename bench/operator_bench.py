@@ -476,7 +476,7 @@ class Snapshot:
         }
         self.reconcile_seconds: dict[tuple[str, str], float] = {
             (labels.get("namespace", ""), labels.get("name", "")): value
-            for labels, value in metrics.get("emqx_operator_reconcile_seconds_sum", [])
+            for labels, value in metrics.get("emqx_operator_reconcile_duration_seconds_sum", [])
         }
 
     def total_writes(self) -> float:

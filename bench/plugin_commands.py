@@ -93,13 +93,25 @@ def ready_cluster(state: cluster.SandboxState, env: dict[str, str]) -> Iterator[
 
 
 def client_path_kubeconfig(state: cluster.SandboxState, directory: str) -> str:
-    """The sandbox's kubeconfig plus a user setting the light session (kubectl_emqx/rest.py) leaves
-    to the `kubernetes` client (which ignores it): `status` then runs the way it did before rest.py."""
+    """The sandbox's kubeconfig with its client certificate handed out by an exec credential plugin
+    (`cat` of a prepared ExecCredential): only the `kubernetes` client runs credential plugins, so
+    `status` then runs the way it did before the light session (kubectl_emqx/kube/rest.py), plus
+    one `cat`."""
+    import base64
+
     import yaml
 
     config = yaml.safe_load(Path(state.kubeconfig).read_text())
-    for entry in config["users"]:
-        entry["user"]["as-user-extra"] = {}
+    for index, entry in enumerate(config["users"]):
+        user = entry["user"]
+        credential = Path(directory) / f"exec-credential-{index}.json"
+        credential.write_text(json.dumps({
+            "apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+            "status": {"clientCertificateData": base64.b64decode(user.pop("client-certificate-data")).decode(),
+                       "clientKeyData": base64.b64decode(user.pop("client-key-data")).decode()},
+        }))
+        user["exec"] = {"apiVersion": "client.authentication.k8s.io/v1", "command": "cat",
+                        "args": [str(credential)], "interactiveMode": "Never"}
     path = Path(directory) / "kubeconfig-client-path"
     path.write_text(json.dumps(config))
     return str(path)

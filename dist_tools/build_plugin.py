@@ -73,7 +73,7 @@ TAR_MTIME = 315532800  # 1980-01-01T00:00:00Z
 SMOKE_MODULES = (
     "kubernetes.client", "kubernetes.config", "kubernetes.watch", "kubernetes.stream",
     "kubernetes.client.rest", "yaml", "requests", "charset_normalizer", "websocket",
-    "pyhocon", "httpx", "tabulate", "click",
+    "pyhocon", "httpx", "click",
 )
 
 

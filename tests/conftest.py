@@ -111,12 +111,11 @@ class OperatorHandle:
             return str(resp.read().decode())
 
     def reconcile_count(self, namespace: str, name: str) -> int:
-        total = 0
-        for line in self.metrics().splitlines():
-            if line.startswith("emqx_operator_reconcile_total{") and \
-                    f'namespace="{namespace}",name="{name}"' in line:
-                total += int(float(line.rsplit(" ", 1)[1]))
-        return total
+        from tests.helpers import metric_key, parse_metrics
+
+        values = parse_metrics(self.metrics())
+        return int(sum(values.get(metric_key("emqx_operator_reconcile_total", namespace=namespace, name=name,
+                                             result=result), 0) for result in ("ok", "error")))
 
     def wait_reconciles(self, namespace: str, name: str, count: int = 2, timeout: float = 60) -> None:
         """Wait until the operator has completed `count` more reconciles of the resource."""

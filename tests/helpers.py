@@ -37,3 +37,18 @@ def wait_for(
             raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {message}{detail}")
         time.sleep(interval)
         interval = min(interval * 1.5, 1.0)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """A Prometheus text exposition (parsed by prometheus_client's own parser) as
+    {metric_key(sample, **labels): value}: label order does not matter to the lookups."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {metric_key(sample.name, **sample.labels): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def metric_key(metric: str, /, **labels: str) -> str:
+    """`metric{label="value",...}` with the labels sorted (what parse_metrics keys samples by)."""
+    inner = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    return f"{metric}{{{inner}}}" if labels else metric

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import wait_for
+from tests.helpers import metric_key, parse_metrics, wait_for
 
 PLUGIN = str(Path(sys.executable).parent / "kubectl-emqx")
 
@@ -86,17 +86,12 @@ class InstalledOperator:
         import urllib.request
 
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        values = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                values[key] = float(value)
-        return values
+            return parse_metrics(response.read().decode())
 
     def reconciles(self, namespace: str, name: str) -> int:
-        prefix = f'emqx_operator_reconcile_total{{namespace="{namespace}",name="{name}",'
-        return int(sum(v for k, v in self.metrics().items() if k.startswith(prefix)))
+        values = self.metrics()
+        return int(sum(values.get(metric_key("emqx_operator_reconcile_total", namespace=namespace, name=name,
+                                             result=result), 0) for result in ("ok", "error")))
 
     def log_text(self) -> str:
         return Path(self.log).read_text(errors="replace")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import ClusterApi, ClusterReader
+from kubectl_emqx.kube.api import ClusterApi, ClusterReader
 
 CONFLICT_ATTEMPTS = 5
 

@@ -16,7 +16,8 @@ import click
 from click.shell_completion import CompletionItem, ShellComplete
 
 if TYPE_CHECKING:
-    from kubectl_emqx.kube.client import ClusterApi, KubeFlags
+    from kubectl_emqx.kube.api import ClusterApi
+    from kubectl_emqx.kube.kubeconfig import KubeFlags
 
 # cobra's ShellCompDirective values
 DIRECTIVE_DEFAULT = 0  # let the shell complete file names

@@ -15,7 +15,7 @@ from kubectl_emqx.kube import errors
 
 if TYPE_CHECKING:
     from kubectl_emqx.domain.install import InstallOptions
-    from kubectl_emqx.kube.client import ManifestApi
+    from kubectl_emqx.kube.api import ManifestApi
 
 # kubectl_emqx.domain.install's DEFAULT_NAMESPACE and LOG_LEVELS (not imported for --help; a test checks them)
 DEFAULT_NAMESPACE = "emqx-operator-system"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from kubectl_emqx.kube.client import ClusterApi, ClusterReader, KubeFlags
+    from kubectl_emqx.kube.api import ClusterApi, ClusterReader
+    from kubectl_emqx.kube.kubeconfig import Endpoint, KubeFlags
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,30 +30,42 @@ class AppState:
     flags: dict[str, Any] = field(default_factory=dict)
     verbosity: int = 0
     connect: Callable[[KubeFlags], ClusterApi] | None = None  # tests inject an in-memory API
+    _endpoint: Endpoint | None = None
     _api: ClusterApi | None = None
     _reader: ClusterReader | None = None
 
     def kube_flags(self) -> KubeFlags:
-        from kubectl_emqx.kube.client import KubeFlags
+        from kubectl_emqx.kube.kubeconfig import KubeFlags
 
         return KubeFlags(**self.flags)
 
+    def endpoint(self) -> Endpoint:
+        """The kubeconfig and the flags, resolved once (kubeconfig.resolve) for either session."""
+        if self._endpoint is None:
+            from kubectl_emqx.kube import kubeconfig
+
+            self._endpoint = kubeconfig.resolve(self.kube_flags())
+        return self._endpoint
+
     def api(self) -> ClusterApi:
         if self._api is None:
-            from kubectl_emqx.kube import client as kube
+            if self.connect is not None:
+                self._api = self.connect(self.kube_flags())
+            else:
+                from kubectl_emqx.kube import client
 
-            self._api = (self.connect or kube.connect)(self.kube_flags())
+                self._api = client.connect(self.kube_flags(), self.endpoint())
         return self._api
 
     def reader(self) -> ClusterReader:
-        """For verbs that only read the EMQX resource and its Events: a light session (rest.py,
-        no `kubernetes` import) when the kubeconfig allows one, else the full session."""
+        """For verbs that only read the EMQX resource and its Events: the light session (rest.py, no
+        `kubernetes` import) unless the endpoint needs the client (Endpoint.needs_client)."""
         if self._api is not None or self.connect is not None:
             return self.api()
         if self._reader is None:
             from kubectl_emqx.kube import rest
 
-            self._reader = rest.connect(self.kube_flags()) or self.api()
+            self._reader = rest.connect(self.kube_flags(), self.endpoint()) or self.api()
         return self._reader
 
     @property
@@ -133,6 +146,7 @@ _GLOBAL_FLAGS: list[Callable[[F], F]] = [
     _global("--token", metavar="TOKEN", help="Bearer token."),
     _global("--certificate-authority", metavar="FILE", help="CA certificate file."),
     _global("--insecure-skip-tls-verify", is_flag=True, default=None, help="Do not verify the server certificate."),
+    _global("--tls-server-name", metavar="NAME", help="Server name to verify the server certificate against."),
     _global("-v", "--verbose", count=True, help="Show tracebacks on errors."),
 ]
 

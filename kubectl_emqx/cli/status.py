@@ -10,7 +10,7 @@ import click
 from kubectl_emqx.cli.common import emit, load_cluster
 from kubectl_emqx.cli.options import EmqxCommand, kube_options, name_argument, output_options, state
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import ClusterReader
+from kubectl_emqx.kube.api import ClusterReader
 
 if TYPE_CHECKING:
     from kubectl_emqx.view.status_model import ClusterStatus

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import ClusterApi, ClusterReader
+from kubectl_emqx.kube.api import ClusterApi, ClusterReader
 from kubectl_emqx.view import render, status_model
 
 WATCH_WINDOW_SECONDS = 300

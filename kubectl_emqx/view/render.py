@@ -1,7 +1,9 @@
-"""Status model -> text (tabulate), JSON or YAML; colours; the `--wait` progress view.
+"""Status model -> text tables, JSON or YAML; colours; the `--wait` progress view.
 
-tabulate and yaml are imported inside the functions that need them, so verbs that fail early
-(or print help) never load them.
+Tables are laid out here (`table`), in the layout of tabulate's "plain" format that the plugin
+always printed, for every table: importing tabulate cost more than `status` spends on everything
+else it prints. yaml is imported inside the function that needs it, so verbs that fail early (or
+print help) never load it.
 """
 
 from __future__ import annotations
@@ -123,44 +125,48 @@ def structured(model: Any, output: str) -> str:
 
 
 _SGR = re.compile(r"\x1b\[[0-9;]*m")  # what click.style writes
-_PLAIN_TEXT = re.compile(r"[\x20-\x7e]*")
-TABULATE_MIN_PADDING = 2  # tabulate.MIN_PADDING: headers get two extra columns of room
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+HEADER_ROOM = 2  # headers get two extra columns of room (tabulate's MIN_PADDING)
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], no_headers: bool = False) -> str:
-    """tabulate's "plain" format (every cell text, left-aligned). Tables of printable ASCII (plus
-    colour codes) are laid out here, so that `status` and `list` need not import tabulate (~10 ms);
-    anything else (other types, wide or control characters, multi-line cells) goes to tabulate."""
-    if all(isinstance(cell, str) and _plain(cell) for row in rows for cell in row) and all(
-        _plain(header) for header in headers
-    ) and len({len(row) for row in rows} | ({len(headers)} if rows else set())) <= 1:
-        return _plain_table(rows, () if no_headers else headers)
-    from tabulate import tabulate
+    """Left-aligned columns two spaces apart, no trailing blanks: tabulate's "plain" format.
 
-    if no_headers:
-        return str(tabulate(rows, tablefmt="plain", disable_numparse=True))
-    return str(tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True))
+    Cells are text (None is empty, anything else str()), stripped; widths are what a terminal
+    shows: colour codes take no room, East Asian wide characters two columns, combining marks and
+    other zero-width characters none; a cell with line breaks spans as many lines. Rows shorter
+    than the headers are padded with empty cells."""
+    head = [] if no_headers else [[str(header) for header in headers]]
+    body = [["" if cell is None else str(cell).strip() for cell in row] for row in rows]
+    if not head and not body:
+        return ""
+    columns = max(len(row) for row in head + body)
+    # Each cell as its lines; rows padded to every column.
+    grid = [[_LINE_BREAK.split(cell) for cell in row] + [[""]] * (columns - len(row)) for row in head + body]
+    widths = [max(_width(line) for row in grid for line in row[column]) for column in range(columns)]
+    for column, header in enumerate(head[0] if head else []):
+        widths[column] = max(widths[column], _width(header) + HEADER_ROOM)
+    printed = []
+    for row in grid:
+        for index in range(max((len(cell) for cell in row), default=1)):
+            parts = [cell[index] if index < len(cell) else "" for cell in row]
+            padded = (part + " " * (size - _width(part)) for part, size in zip(parts, widths, strict=True))
+            printed.append("  ".join(padded).rstrip())
+    return "\n".join(printed)
 
 
-def _plain(text: str) -> bool:
-    return _PLAIN_TEXT.fullmatch(_SGR.sub("", text)) is not None
+def _width(text: str) -> int:
+    plain = _SGR.sub("", text)
+    if plain.isascii():
+        return len(plain)
+    import unicodedata
 
+    def columns(char: str) -> int:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf", "Cc"):
+            return 0
+        return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
 
-def _plain_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
-    def width(text: str) -> int:
-        return len(_SGR.sub("", text))
-
-    cells = [[cell.strip() for cell in row] for row in rows]
-    columns = len(headers) if headers else len(cells[0]) if cells else 0
-    widths = [width(header) + TABULATE_MIN_PADDING for header in headers] if headers else [0] * columns
-    for row in cells:
-        widths = [max(current, width(cell)) for current, cell in zip(widths, row, strict=True)]
-    lines = [headers] if headers else []
-    lines += cells
-    return "\n".join(
-        "  ".join(cell + " " * (size - width(cell)) for cell, size in zip(line, widths, strict=True)).rstrip()
-        for line in lines
-    )
+    return sum(columns(char) for char in plain)
 
 
 def list_text(

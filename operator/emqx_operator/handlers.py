@@ -1,8 +1,10 @@
 """kopf wiring only: watch events become "look again" triggers for the scheduler.
 
-Only stateless event handlers are used: they add no finalizers and write no progress annotations,
-so the operator makes no writes of its own when nothing changed, and deleting a namespace or the
-operator never blocks on it.
+Only stateless event handlers (`kopf.on.event`) are used: kopf adds finalizers only for deletion
+handlers and writes progress and last-handled-configuration annotations only for change-detecting
+handlers (create/update/resume/delete/field), so it writes nothing to the resources; the operator
+makes no writes of its own when nothing changed, and deleting a namespace or the operator never
+blocks on it. The scheduler, the API client and the options come in kopf's memo (main.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ class RetryForever:
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = f"operator.{GROUP}/finalizer"
     settings.posting.enabled = False  # Events are posted by the reconciler, with reasons of its own
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -43,9 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.error_backoffs = RetryForever()
     settings.scanning.disabled = True
     settings.watching.label_selectors["v1", "pods"] = MANAGED_BY
-    state = runtime.current()
-    memo["state"] = state
-    memo["scheduler_task"] = asyncio.create_task(state.scheduler.run())
+    memo["scheduler_task"] = asyncio.create_task(runtime.state_of(memo).scheduler.run())
 
 
 @kopf.on.cleanup()
@@ -55,27 +54,27 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
 
 
-def _trigger(namespace: str, name: str, delay: float = 0.0) -> None:
-    state = runtime.current()
+def _trigger(memo: kopf.Memo, namespace: str, name: str, delay: float = 0.0) -> None:
+    state = runtime.state_of(memo)
     if state.options.manages(namespace):
         state.scheduler.trigger(namespace, name, delay)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def emqx_changed(body: kopf.Body, **_: Any) -> None:
-    _trigger(body.metadata.namespace or "", body.metadata.name or "")
+def emqx_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _trigger(memo, body.metadata.namespace or "", body.metadata.name or "")
 
 
 @kopf.on.event("v1", "pods", labels={INSTANCE_LABEL: kopf.PRESENT})
-def emqx_pod_changed(body: kopf.Body, **_: Any) -> None:
+def emqx_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     instance = body.metadata.labels.get(INSTANCE_LABEL)
     if instance:
-        _trigger(body.metadata.namespace or "", instance, delay=0.2)
+        _trigger(memo, body.metadata.namespace or "", instance, delay=0.2)
 
 
 @kopf.on.probe(id="scheduler_idle_seconds")
-def scheduler_alive(**_: Any) -> float:
-    idle = time.monotonic() - runtime.current().scheduler.last_loop
+def scheduler_alive(memo: kopf.Memo, **_: Any) -> float:
+    idle = time.monotonic() - runtime.state_of(memo).scheduler.last_loop
     if idle > 60:
         raise kopf.PermanentError(f"the reconcile loop has not run for {idle:.0f}s")
     return round(idle, 1)

@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                               excluded_namespaces=tuple(args.exclude_namespace))
     reconciler = Reconciler(api, options)
     scheduler = Scheduler(reconciler.reconcile, workers=args.workers)
-    runtime.install(runtime.OperatorState(api, scheduler, options))
+    memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options))
     from emqx_operator import metrics
 
     if args.metrics_addr:
@@ -145,13 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics.METRICS.set_leader(False)
     try:
-        asyncio.run(_run(kopf, args, elector))
+        asyncio.run(_run(kopf, args, elector, memo))
     except KeyboardInterrupt:
         return 0
     return 0
 
 
-async def _run(kopf: Any, args: argparse.Namespace, elector: Any) -> None:
+async def _run(kopf: Any, args: argparse.Namespace, elector: Any, memo: Any) -> None:
     election = None
     if elector is not None:
         logging.getLogger("emqx_operator.leader").info(
@@ -163,6 +163,7 @@ async def _run(kopf: Any, args: argparse.Namespace, elector: Any) -> None:
             namespaces=args.namespace,
             standalone=True,
             liveness_endpoint=args.liveness or None,
+            memo=memo,
         )
     finally:
         if election is not None:

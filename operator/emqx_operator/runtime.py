@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import Any
 
 from emqx_operator.cluster_api import ClusterApi
 from emqx_operator.scheduler import Scheduler
@@ -25,20 +26,17 @@ class Options:
 
 @dataclass
 class OperatorState:
+    """What the kopf handlers need, carried in kopf's memo (main.py builds it, `kopf.operator(memo=...)`;
+    kopf hands every handler the memo, or a shallow copy of it): no process-wide globals."""
+
     api: ClusterApi
     scheduler: Scheduler
     options: Options
 
 
-_state: OperatorState | None = None
-
-
-def install(state: OperatorState) -> None:
-    global _state
-    _state = state
-
-
-def current() -> OperatorState:
-    if _state is None:
-        raise RuntimeError("the operator runtime is not initialised (run through emqx_operator.main)")
-    return _state
+def state_of(memo: Any) -> OperatorState:
+    """The OperatorState in a kopf memo."""
+    state = memo.get("state") if hasattr(memo, "get") else None
+    if not isinstance(state, OperatorState):
+        raise RuntimeError("the kopf memo carries no OperatorState (run the operator through emqx_operator.main)")
+    return state

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.emqx_helpers import cr, custom_api, wait_ready
-from tests.helpers import wait_for
+from tests.helpers import parse_metrics, wait_for
 from tests.install_helpers import lease_holder
 
 pytestmark = pytest.mark.integration
@@ -26,10 +26,7 @@ def _candidates(solo_operator: Any, namespace: str, lease_seconds: int = LEASE_S
 
 
 def _leader_gauge(candidate: Any) -> float:
-    for line in candidate.handle.metrics().splitlines():
-        if line.startswith("emqx_operator_leader "):
-            return float(line.split()[1])
-    raise AssertionError("no emqx_operator_leader gauge")
+    return parse_metrics(candidate.handle.metrics())["emqx_operator_leader"]
 
 
 def _one_leader(api_client: Any, namespace: str, candidates: dict[str, Any]) -> str:
@@ -60,7 +57,7 @@ def test_only_the_holder_reconciles_and_a_standby_takes_over_after_a_kill(
     wait_ready(api_client, solo_namespace, "before")
     candidates[leader].handle.wait_reconciles(solo_namespace, "before", count=2)  # resyncs every 2 s
     assert candidates[standby].handle.reconcile_count(solo_namespace, "before") == 0
-    assert "emqx_operator_managed_clusters 0" in candidates[standby].handle.metrics()
+    assert parse_metrics(candidates[standby].handle.metrics())["emqx_operator_managed_clusters"] == 0
 
     candidates[leader].kill()  # SIGKILL: no release, the Lease must expire
     killed_at = time.monotonic()

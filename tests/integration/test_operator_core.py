@@ -55,7 +55,12 @@ def test_seed_manifest_gives_six_running_nodes(api_client: Any, namespace: str, 
     assert status["coreNodesStatus"]["readyReplicas"] == 3
     assert status["replicantNodesStatus"]["readyReplicas"] == 3
     assert status["currentImage"] == "emqx/emqx:5.0.6"
-    assert status["observedGeneration"] == get_emqx(api_client, namespace, "emqx")["metadata"]["generation"]
+    metadata = get_emqx(api_client, namespace, "emqx")["metadata"]
+    assert status["observedGeneration"] == metadata["generation"]
+    # kopf writes nothing to the resource (only stateless event handlers): no progress or
+    # last-handled annotations, no finalizer.
+    assert not [key for key in metadata.get("annotations") or {} if "kopf" in key], metadata.get("annotations")
+    assert not metadata.get("finalizers"), metadata.get("finalizers")
 
 
 def test_scale_replicants_and_cores_and_listeners_follow(

@@ -159,7 +159,7 @@ def test_version_warns_when_the_operator_minor_differs(plugin: PluginRunner, api
 def test_read_verbs_do_not_load_the_kubernetes_client(
     plugin: PluginRunner, api_client: Any, namespace: str, crd: None
 ) -> None:
-    """`status`, `list` and name completion use the light REST session (kubectl_emqx/rest.py) with
+    """`status`, `list` and name completion use the light REST session (kubectl_emqx/kube/rest.py) with
     the sandbox's kubeconfig: importing the `kubernetes` client would cost them ~0.3 s."""
     custom_api(api_client).create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes", {
         "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "light"},

@@ -1,9 +1,9 @@
 """Every way the plugin fails, through the real kubectl against real API servers: one actionable
 `error: ...` line on stderr, a non-zero exit, and the traceback only with -v.
 
-Each case runs a read verb (status/list: the light REST session, kubectl_emqx/rest.py) and a
-writing verb (scale/create: the `kubernetes` client, kubectl_emqx/kube.py), so that both sessions
-are held to the same messages.
+Each case runs a read verb (status/list: the light REST session, kubectl_emqx/kube/rest.py) and a
+writing verb (scale/create: the `kubernetes` client, kubectl_emqx/kube/client.py), so that both
+sessions are held to the same messages.
 """
 
 from __future__ import annotations
@@ -82,6 +82,26 @@ def test_unreachable_cluster(plugin: PluginRunner, kubeconfig: str, tmp_path: Pa
     assert verbose.code == 1 and verbose.stdout == ""
     assert "Traceback (most recent call last)" in verbose.stderr
     assert verbose.error_lines[-1].startswith("error: ") and where in verbose.error_lines[-1]
+
+
+def test_tls_flags_reach_both_sessions(plugin: PluginRunner, sandbox: cluster.SandboxState, namespace: str,
+                                      crd: None) -> None:
+    """--server, --tls-server-name and --insecure-skip-tls-verify are resolved once (kube/kubeconfig.py)
+    and both sessions honour them; a certificate check that fails reads the same from both."""
+    server = f"https://127.0.0.1:{sandbox.api_port}"
+    right = ("--server", server, "--tls-server-name", "kubernetes.default")  # a name the certificate holds
+    listed = plugin("list", "-n", namespace, *right)  # the light session
+    assert listed.code == 0, listed.describe()
+    shown = plugin("version", *right)  # the client session
+    assert shown.code == 0, shown.describe()
+
+    wrong = ("--server", server, "--tls-server-name", "wrong.example")
+    mismatch = (f"cannot reach the Kubernetes API at {server} (context sandbox): TLS certificate verify failed: "
+                "Hostname mismatch, certificate is not valid for 'wrong.example'; check --context/--kubeconfig")
+    assert_one_line_error(plugin("list", "-n", namespace, *wrong), mismatch)
+    assert_one_line_error(plugin("scale", "replicants", "demo", "2", "-n", namespace, *wrong), mismatch)
+    insecure = plugin("list", "-n", namespace, *wrong, "--insecure-skip-tls-verify")
+    assert insecure.code == 0, insecure.describe()
 
 
 def test_unreadable_kubeconfig(plugin: PluginRunner, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from tests.emqx_helpers import (
     wait_image,
     wait_ready,
 )
-from tests.helpers import wait_for
+from tests.helpers import metric_key, wait_for
 from tests.install_helpers import InstalledOperator, deployment_container, plugin, service_account_kubeconfig
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def test_a_missing_permission_is_reported_as_forbidden_naming_it_and_the_operato
     assert operator.alive(), "a missing permission must not crash the operator"
     with urllib.request.urlopen(operator.liveness_url, timeout=5) as response:
         assert response.status == 200
-    errors = f'emqx_operator_reconcile_errors_total{{namespace="{solo_namespace}",name="denied"}}'
+    errors = metric_key("emqx_operator_reconcile_errors_total", namespace=solo_namespace, name="denied")
     assert operator.metrics()[errors] >= 1
 
     # Installing again restores the rule; the condition clears and the cluster is Ready again.

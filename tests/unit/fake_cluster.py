@@ -15,7 +15,8 @@ from typing import Any
 
 from kubectl_emqx.cli.common import apply_merge_patch
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import KubeFlags, OperatorDeployment, WatchEvent
+from kubectl_emqx.kube.api import OperatorDeployment, WatchEvent
+from kubectl_emqx.kube.kubeconfig import KubeFlags
 
 Change = Callable[[dict[str, Any]], None] | dict[str, Any] | str
 

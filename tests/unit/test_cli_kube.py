@@ -1,6 +1,8 @@
-"""kube.py without a network: kubeconfig selection (KUBECONFIG lists, contexts, flag overrides) and
-the translation of API statuses into one-line errors. Requests themselves are exercised against a
-real API server by the integration tests."""
+"""client.py without a network: the `kubernetes` client configured from the resolved kubeconfig
+(KUBECONFIG lists, contexts, flag overrides, credential plugins), and the translation of API
+statuses into one-line errors (errors.py, shared with rest.py). The resolver's own rules are
+tabled in test_kubeconfig.py; requests are exercised against a real API server by the
+integration tests."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import yaml
 
 from kubectl_emqx.kube import client as kube
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import KubeFlags
+from kubectl_emqx.kube.kubeconfig import KubeFlags
 
 
 def _kubeconfig(path: Path, *, current: str | None, contexts: dict[str, dict[str, str]],
@@ -129,13 +131,32 @@ def test_no_kubeconfig_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_impersonation_headers(two_files: tuple[Path, Path]) -> None:
     client = _session(as_user="bob", as_groups=("g1", "g2"))._custom.api_client
-    assert client.default_headers["Impersonate-User"] == "bob"
     assert client.default_headers["User-Agent"].startswith("kubectl-emqx/")
-    assert client.rest_client.request.__name__ == "request_with_groups"
-    headers = kube.headers_with_groups({"Accept": "application/json"}, ("g1", "g2"))
+    assert client.rest_client.request.__name__ == "request_with_headers"
+    impersonation = [("Impersonate-User", "bob"), ("Impersonate-Group", "g1"), ("Impersonate-Group", "g2")]
+    headers = kube.headers_with({"Accept": "application/json"}, impersonation)
     assert list(headers.items()) == [
-        ("Accept", "application/json"), ("Impersonate-Group", "g1"), ("Impersonate-Group", "g2"),
+        ("Accept", "application/json"), ("Impersonate-User", "bob"),
+        ("Impersonate-Group", "g1"), ("Impersonate-Group", "g2"),
     ]
+
+
+def test_impersonated_requests_carry_every_header(two_files: tuple[Path, Path]) -> None:
+    """The wrapper sits in front of urllib3: what reaches the pool carries one header per group."""
+    api = _session(as_user="bob", as_groups=("g1", "g2"))
+    rest_client = api._custom.api_client.rest_client
+    sent: list[Any] = []
+
+    class Pool:
+        def request(self, method: str, url: str, **kwargs: Any) -> Any:
+            sent.append(kwargs["headers"])
+            raise OSError("stop here")
+
+    rest_client.pool_manager = Pool()
+    with pytest.raises(errors.ClusterUnreachable, match="stop here"):
+        api.list_emqx("default")
+    assert sent[0].getlist("Impersonate-Group") == ["g1", "g2"]
+    assert sent[0]["Impersonate-User"] == "bob"
 
 
 def test_request_timeout_defaults() -> None:
@@ -163,11 +184,11 @@ def test_request_timeout_defaults() -> None:
     ],
 )
 def test_status_translation(status: dict[str, Any], verb: str, name: str, expected: type) -> None:
-    assert isinstance(kube._status_error(status, verb, "default", name), expected)
+    assert isinstance(errors.from_status(status, verb, "default", name), expected)
 
 
 def test_forbidden_names_verb_resource_namespace_and_subject() -> None:
-    error = kube._status_error(
+    error = errors.from_status(
         {"code": 403, "reason": "Forbidden",
          "message": 'emqxes.apps.emqx.io "x" is forbidden: User "bob" cannot patch resource "emqxes" in API group '
                     '"apps.emqx.io" in the namespace "prod"'},
@@ -180,7 +201,7 @@ def test_forbidden_names_verb_resource_namespace_and_subject() -> None:
 
 
 def test_invalid_lists_the_causes() -> None:
-    error = kube._status_error(
+    error = errors.from_status(
         {"code": 422, "reason": "Invalid", "message": "EMQX.apps.emqx.io \"x\" is invalid",
          "details": {"causes": [{"field": "spec.coreTemplate.spec.replicas", "message": "must be >= 1"}]}},
         "create", "default", "x",
@@ -188,12 +209,37 @@ def test_invalid_lists_the_causes() -> None:
     assert error.message == "the API server refused the EMQX resource: spec.coreTemplate.spec.replicas: must be >= 1"
 
 
-def test_short_connection_reason() -> None:
-    reason = (
-        "HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: "
-        "[Errno 111] Connection refused"
-    )
-    assert kube._short_reason(reason) == "Connection refused"
+def _verify_failure() -> Exception:
+    import ssl
+
+    failure = ssl.SSLCertVerificationError(
+        1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, certificate is not "
+           "valid for 'wrong.example'. (_ssl.c:1006)")
+    failure.verify_message = "Hostname mismatch, certificate is not valid for 'wrong.example'."
+    return failure
+
+
+def _urllib3(reason: Exception) -> Exception:
+    from urllib3.exceptions import MaxRetryError, SSLError
+
+    return MaxRetryError(None, "/apis", reason=SSLError(reason))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cause", "expected"),
+    [
+        ("HTTPSConnection(host='127.0.0.1', port=1): Failed to establish a new connection: [Errno 111] "
+         "Connection refused", "Connection refused"),
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),  # as rest.py meets it
+        (_verify_failure(), "TLS certificate verify failed: Hostname mismatch, certificate is not valid for "
+                            "'wrong.example'"),
+        (_urllib3(_verify_failure()), "TLS certificate verify failed: Hostname mismatch, certificate is not valid "
+                                      "for 'wrong.example'"),  # as the client meets it
+    ],
+    ids=["urllib3 refused", "refused", "tls", "urllib3 tls"],
+)
+def test_short_connection_reason(cause: object, expected: str) -> None:
+    assert errors.short_reason(cause) == expected
 
 
 def test_relative_paths_in_a_kubeconfig_are_relative_to_its_directory(
@@ -225,3 +271,35 @@ def test_an_unreadable_token_file_is_a_kubeconfig_error(tmp_path: Path, monkeypa
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(errors.KubeconfigError, match=f"tokenFile {tmp_path / 'missing-token'}: No such file"):
         _session(kubeconfig=str(config))
+
+
+def test_an_exec_credential_plugin_configures_the_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one path the light session leaves to the client: the client's loader runs the plugin."""
+    import json
+    import sys
+
+    credential = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                  "status": {"token": "from-the-plugin"}}
+    config = _kubeconfig(
+        tmp_path / "config", current="dev", contexts={"dev": {"cluster": "c", "user": "u", "namespace": "ns"}},
+        clusters={"c": {"server": "https://dev.example:6443", "insecure-skip-tls-verify": True}},
+        users={"u": {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable,
+                              "args": ["-c", f"print({json.dumps(json.dumps(credential))})"],
+                              "interactiveMode": "Never"}}},
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    api = _session(kubeconfig=str(config))
+    assert api.endpoint.needs_client and "exec" in api.endpoint.needs_client
+    assert (api.server, api.namespace, api.context_name) == ("https://dev.example:6443", "ns", "dev")
+    assert _configuration(api).api_key["BearerToken"] == "Bearer from-the-plugin"
+
+
+def test_the_client_takes_the_proxy_from_the_endpoint_only(
+    two_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads proxies from the environment by itself (even for loopback servers, which Go
+    never proxies); the resolver's answer wins."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert _configuration(_session(context="dev")).proxy == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", ".example")
+    assert _configuration(_session(context="dev")).proxy is None

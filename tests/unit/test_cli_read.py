@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import OperatorDeployment
+from kubectl_emqx.kube.api import OperatorDeployment
 from tests.unit.cli_helpers import condition, emqx, event, fake_with, run
 
 

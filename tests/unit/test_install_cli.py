@@ -12,7 +12,8 @@ from kubectl_emqx.cli.main import cli
 from kubectl_emqx.cli.options import AppState
 from kubectl_emqx.domain import install, vocabulary
 from kubectl_emqx.kube import errors
-from kubectl_emqx.kube.client import KubeFlags, OperatorDeployment
+from kubectl_emqx.kube.api import OperatorDeployment
+from kubectl_emqx.kube.kubeconfig import KubeFlags
 
 Key = tuple[str, str | None, str]  # kind, namespace, name
 

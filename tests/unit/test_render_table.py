@@ -1,5 +1,6 @@
-"""render.table lays out plain tables itself (so `status` and `list` need not import tabulate): its
-output must be tabulate's "plain" format exactly, and anything it does not handle goes to tabulate."""
+"""render.table, the plugin's one table engine (importing tabulate cost more than `status` spends
+on everything else): its output must be tabulate's "plain" format exactly -- tabulate stays a
+test-only oracle -- except where tabulate (without wcwidth) miscounts what a terminal shows."""
 
 from __future__ import annotations
 
@@ -57,10 +58,34 @@ def test_fixed_tables(rows: list[list[str]]) -> None:
 @pytest.mark.parametrize(
     "rows",
     [
-        [["ünïcode", "core", "running", "5.7.2", "-", "-", "-"]],  # wide/non-ASCII: tabulate's widths
-        [["two\nlines", "core", "running", "5.7.2", "-", "-", "-"]],  # multi-line cells
+        [["ünïcode", "core", "running", "5.7.2", "-", "-", "-"]],  # non-ASCII, one column per character
+        [["two\nlines", "core", "running\r\nnow", "5.7.2", "-", "-", "-"], ["x", "", "", "", "", "", "y"]],
         [[None, "core", 3, 1.5, "-", "-", "-"]],  # not text
+        [],  # headers only
     ],
 )
-def test_other_tables_go_to_tabulate(rows: list[list[Any]]) -> None:
+def test_other_cells_as_tabulate(rows: list[list[Any]]) -> None:
     assert render.table(rows, HEADERS) == _tabulate(rows, HEADERS, False)
+
+
+def test_upgrade_table_with_arrows() -> None:
+    rows = [("emqx@u-core-0.x", "core", "5.0.6 → 5.0.7", "waiting"),
+            ("emqx@10.0.0.9", "replicant", "? → 5.0.7", "done")]
+    assert render.table(rows, render.UPGRADE_HEADERS) == "\n".join([
+        "NODE             ROLE       FROM → TO      STATE",
+        "emqx@u-core-0.x  core       5.0.6 → 5.0.7  waiting",
+        "emqx@10.0.0.9    replicant  ? → 5.0.7      done",
+    ])
+
+
+def test_columns_follow_what_a_terminal_shows() -> None:
+    """Wide (CJK) characters take two columns, combining marks none: the next column stays aligned
+    (tabulate without the optional wcwidth counts characters and misaligns these)."""
+    rows = [["節点-1", "core"], ["e\u0301mqx", "replicant"], ["plain", click.style("red", fg="red")]]
+    lines = render.table(rows, ("NODE", "ROLE")).splitlines()
+    assert lines == ["NODE    ROLE", "節点-1  core", "e\u0301mqx    replicant",
+                     "plain   " + click.style("red", fg="red")]
+
+
+def test_short_rows_are_padded() -> None:
+    assert render.table([["a"], ["b", "c"]], ("X", "Y")) == "X    Y\na\nb    c"

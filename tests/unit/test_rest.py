@@ -1,7 +1,7 @@
-"""rest.py, the light session of the read verbs: it must resolve a kubeconfig exactly as kube.py's
-client session does (or decline, so that the client takes over), and speak HTTP like it: same
-paths, headers, errors. Requests go to a local HTTP server here; the integration tests run it
-against the real API server through kubectl."""
+"""rest.py, the light session of the read verbs: it serves the same resolved kubeconfig as the
+client session (client.py), declines only what the resolver says needs the client, and speaks HTTP
+like the client: same paths, headers, errors. Requests go to a local HTTP server here; the
+integration tests run it against the real API server through kubectl."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from kubectl_emqx.kube import client as kube
-from kubectl_emqx.kube import errors, rest
-from kubectl_emqx.kube.client import KubeFlags
+from kubectl_emqx.kube import errors, kubeconfig, rest
+from kubectl_emqx.kube.kubeconfig import KubeFlags
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
 
 
 def _write(path: Path, *, current: str | None = "dev", clusters: dict[str, dict[str, Any]] | None = None,
@@ -38,7 +40,7 @@ def _write(path: Path, *, current: str | None = "dev", clusters: dict[str, dict[
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (*rest.PROXY_VARIABLES, "KUBERNETES_SERVICE_HOST", "NO_PROXY", "no_proxy"):
+    for name in (*PROXY_VARIABLES, "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "POD_NAMESPACE"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -84,77 +86,101 @@ def test_resolves_as_the_client_does(two_files: tuple[Path, Path], flags: dict[s
     client = kube.connect(KubeFlags(**flags))
     assert isinstance(client, kube.KubernetesClusterApi)
     configuration = client._custom.api_client.configuration
-    endpoint = rest.resolve(KubeFlags(**flags))
+    endpoint = kubeconfig.resolve(KubeFlags(**flags))
+    assert client.endpoint == endpoint  # one resolution, both sessions
     assert (endpoint.server, endpoint.namespace, endpoint.context_name) == (
         client.server, client.namespace, client.context_name)
     token = configuration.api_key.get("BearerToken")
     assert (f"Bearer {endpoint.token}" if endpoint.token else None) == token
-    assert endpoint.verify == configuration.verify_ssl
+    assert (not endpoint.insecure) == configuration.verify_ssl
     assert endpoint.tls_server_name == configuration.tls_server_name
-    if endpoint.ca_file or endpoint.ca_data:
+    if endpoint.ca is not None:
         assert configuration.ssl_ca_cert
-        expected = Path(configuration.ssl_ca_cert).read_text()
-        assert (Path(endpoint.ca_file).read_text() if endpoint.ca_file else endpoint.ca_data) == expected
+        expected = Path(configuration.ssl_ca_cert).read_bytes()
+        assert (Path(endpoint.ca.file).read_bytes() if endpoint.ca.file else endpoint.ca.data) == expected
     else:
         assert configuration.ssl_ca_cert is None
-    if endpoint.cert:
-        assert endpoint.cert == (configuration.cert_file, "file")
-        assert endpoint.key == (configuration.key_file, "file")
+    if endpoint.client_certificate:
+        assert endpoint.client_certificate.file == configuration.cert_file
+        assert endpoint.client_key is not None and endpoint.client_key.file == configuration.key_file
     else:
         assert configuration.cert_file is None
 
 
 def test_token_file_and_certificates_resolve_against_their_kubeconfig(two_files: tuple[Path, Path]) -> None:
     first, _ = two_files
-    assert rest.resolve(KubeFlags(context="prod")).token == "token"  # trimmed, as kubectl does
-    files = rest.resolve(KubeFlags(context="files"))
-    assert files.ca_file == str(first.parent / "certs" / "ca.crt")
-    assert files.cert == (str(first.parent / "certs" / "client.crt"), "file")
+    assert kubeconfig.resolve(KubeFlags(context="prod")).token == "token"  # trimmed, as kubectl does
+    files = kubeconfig.resolve(KubeFlags(context="files"))
+    assert files.ca == kubeconfig.Pem(file=str(first.parent / "certs" / "ca.crt"))
+    assert files.client_certificate == kubeconfig.Pem(file=str(first.parent / "certs" / "client.crt"))
 
 
 @pytest.mark.parametrize(
-    "user",
+    ("user", "served"),
     [
-        {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "get-token"}},
-        {"auth-provider": {"name": "oidc", "config": {}}},
-        {"username": "u", "password": "p"},
-        {"as": "someone"},
+        ({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "get-token"}}, False),
+        ({"auth-provider": {"name": "oidc", "config": {}}}, False),
+        ({"username": "u", "password": "p"}, True),
+        ({"token": "t", "as": "someone", "as-groups": ["g"]}, True),
     ],
-    ids=lambda user: next(iter(user)),
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else str(value),
 )
-def test_declines_credentials_only_the_client_handles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      user: dict[str, Any]) -> None:
+def test_declines_only_credential_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          user: dict[str, Any], served: bool) -> None:
     config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
                     clusters={"c": {"server": "https://x.example"}}, users={"u": user})
     monkeypatch.setenv("KUBECONFIG", str(config))
-    assert rest.connect(KubeFlags()) is None
-    assert rest.connect(KubeFlags(token="t")) is not None  # --token replaces the user entry
+    assert (rest.connect(KubeFlags()) is not None) == served
+    assert rest.connect(KubeFlags(token="t")) is not None  # --token replaces the user's credentials
 
 
-def test_declines_what_the_client_must_report_or_handle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
-                    clusters={"c": {"server": "https://x.example", "certificate-authority": "missing.crt"}},
-                    users={"u": {"token": "t"}})
-    monkeypatch.setenv("KUBECONFIG", str(config))
-    assert rest.connect(KubeFlags()) is None  # missing CA file: the client's error
-    assert rest.connect(KubeFlags(context="nope")) is None  # unknown context: the client's error
-    assert rest.connect(KubeFlags(kubeconfig=str(tmp_path / "none.yaml"))) is None
-    (tmp_path / "bad.yaml").write_text("clusters: [\n")
-    assert rest.connect(KubeFlags(kubeconfig=str(tmp_path / "bad.yaml"))) is None
+def test_declines_a_proxy_and_nothing_else(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _write(tmp_path / "ok.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                   clusters={"c": {"server": "https://x.example", "insecure-skip-tls-verify": True}},
+                   users={"u": {"token": "t"}})
     proxied = _write(tmp_path / "p.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
                      clusters={"c": {"server": "https://x.example", "proxy-url": "http://proxy:3128"}},
                      users={"u": {"token": "t"}})
     assert rest.connect(KubeFlags(kubeconfig=str(proxied))) is None
-    plain = _write(tmp_path / "ok.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
-                   clusters={"c": {"server": "https://x.example", "insecure-skip-tls-verify": True}},
-                   users={"u": {"token": "t"}})
     assert rest.connect(KubeFlags(kubeconfig=str(plain))) is not None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert rest.connect(KubeFlags(kubeconfig=str(plain))) is None
-    monkeypatch.delenv("HTTPS_PROXY")
+    assert rest.connect(KubeFlags(kubeconfig=str(plain), server="https://127.0.0.1:6443")) is not None  # loopback
+
+
+def test_kubeconfig_problems_are_raised_never_declined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What used to send the read verbs to the client (which then reported it) is reported at once."""
+    config = _write(tmp_path / "c.yaml", contexts={"dev": {"cluster": "c", "user": "u"}},
+                    clusters={"c": {"server": "https://x.example", "certificate-authority": "missing.crt"}},
+                    users={"u": {"token": "t"}})
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    with pytest.raises(errors.KubeconfigError, match="cannot read the kubeconfig's certificate-authority .*/missing"):
+        rest.connect(KubeFlags())
+    with pytest.raises(errors.KubeconfigError, match='context "nope" not found'):
+        rest.connect(KubeFlags(context="nope"))
+    with pytest.raises(errors.KubeconfigError, match="no such file"):
+        rest.connect(KubeFlags(kubeconfig=str(tmp_path / "none.yaml")))
+    (tmp_path / "bad.yaml").write_text("clusters: [\n")
+    with pytest.raises(errors.KubeconfigError, match="cannot parse kubeconfig"):
+        rest.connect(KubeFlags(kubeconfig=str(tmp_path / "bad.yaml")))
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(errors.KubeconfigError, match="unusable TLS certificate or key"):
+        rest.connect(KubeFlags(kubeconfig=str(config), certificate_authority=str(tmp_path / "bad.pem")))
+
+
+def test_serves_the_in_cluster_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("pod-token\n")
+    (account / "namespace").write_text("ops")
+    monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT_DIR", str(account))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none.yaml"))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    assert rest.connect(KubeFlags()) is None  # in-cluster configuration
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api = rest.connect(KubeFlags())
+    assert api is not None
+    assert (api.server, api.namespace, api.context_name) == ("https://10.0.0.1:443", "ops", "in-cluster")
+    assert ("Authorization", "Bearer pod-token") in api._headers
 
 
 # --- requests against a local server ----------------------------------------------------------

@@ -1,0 +1,80 @@
+"""The kopf wiring: events become scheduler triggers through the OperatorState kopf hands every
+handler in its memo (no process-wide runtime state), and kopf is told nothing that would make it
+write to the resources."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import kopf
+import pytest
+from emqx_operator import handlers, runtime
+
+
+class RecordingScheduler:
+    def __init__(self) -> None:
+        self.triggers: list[tuple[str, str, float]] = []
+        self.last_loop = time.monotonic()
+
+    def trigger(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        self.triggers.append((namespace, name, delay))
+
+    async def run(self) -> None:
+        await asyncio.sleep(3600)
+
+
+def _memo(excluded: tuple[str, ...] = ()) -> tuple[kopf.Memo, RecordingScheduler]:
+    scheduler = RecordingScheduler()
+    state = runtime.OperatorState(api=Any, scheduler=scheduler,  # type: ignore[arg-type]
+                                  options=runtime.Options(excluded_namespaces=excluded))
+    return kopf.Memo(state=state), scheduler
+
+
+def test_events_trigger_the_scheduler_from_the_memo() -> None:
+    memo, scheduler = _memo(excluded=("solo-*",))
+    handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "prod", "name": "a"}}), memo=memo)
+    pod = {"metadata": {"namespace": "prod", "name": "a-core-0", "labels": {handlers.INSTANCE_LABEL: "a"}}}
+    handlers.emqx_pod_changed(body=kopf.Body(pod), memo=memo)
+    handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "solo-x", "name": "b"}}), memo=memo)
+    assert scheduler.triggers == [("prod", "a", 0.0), ("prod", "a", 0.2)]
+    assert 0 <= handlers.scheduler_alive(memo=memo) < 60
+
+
+def test_a_memo_without_the_state_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="no OperatorState"):
+        handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "n", "name": "a"}}), memo=kopf.Memo())
+
+
+def test_no_module_level_runtime_state() -> None:
+    assert not {"_state", "install", "current"} & set(vars(runtime))
+
+
+def test_startup_sets_no_finalizer_and_no_progress_storage() -> None:
+    """Only kopf.on.event handlers exist: kopf adds finalizers and progress/diff-base annotations
+    only for change-detecting and deletion handlers; the operator keeps kopf's defaults untouched."""
+    asyncio.run(_startup_and_cleanup())
+
+
+async def _startup_and_cleanup() -> None:
+    settings = kopf.OperatorSettings()
+    defaults = (settings.persistence.finalizer, type(settings.persistence.progress_storage),
+                type(settings.persistence.diffbase_storage))
+    memo, _ = _memo()
+    await handlers.configure(settings=settings, memo=memo)
+    try:
+        assert (settings.persistence.finalizer, type(settings.persistence.progress_storage),
+                type(settings.persistence.diffbase_storage)) == defaults
+        assert settings.posting.enabled is False
+        registry = kopf.get_default_registry()
+        assert not registry._changing.has_handlers(resource=_emqx_resource()), "no change-detecting handlers"
+        assert not registry._spawning.has_handlers(resource=_emqx_resource()), "no daemons or timers"
+    finally:
+        await handlers.stop(memo=memo)
+
+
+def _emqx_resource() -> Any:
+    from kopf._cogs.structs.references import Resource
+
+    return Resource(handlers.GROUP, handlers.VERSION, handlers.PLURAL)
