@@ -14,6 +14,7 @@ from kubectl_emqx.domain.spec import (
     DEFAULT_CLUSTER_DOMAIN,
     DEFAULT_CORES,
     DEFAULT_REPLICANTS,
+    RESTART_ROLES,
     UPDATE_STRATEGY_TYPES,
 )
 from kubectl_emqx.domain.vocabulary import CRD_NAME, GROUP, KIND, PLURAL, SINGULAR, VERSION
@@ -286,6 +287,18 @@ def spec_schema() -> dict[str, Any]:
             ),
             "revisionHistoryLimit": _integer(minimum=0),
             "updateStrategy": _update_strategy(),
+            "restart": _object(
+                {
+                    "at": _string(format="date-time", description=(
+                        "When the restart was asked for (RFC 3339); a new value restarts again. Nodes are "
+                        "restarted one at a time, as in an upgrade (`kubectl emqx restart` sets it).")),
+                    "role": _string(enum=list(RESTART_ROLES), default="all",
+                                    description="Which nodes: all, cores or replicants."),
+                    "nodes": {"type": "array", "items": _string(), "maxItems": 64,
+                              "description": "Only these pods (by name)."},
+                },
+                description="A rolling restart request.",
+            ),
             "coreTemplate": _node_template("core", 1, DEFAULT_CORES),
             # No schema default: the operator picks one that the image can run (spec.default_replicants).
             "replicantTemplate": _node_template("replicant", 0, None),

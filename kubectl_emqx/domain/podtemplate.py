@@ -15,6 +15,7 @@ from kubectl_emqx.domain.spec import ERLANG_DIST_PORT, GEN_RPC_PORT, EmqxSpec, N
 from kubectl_emqx.domain.versions import has_status_endpoint, parse_image, role_env_name, supports_bootstrap_api_keys
 from kubectl_emqx.domain.vocabulary import (
     ANNOTATION_RESTART_HASH,
+    ANNOTATION_RESTARTED_AT,
     API_KEY_SECRET_KEY,
     CONFIG_KEY,
     CONTAINER_NAME,
@@ -234,4 +235,6 @@ def pod_template(spec: EmqxSpec, role: str, image: str, restart_hash: str, data_
 
     labels = {**template.labels, **selector_labels(spec.name, role)}
     annotations = {**template.annotations, ANNOTATION_RESTART_HASH: restart_hash}
+    if spec.restart is not None and not spec.restart.nodes and spec.restart.covers(role):
+        annotations[ANNOTATION_RESTARTED_AT] = spec.restart.at
     return {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}

@@ -94,6 +94,24 @@ class UpdateStrategy:
     allow_downgrade: bool = False
 
 
+RESTART_ROLES = ("all", "cores", "replicants")
+
+
+@dataclass(frozen=True)
+class RestartRequest:
+    """spec.restart: restart nodes one at a time, as `kubectl rollout restart` does for a Deployment.
+
+    `at` is the request (an RFC 3339 time; a new value is a new restart); `role` selects the cores,
+    the replicants or both; `nodes` (pod names), when given, restarts only those pods."""
+
+    at: str
+    role: str = "all"
+    nodes: tuple[str, ...] = ()
+
+    def covers(self, role: str) -> bool:
+        return self.role == "all" or self.role == ("cores" if role == "core" else "replicants")
+
+
 @dataclass(frozen=True)
 class SecretKeyRef:
     secret_name: str
@@ -137,6 +155,7 @@ class EmqxSpec:
     cluster_domain: str
     revision_history_limit: int
     update_strategy: UpdateStrategy
+    restart: RestartRequest | None
     core: NodeTemplate
     replicant: NodeTemplate
     dashboard_service: ServiceTemplate
@@ -291,6 +310,14 @@ def _update_strategy(strategy: Any) -> UpdateStrategy:
     )
 
 
+def _restart(value: Any) -> RestartRequest | None:
+    value = _mapping(value)
+    if not value.get("at"):
+        return None
+    nodes = tuple(str(n) for n in value.get("nodes") or [] if n)
+    return RestartRequest(str(value["at"]), str(value.get("role") or "all"), nodes)
+
+
 def _secret_key_ref(value: Any) -> SecretKeyRef | None:
     value = _mapping(value)
     if not value:
@@ -349,6 +376,7 @@ def normalize(body: Mapping[str, Any], namespace: str | None = None) -> EmqxSpec
         cluster_domain=str(spec.get("clusterDomain") or DEFAULT_CLUSTER_DOMAIN),
         revision_history_limit=_int(spec.get("revisionHistoryLimit"), DEFAULT_REVISION_HISTORY_LIMIT),
         update_strategy=_update_strategy(spec.get("updateStrategy")),
+        restart=_restart(spec.get("restart")),
         core=_node_template(spec.get("coreTemplate"), DEFAULT_CORES, core=True),
         replicant=_node_template(spec.get("replicantTemplate"), default_replicants(image), core=False),
         dashboard_service=_service_template(spec.get("dashboardServiceTemplate")),

@@ -38,6 +38,8 @@ LABEL_MANAGED_BY = f"{GROUP}/managed-by"
 LABEL_DB_ROLE = f"{GROUP}/db-role"
 # Pod-template annotation: hash of the restart-relevant configuration; a change rolls the pods.
 ANNOTATION_RESTART_HASH = f"{GROUP}/restart-hash"
+# Pod-template annotation: the spec.restart request a workload's pods were restarted for.
+ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 # Core pod-template annotation: hash of the bootstrap API key file, which EMQX loads on cores at boot.
 ANNOTATION_API_KEYS_HASH = f"{GROUP}/api-keys-hash"
 # Annotation on every applied object: hash of what was last applied (an unchanged object is not written).

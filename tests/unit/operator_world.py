@@ -276,7 +276,8 @@ class Cluster:
         self._counter += 1
         metadata = copy.deepcopy(template["metadata"])
         metadata["labels"].update(labels)
-        metadata.update(name=name, namespace=self.namespace, uid=f"uid-{self._counter}")
+        metadata.update(name=name, namespace=self.namespace, uid=f"uid-{self._counter}",
+                        creationTimestamp=format_time(self.now))
         ip = f"10.0.{self._counter // 250}.{self._counter % 250 + 1}"
         return {"metadata": metadata, "spec": copy.deepcopy(template["spec"]),
                 "status": {"phase": "Pending", "conditions": [], "podIP": ip}}

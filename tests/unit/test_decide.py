@@ -732,3 +732,45 @@ def test_a_view_from_a_core_that_has_not_joined_yet_moves_nothing() -> None:
                                       evacuations=full.evacuations)
     plan = cluster.decide()
     assert not plan.pod_deletions and plan.status["phase"] != "Ready"
+
+
+# --- restarts (spec.restart) ---------------------------------------------------------------------------
+
+
+def restart(cluster: Cluster, **request: Any) -> None:
+    cluster.now += datetime.timedelta(seconds=5)
+    cluster.set_spec(restart={"at": (cluster.now).strftime("%Y-%m-%dT%H:%M:%SZ"), **request})
+
+
+def test_a_restart_of_every_node_goes_one_at_a_time_cores_first_each_once() -> None:
+    cluster = settled()
+    before = dict(cluster.pods)
+    restart(cluster)
+    plan = cluster.decide()
+    assert plan.status["restart"]["phase"] == "Restarting"
+    cluster.converge(passes=150, seconds=11)
+    assert cluster.deleted == ["demo-core-2", "demo-core-1", "demo-core-0"]
+    assert not set(before) & set(cluster.replicant_pods())  # replicants replaced by the Deployment, after
+    assert cluster.status["restart"]["phase"] == "Done" and cluster.status["phase"] == "Ready"
+    assert not cluster.decide().pod_deletions  # done is done
+
+
+def test_a_restart_of_the_cores_leaves_the_replicants_alone() -> None:
+    cluster = settled()
+    replicants = cluster.replicant_pods()
+    restart(cluster, role="cores")
+    cluster.converge(passes=150, seconds=11)
+    assert cluster.replicant_pods() == replicants and len(cluster.deleted) == 3
+
+
+def test_a_restart_of_named_nodes_restarts_only_those_once() -> None:
+    cluster = settled()
+    victim_replicant = cluster.replicant_pods()[0]
+    others = set(cluster.pods) - {"demo-core-1", victim_replicant}
+    restart(cluster, nodes=["demo-core-1", victim_replicant])
+    assert [d.name for d in cluster.decide().pod_deletions] == ["demo-core-1"]  # the core first
+    cluster.converge(passes=100, seconds=11)
+    assert sorted(cluster.deleted) == sorted(["demo-core-1", victim_replicant])
+    assert others <= set(cluster.pods)
+    for _ in range(3):
+        assert not cluster.step().pod_deletions

@@ -178,6 +178,10 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
             events.append(Event("Normal", "UpgradeCompleted", f"every node runs {spec.image} (was {previous})"))
     elif old_status.get("previousImage"):
         status["previousImage"] = old_status["previousImage"]
+    if spec.restart is not None:
+        restarting = core.rolling or replicant.rolling or bool(core.deletions or replicant.deletions)
+        status["restart"] = {"at": spec.restart.at, "role": spec.restart.role, "nodes": list(spec.restart.nodes),
+                             "phase": "Restarting" if restarting or not ready else "Done"}
     waiting = {pod: ("core", reason) for pod, reason in core.waiting.items()}
     waiting.update({pod: ("replicant", reason) for pod, reason in replicant.waiting.items()})
     if waiting and not ready:
@@ -201,7 +205,7 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         delete=tuple(deletions),
         emqx_calls=tuple(core.calls + replicant.calls + ([config_plan.put] if config_plan.put else [])),
         pod_patches=tuple(replicant.patches),
-        pod_deletions=tuple(core.deletions),
+        pod_deletions=tuple(core.deletions + replicant.deletions),
         status=status,
         events=tuple(events),
         # Look again soon while things move; a verdict (stall, refusal, rejected config) waits for a

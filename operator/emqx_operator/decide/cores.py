@@ -77,7 +77,8 @@ def decide(facts: Facts, core_image: str, restart_hash: str, api_keys_hash: str 
     revision = status.get("updateRevision")
     core_pods = [p for p in world.core_pods if not pods.terminating(p)]
     terminating = [p for p in world.core_pods if pods.terminating(p)]
-    result.outdated = [p for p in core_pods if settled and pods.revision(p) != revision]
+    result.outdated = [p for p in core_pods
+                       if settled and (pods.revision(p) != revision or facts.restart_requested(p, "core"))]
     result.healthy = [p for p in core_pods if pods.ready(p) and facts.emqx_info(p) is not None]
     if facts.emqx.error is not None and facts.emqx.error.reason == "EMQXUnauthorized":
         # EMQX refuses the operator's key (its Secret was recreated): a core restarted with the new
@@ -189,7 +190,8 @@ def _next_victim(facts: Facts, result: CoreResult, upgrade: dict[str, Any], core
     if not drain.ready_to_delete:
         result.waiting[name] = drain.waiting
         return {}
-    why = f"replacing core {name} ({info.get('version', '?')} -> {target})"
+    why = (f"restarting core {name} as spec.restart asks" if facts.restart_requested(victim, "core")
+           else f"replacing core {name} ({info.get('version', '?')} -> {target})")
     if drain.stop_first is not None:
         result.calls.append(drain.stop_first)
     result.deletions.append(PodDeletion(name, pods.uid(victim), why, after=drain.stop_first))

@@ -10,7 +10,7 @@ from emqx_operator.decide import pods
 from emqx_operator.model import EmqxView, Obj, World
 from kubectl_emqx.domain import versions
 from kubectl_emqx.domain.spec import EmqxSpec
-from kubectl_emqx.domain.vocabulary import core_node_name, core_pod_name, replicant_node_name
+from kubectl_emqx.domain.vocabulary import core_node_name, core_pod_name, parse_time, replicant_node_name
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,16 @@ class Facts:
         """Nodes that may receive `node`'s sessions: running, and not evacuating themselves."""
         return sorted(other for other in self.running
                       if other != node and self.emqx.evacuation_state(other) == "disabled")
+
+    def restart_requested(self, pod: Obj, role: str) -> bool:
+        """spec.restart names this pod, and the pod started before the request."""
+        restart = self.spec.restart
+        if restart is None or not restart.nodes or not restart.covers(role):
+            return False
+        if pod["metadata"]["name"] not in restart.nodes:
+            return False
+        asked, created = parse_time(restart.at), parse_time(pod["metadata"].get("creationTimestamp"))
+        return asked is not None and (created is None or created < asked)
 
     def seconds_since(self, moment: datetime.datetime | None) -> float:
         return float("inf") if moment is None else (self.now - moment).total_seconds()

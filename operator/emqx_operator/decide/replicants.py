@@ -16,11 +16,12 @@ from typing import Any
 
 from emqx_operator.decide import evacuation, pods
 from emqx_operator.decide.facts import Facts, version_of
-from emqx_operator.model import EmqxCall, Event, Obj, PodPatch
+from emqx_operator.model import EmqxCall, Event, Obj, PodDeletion, PodPatch
 from kubectl_emqx.domain import builders
 from kubectl_emqx.domain.vocabulary import (
     ANNOTATION_DELETION_COST,
     ANNOTATION_RESTART_HASH,
+    ANNOTATION_RESTARTED_AT,
     READINESS_GATE,
     format_time,
 )
@@ -34,6 +35,7 @@ class ReplicantResult:
     image: str
     calls: list[EmqxCall] = field(default_factory=list)
     patches: list[PodPatch] = field(default_factory=list)
+    deletions: list[PodDeletion] = field(default_factory=list)  # replicants named by spec.restart.nodes
     events: list[Event] = field(default_factory=list)
     evacuation: dict[str, Any] | None = None  # status.upgrade.evacuation while draining a replicant
     draining: bool = False
@@ -66,6 +68,13 @@ def decide(facts: Facts, core_image: str, restart_hash: str, cores_done: bool) -
         template_hash = pods.template_annotation(live, ANNOTATION_RESTART_HASH) or restart_hash
     target = version_of(image)
     deployment = builders.build_deployment(spec, restart_hash=template_hash, image=image)
+    if not (cores_done or live is None):  # a restart request waits for the cores too
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        held = pods.template_annotation(live, ANNOTATION_RESTARTED_AT)
+        if held is None:
+            annotations.pop(ANNOTATION_RESTARTED_AT, None)
+        else:
+            annotations[ANNOTATION_RESTARTED_AT] = held
     deployment["spec"]["minReadySeconds"] = strategy.evacuation.wait_takeover_seconds
     deployment["spec"]["progressDeadlineSeconds"] = max(strategy.node_ready_timeout_seconds, 1)
     wanted = live is not None or (desired > 0 and cores_done)
@@ -73,11 +82,17 @@ def decide(facts: Facts, core_image: str, restart_hash: str, cores_done: bool) -
     replicant_pods = [p for p in world.replicant_pods if not pods.terminating(p)]
     result.count = len(replicant_pods)
 
+    restarted_at = deployment["spec"]["template"]["metadata"]["annotations"].get(ANNOTATION_RESTARTED_AT)
+
     def current(pod: Obj) -> bool:
-        return (pods.container_image(pod) == image
-                and pods.annotations_of(pod).get(ANNOTATION_RESTART_HASH) == template_hash)
+        annotations = pods.annotations_of(pod)
+        return (pods.container_image(pod) == image and annotations.get(ANNOTATION_RESTART_HASH) == template_hash
+                and annotations.get(ANNOTATION_RESTARTED_AT) == restarted_at
+                and not facts.restart_requested(pod, "replicant"))
 
     _pace(facts, result, replicant_pods, current, desired, target)
+    if cores_done and not result.patches and not result.calls:
+        _restart_named(facts, result, replicant_pods, desired, target)
     result.ready = [p for p in replicant_pods if pods.ready(p)]
     status = (live or {}).get("status") or {}
     from emqx_operator.decide.cores import applied
@@ -139,6 +154,28 @@ def _pace(facts: Facts, result: ReplicantResult, replicant_pods: list[Obj], curr
             result.waiting[pods.name(victim)] = drain.waiting
             result.waiting[pods.name(pod)] = f"waits for {pods.name(victim)} to be drained"
         break  # one old replicant at a time
+
+
+def _restart_named(facts: Facts, result: ReplicantResult, replicant_pods: list[Obj], desired: int,
+                   target: str) -> None:
+    """spec.restart.nodes names replicants: delete them one at a time (drained first where EMQX
+    allows), each only when every other replicant serves; the Deployment makes a new one."""
+    named = [p for p in replicant_pods if facts.restart_requested(p, "replicant")]
+    if not named or len(replicant_pods) != desired or not all(pods.ready(p) for p in replicant_pods):
+        return
+    victim = min(named, key=pods.name)
+    drain = evacuation.drain(facts, facts.node_of(victim), pods.name(victim), keeps_volume=False,
+                             target_version=target)
+    result.calls.extend(drain.calls)
+    result.events.extend(drain.events)
+    result.evacuation = drain.record
+    if drain.stalled:
+        result.stalled = drain.stalled
+    elif drain.ready_to_delete:
+        result.deletions.append(PodDeletion(pods.name(victim), pods.uid(victim),
+                                            f"restarting replicant {pods.name(victim)} as spec.restart asks"))
+    else:
+        result.waiting[pods.name(victim)] = drain.waiting
 
 
 def _open_gate(facts: Facts, pod: Obj) -> PodPatch:
