@@ -2,17 +2,20 @@
 
 Every call has a timeout; failures become `EmqxApiError` with the HTTP status, EMQX's error code
 and message, so callers can report EMQX's own words in conditions and Events.
+
+The HTTP layer is a `Transport`: the plugin uses httpx (imported only when a client is made); the
+operator hands in its own, on the aiohttp stack kopf already loads, so the operator process carries
+one HTTP library.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Generator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
-
-import httpx
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -37,59 +40,66 @@ class EmqxApiError(Exception):
         return self.status is None
 
 
-class _BearerLogin(httpx.Auth):
-    """Dashboard-user login for EMQX before 5.0.14, which has no bootstrap API keys.
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    reason: str
+    text: str
 
-    POST /api/v5/login gives a JWT; it is reused until EMQX answers 401, then renewed once.
-    """
 
-    def __init__(self, base_url: str, username: str, password: str) -> None:
-        self._login_url = f"{base_url}/api/v5/login"
-        self._username = username
-        self._password = password
-        self._token: str | None = None
+class TransportError(Exception):
+    """No answer (connection refused, reset, timeout): `kind` names it, e.g. ConnectError."""
 
-    def _login_request(self) -> httpx.Request:
-        return httpx.Request("POST", self._login_url, json={"username": self._username, "password": self._password})
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._token is None:
-            login = yield self._login_request()
-            if login.status_code != 200:
-                login.read()
-                request.headers["Authorization"] = "Bearer invalid"
-                yield request
-                return
-            login.read()
-            self._token = str(login.json().get("token", ""))
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        response = yield request
-        if response.status_code == 401:
-            login = yield self._login_request()
-            login.read()
-            if login.status_code == 200:
-                self._token = str(login.json().get("token", ""))
-                request.headers["Authorization"] = f"Bearer {self._token}"
-                yield request
+
+class Transport(Protocol):
+    def __call__(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                 timeout: float) -> Reply: ...
+
+
+def httpx_transport(client: Any = None) -> tuple[Transport, Callable[[], None]]:
+    """A transport over httpx (one client, closed by the returned function when it is ours)."""
+    import httpx
+
+    owned = client is None
+    session = client or httpx.Client()
+
+    def send(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Reply:
+        try:
+            response = session.request(method, url, headers=headers, content=body, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise TransportError(type(exc).__name__, str(exc) or "request failed") from exc
+        return Reply(response.status_code, response.reason_phrase, response.text)
+
+    def close() -> None:
+        if owned:
+            session.close()
+
+    return send, close
 
 
 class EmqxApi:
     def __init__(
         self, base_url: str, api_key: str, api_secret: str, timeout: float = DEFAULT_TIMEOUT,
-        client: httpx.Client | None = None, login: bool = False,
+        client: Any = None, login: bool = False, transport: Transport | None = None,
     ) -> None:
-        """Authenticate with an API key (Basic), or with `login=True` as a dashboard user (Bearer)."""
+        """Authenticate with an API key (Basic), or with `login=True` as a dashboard user (Bearer, for
+        EMQX before 5.0.14, which has no bootstrap API keys: POST /api/v5/login gives a JWT, reused
+        until EMQX answers 401, then renewed once)."""
         self.base_url = base_url.rstrip("/")
-        self._auth: httpx.Auth = (
-            _BearerLogin(self.base_url, api_key, api_secret) if login else httpx.BasicAuth(api_key, api_secret)
-        )
+        self._user, self._secret, self._login = api_key, api_secret, login
+        self._token: str | None = None
         self._timeout = timeout
-        self._client = client or httpx.Client(timeout=timeout)
-        self._owns_client = client is None
+        if transport is None:
+            self._send, self._close = httpx_transport(client)
+        else:
+            self._send, self._close = transport, (lambda: None)
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        self._close()
 
     def __enter__(self) -> EmqxApi:
         return self
@@ -97,43 +107,68 @@ class EmqxApi:
     def __exit__(self, *_: object) -> None:
         self.close()
 
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    def _raw(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> Reply:
+        try:
+            return self._send(method, url, headers, body, self._timeout)
+        except TransportError as exc:
+            raise EmqxApiError(None, exc.kind, str(exc), url) from exc
+
+    def _authorization(self, renew: bool = False) -> str:
+        if not self._login:
+            return "Basic " + base64.b64encode(f"{self._user}:{self._secret}".encode()).decode()
+        if self._token is None or renew:
+            body = json.dumps({"username": self._user, "password": self._secret}).encode()
+            reply = self._raw("POST", f"{self.base_url}/api/v5/login", {"Content-Type": "application/json"}, body)
+            self._token = str(json.loads(reply.text).get("token", "")) if reply.status == 200 else "invalid"
+        return f"Bearer {self._token}"
+
     def _request(
         self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None, content: str | None = None, json_body: Any = None,
-    ) -> httpx.Response:
-        url = f"{self.base_url}{path}"
-        try:
-            response = self._client.request(
-                method, url, auth=self._auth if auth else None, headers=headers, params=params,
-                content=content, json=json_body, timeout=self._timeout,
-            )
-        except httpx.HTTPError as exc:
-            raise EmqxApiError(None, type(exc).__name__, str(exc) or "request failed", url) from exc
-        if response.status_code >= 400:
-            raise _error_from(response, url)
-        return response
+    ) -> Reply:
+        url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
+        sent = dict(headers or {})
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        elif content is not None:
+            body = content.encode()
+        if auth:
+            sent["Authorization"] = self._authorization()
+        reply = self._raw(method, url, sent, body)
+        if reply.status == 401 and auth and self._login:
+            sent["Authorization"] = self._authorization(renew=True)
+            reply = self._raw(method, url, sent, body)
+        if reply.status >= 400:
+            raise _error_from(reply, url)
+        return reply
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return json.loads(self._request(method, path, **kwargs).text)
+
+    # --- endpoints --------------------------------------------------------------------------------------
 
     def status(self) -> tuple[int, str]:
         """GET /status (no auth): (HTTP status, body text). 503 is returned, not raised."""
-        try:
-            response = self._client.get(f"{self.base_url}/status", timeout=self._timeout)
-        except httpx.HTTPError as exc:
-            raise EmqxApiError(None, type(exc).__name__, str(exc) or "request failed",
-                               f"{self.base_url}/status") from exc
-        return response.status_code, response.text
+        url = f"{self.base_url}/status"
+        reply = self._raw("GET", url, {}, None)
+        return reply.status, reply.text
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/api/v5/nodes").json())
+        return list(self._json("GET", "/api/v5/nodes"))
 
     def node(self, node: str) -> dict[str, Any]:
-        return dict(self._request("GET", f"/api/v5/nodes/{quote(node, safe='@')}").json())
+        return dict(self._json("GET", f"/api/v5/nodes/{quote(node, safe='@')}"))
 
     def listeners(self) -> list[dict[str, Any]]:
         """GET /api/v5/listeners: every listener of the cluster, with each node's status."""
-        return list(self._request("GET", "/api/v5/listeners").json())
+        return list(self._json("GET", "/api/v5/listeners"))
 
     def cluster(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/api/v5/cluster").json())
+        return dict(self._json("GET", "/api/v5/cluster"))
 
     def get_config_hocon(self) -> str:
         return self._request("GET", "/api/v5/configs", headers={"Accept": "text/plain"}).text
@@ -146,9 +181,7 @@ class EmqxApi:
         params = {"mode": mode}
         if ignore_readonly is not None:
             params["ignore_readonly"] = "true" if ignore_readonly else "false"
-        self._request(
-            "PUT", "/api/v5/configs", params=params, content=hocon, headers={"Content-Type": "text/plain"}
-        )
+        self._request("PUT", "/api/v5/configs", params=params, content=hocon, headers={"Content-Type": "text/plain"})
 
     def force_leave(self, node: str) -> None:
         self._request("DELETE", f"/api/v5/cluster/{quote(node, safe='@')}/force_leave")
@@ -171,11 +204,11 @@ class EmqxApi:
             raise
 
     def rebalance_global_status(self) -> dict[str, Any]:
-        return dict(self._request("GET", "/api/v5/load_rebalance/global_status").json())
+        return dict(self._json("GET", "/api/v5/load_rebalance/global_status"))
 
 
-def _error_from(response: httpx.Response, url: str) -> EmqxApiError:
-    text = response.text
+def _error_from(reply: Reply, url: str) -> EmqxApiError:
+    text = reply.text
     code, message = "", text.strip()
     try:
         body = json.loads(text) if text else {}
@@ -189,4 +222,4 @@ def _error_from(response: httpx.Response, url: str) -> EmqxApiError:
             code = "BAD_CONFIG"
             errors = body["errors"]
             message = errors if isinstance(errors, str) else json.dumps(errors, sort_keys=True)
-    return EmqxApiError(response.status_code, code, message or response.reason_phrase, url)
+    return EmqxApiError(reply.status, code, message or reply.reason, url)

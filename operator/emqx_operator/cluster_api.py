@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from emqx_operator.http import Http
+from emqx_operator.kubeconn import Connection, login_info
 from kubectl_emqx.domain.vocabulary import ANNOTATION_APPLIED_HASH, KIND, OPERATOR_FIELD_MANAGER, kind_path, now_rfc3339
+from kubectl_emqx.emqx.api import TransportError
 
 FIELD_MANAGER = OPERATOR_FIELD_MANAGER
 HASH_ANNOTATION = ANNOTATION_APPLIED_HASH
@@ -57,44 +61,41 @@ def resource_path(kind: str, namespace: str | None, name: str | None = None, sub
 
 
 class ClusterApi:
-    def __init__(self, api_client: Any) -> None:
-        self._api = api_client
+    def __init__(self, connection: Connection, http: Http | None = None, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.connection = connection
+        self.http = http or Http()
+        self._timeout = timeout
         self._lock = threading.Lock()
         self.writes: Counter[str] = Counter()
         self.reads: Counter[str] = Counter()
 
     @classmethod
-    def from_kubeconfig(cls, kubeconfig: str | None = None, context: str | None = None) -> ClusterApi:
-        from kubernetes import config
-
-        if kubeconfig is None and _in_cluster():
-            config.load_incluster_config()
-            from kubernetes import client
-
-            return cls(client.ApiClient())
-        return cls(config.new_client_from_config(config_file=kubeconfig, context=context))
+    def from_kubeconfig(cls, kubeconfig: str | None = None, http: Http | None = None) -> ClusterApi:
+        """In-cluster credentials, else $KUBECONFIG's (or `kubeconfig`'s) current context."""
+        if kubeconfig:
+            os.environ["KUBECONFIG"] = kubeconfig
+        return cls(Connection.from_info(login_info(kubeconfig)), http)
 
     def request(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
         content_type: str = "application/json", kind: str = "",
     ) -> Any:
-        from kubernetes.client.rest import ApiException
-
-        url = path + ("?" + urlencode(query) if query else "")
+        url = self.connection.server + path + ("?" + urlencode(query) if query else "")
         counter = self.reads if method == "GET" else self.writes
         with self._lock:
             counter[f"{method} {kind or path.rsplit('/', 2)[-2]}"] += 1
+        headers = {"Accept": "application/json", **self.connection.headers()}
+        content = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            content = json.dumps(body).encode()
         try:
-            response = self._api.call_api(
-                url, method, header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body, auth_settings=["BearerToken"], _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as exc:
-            raise _api_error(exc, method, path) from None
-        raw = response[0] if isinstance(response, tuple) else response
-        data = raw.data
-        return json.loads(data) if data else None
+            reply = self.http.request(method, url, headers, content, self._timeout, self.connection.ssl_context)
+        except TransportError as exc:
+            raise ApiError(0, "Unreachable", str(exc), method, path) from None
+        if reply.status >= 400:
+            raise _api_error(reply.status, reply.reason, reply.text, method, path)
+        return json.loads(reply.text) if reply.text else None
 
     # reads -----------------------------------------------------------------------------------
 
@@ -201,20 +202,12 @@ class ClusterApi:
             return sum(self.writes.values())
 
 
-def _in_cluster() -> bool:
-    import os
-
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    )
-
-
-def _api_error(exc: Any, method: str, path: str) -> ApiError:
-    reason, message = str(exc.reason or ""), ""
+def _api_error(status: int, reason: str, text: str, method: str, path: str) -> ApiError:
+    message = ""
     try:
-        body = json.loads(exc.body or "{}")
+        body = json.loads(text or "{}")
         message = body.get("message", "")
         reason = body.get("reason", reason)
-    except (ValueError, TypeError, AttributeError):
-        message = str(exc.body or "")
-    return ApiError(int(exc.status or 0), reason, message, method, path)
+    except (ValueError, AttributeError):
+        message = text
+    return ApiError(status, reason, message, method, path)

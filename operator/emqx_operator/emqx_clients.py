@@ -1,4 +1,4 @@
-"""EMQX API clients, kept across passes on one shared HTTP connection pool.
+"""EMQX API clients, kept across passes on the operator's one HTTP stack (http.py).
 
 One client per resource, address and credentials (for dashboard logins, the token lives in it);
 `forget()` drops a resource's clients when it is gone. observe.py reads through them and act.py
@@ -10,8 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import httpx
-
+from emqx_operator.http import Http
 from kubectl_emqx.emqx.api import EmqxApi
 
 
@@ -28,23 +27,24 @@ class Access:
 
 
 class ClientPool:
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, http: Http | None = None) -> None:
         self._timeout = timeout
-        self._http: httpx.Client | None = None
+        self._http = http
         self._clients: dict[Access, EmqxApi] = {}
         self._lock = threading.Lock()
 
     def client(self, access: Access) -> EmqxApi:
         with self._lock:
             if self._http is None:
-                self._http = httpx.Client(timeout=self._timeout, limits=httpx.Limits(max_keepalive_connections=64))
+                self._http = Http()
             client = self._clients.get(access)
             if client is None:
                 for stale in [a for a in self._clients
                               if (a.namespace, a.name, a.base_url) == (access.namespace, access.name, access.base_url)]:
                     del self._clients[stale]  # same address, other credentials
                 client = self._clients[access] = EmqxApi(access.base_url, access.user, access.secret,
-                                                         timeout=self._timeout, login=access.login, client=self._http)
+                                                         timeout=self._timeout, login=access.login,
+                                                         transport=self._http.transport())
             return client
 
     def drop(self, access: Access) -> None:

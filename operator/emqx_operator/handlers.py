@@ -18,10 +18,10 @@ from typing import Any
 import kopf
 
 from emqx_operator import runtime
-from kubectl_emqx.domain.vocabulary import GROUP, PLURAL, VERSION
+from kubectl_emqx.domain.vocabulary import GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 
-INSTANCE_LABEL = "apps.emqx.io/instance"
-MANAGED_BY = "apps.emqx.io/managed-by=kubectl-emqx"
+INSTANCE_LABEL = LABEL_INSTANCE
+MANAGED_BY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
 class RetryForever:
@@ -43,8 +43,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = RetryForever()
     settings.scanning.disabled = True
-    settings.watching.label_selectors["v1", "pods"] = MANAGED_BY
+    settings.watching.label_selectors["v1", "pods"] = MANAGED_BY_SELECTOR
     memo["scheduler_task"] = asyncio.create_task(runtime.state_of(memo).scheduler.run())
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> Any:
+    """The credentials the operator's own client uses (kubeconn.py): one interpretation for both."""
+    return runtime.state_of(memo).login
 
 
 @kopf.on.cleanup()

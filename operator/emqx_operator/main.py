@@ -72,21 +72,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def lease_namespace(args: argparse.Namespace) -> str:
+def lease_namespace(args: argparse.Namespace, default_namespace: str | None = None) -> str:
     if args.lease_namespace:
         return str(args.lease_namespace)
     if os.environ.get("POD_NAMESPACE"):
         return os.environ["POD_NAMESPACE"]
-    if args.kubeconfig:
-        from kubernetes import config
-
-        try:
-            _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-        except Exception:  # noqa: BLE001 - any unreadable kubeconfig fails later, with a better message
-            active = None
-        namespace = ((active or {}).get("context") or {}).get("namespace")
-        if namespace:
-            return str(namespace)
+    if default_namespace:
+        return default_namespace
     try:
         with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
             return handle.read().strip() or "default"
@@ -105,28 +97,32 @@ def identity(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.kubeconfig:
-        # The kubernetes client reads $KUBECONFIG when it is imported (kopf imports it): set it first.
         os.environ["KUBECONFIG"] = args.kubeconfig
+    # kopf uses the kubernetes client library when it can import it, and it costs ~40 MiB of RSS; the
+    # operator talks to the API itself (kubeconn.py, cluster_api.py), so kopf gets the same
+    # credentials through its login handler and never loads the library.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 
     from emqx_operator import handlers, runtime  # noqa: F401 - registers the kopf handlers
     from emqx_operator.cluster_api import ClusterApi
+    from emqx_operator.kubeconn import Connection, login_info
     from emqx_operator.reconcile import Reconciler
     from emqx_operator.scheduler import Scheduler
 
     debug = args.verbose or args.log_level == "debug"
     kopf.configure(verbose=debug)
     logging.getLogger().setLevel("DEBUG" if debug else args.log_level.upper())
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not debug:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    api = ClusterApi.from_kubeconfig(args.kubeconfig)
+    info = login_info(args.kubeconfig)
+    api = ClusterApi(Connection.from_info(info))
     options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds,
                               excluded_namespaces=tuple(args.exclude_namespace))
     reconciler = Reconciler(api, options)
     scheduler = Scheduler(reconciler.reconcile, workers=args.workers)
-    memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options))
+    memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options, login=info))
     from emqx_operator import metrics
 
     if args.metrics_addr:
@@ -140,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         scheduler.enabled = False
         leadership = Leadership(api, scheduler, args.namespace, manages=options.manages)
         elector = LeaderElector(
-            api, lease_namespace(args), args.lease_name, identity(args), Timing(args.lease_duration),
+            api, lease_namespace(args, info.default_namespace), args.lease_name, identity(args),
+            Timing(args.lease_duration),
             on_started_leading=leadership.started, on_stopped_leading=leadership.stopped,
         )
         metrics.METRICS.set_leader(False)

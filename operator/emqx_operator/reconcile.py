@@ -33,7 +33,7 @@ class Reconciler:
     def __init__(self, api: ClusterApi, options: Options, pool: ClientPool | None = None) -> None:
         self.api = api
         self.options = options
-        self.pool = pool or ClientPool(options.emqx_timeout)
+        self.pool = pool or ClientPool(options.emqx_timeout, getattr(api, "http", None))
 
     def reconcile(self, namespace: str, name: str) -> float:
         started = time.monotonic()

@@ -32,6 +32,7 @@ class OperatorState:
     api: ClusterApi
     scheduler: Scheduler
     options: Options
+    login: Any = None  # kopf.ConnectionInfo the api was built from (kopf's login handler returns it)
 
 
 def state_of(memo: Any) -> OperatorState:

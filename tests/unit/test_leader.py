@@ -252,9 +252,14 @@ def test_operator_flags_for_leader_election(monkeypatch: pytest.MonkeyPatch, tmp
         "contexts: [{name: c, context: {cluster: k, user: u, namespace: from-context}}]\n"
         "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\n"
     )
-    assert operator_main.lease_namespace(operator_main.parse_args(["--kubeconfig", str(kubeconfig)])) == "from-context"
+    from emqx_operator.kubeconn import login_info
+
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    context_namespace = login_info(str(kubeconfig)).default_namespace  # what main() hands in
+    with_kubeconfig = operator_main.parse_args(["--kubeconfig", str(kubeconfig)])
+    assert operator_main.lease_namespace(with_kubeconfig, context_namespace) == "from-context"
     monkeypatch.setenv("POD_NAMESPACE", "from-env")
-    assert operator_main.lease_namespace(operator_main.parse_args(["--kubeconfig", str(kubeconfig)])) == "from-env"
+    assert operator_main.lease_namespace(with_kubeconfig, context_namespace) == "from-env"
     assert operator_main.lease_namespace(operator_main.parse_args(["--lease-namespace", "flag"])) == "flag"
     first, second = operator_main.identity(args), operator_main.identity(args)
     assert first != second, "out of a pod, every process gets its own identity"
