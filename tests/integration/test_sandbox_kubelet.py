@@ -274,3 +274,19 @@ def test_unschedulable_pods_stay_pending_and_never_run(api_client, namespace, em
     assert pod["status"]["phase"] == "Pending"
     assert not pod["status"].get("podIP") and not pod["status"].get("containerStatuses")
     assert f"{namespace}/emqx-core-0" not in {n["pod"] for n in emqx_sim.nodes()}
+
+
+def test_missing_volume_source_keeps_the_container_creating(api_client, namespace, emqx_sim):
+    objects = _one_pod_manifests(namespace)
+    objects[-1]["spec"]["volumes"].append({"name": "extra", "configMap": {"name": "nope"}})
+    objects[-1]["spec"]["containers"][0]["volumeMounts"].append({"name": "extra", "mountPath": "/extra"})
+    _apply(api_client, namespace, objects)
+    pod = _wait_pod(api_client, namespace, "emqx-core-0", lambda p: _waiting(p).get("reason") == "ContainerCreating"
+                    and p["status"].get("phase") == "Pending" and _emqx_status(p).get("image", "").startswith(
+                        "docker.io/"), 30, "ContainerCreating from the simulated kubelet")
+    assert emqx_sim.node(f"{namespace}/emqx-core-0")["state"] == "pending"
+    from kubernetes import client
+
+    client.CoreV1Api(api_client).create_namespaced_config_map(namespace, {"metadata": {"name": "nope"}, "data": {}})
+    _wait_pod(api_client, namespace, "emqx-core-0", _ready, 60, "Ready once the ConfigMap exists")
+    assert pod["status"]["podIP"]
