@@ -326,6 +326,7 @@ class Kubelet:
         self.pods: dict[str, kubelet.PodKubelet] = {}
         self.logs: dict[str, ContainerLogs] = {}
         self.looks: dict[str, tuple[int, NodeLook]] = {}
+        self.versions: dict[str, versions.Version] = {}  # the release each pod's node last booted
         self.waits_logged: dict[str, str] = {}
         self.debug_ready: set[str] = set()
         self.logs_pointed: dict[str, int] = {}
@@ -403,11 +404,13 @@ class Kubelet:
             logs = self.logs.pop(uid, None)
         for key in [key for key in self._probes if key[0] == uid]:
             self._probes.pop(key, None)
+        version = self.versions.pop(uid, None)
         for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed):
             table.pop(uid, None)
         self.debug_ready.discard(uid)
         if pk is not None and pk.running is not None and logs is not None:
-            logs.write(scribe.shutdown_lines(), time.time())
+            wall = time.time()
+            logs.write(scribe.shutdown_lines(version, wall), wall)
 
     def _sync(self, view: PodView) -> None:
         now, wall = time.monotonic(), time.time()
@@ -458,6 +461,7 @@ class Kubelet:
                 with self.world.lock:
                     peers = [other.name for other in node.cluster.running() if other is not node]
                 spec = node.spec
+                self.versions[view.uid] = spec.version
                 logs.write(scribe.boot_lines(spec.image.reported_edition.value, versions.format_version(spec.version),
                                              config, spec.dashboard_port, peers, list(spec.warnings)), wall, level)
             else:
@@ -480,7 +484,7 @@ class Kubelet:
             elif view.state == "pending":
                 # The World stopped the node for a new container (image changed in place, control API start).
                 if logs is not None:
-                    logs.write(scribe.shutdown_lines(), wall)
+                    logs.write(scribe.shutdown_lines(self.versions.get(view.uid), wall), wall)
                 exit_code = 0
             if exit_code is not None:
                 with self._lock:
@@ -571,7 +575,7 @@ class Kubelet:
         probe = "Liveness" if kind == "livenessProbe" else "Startup"
         log.info("pod %s/%s: %s probe failed, killing container emqx", view.namespace, view.name, probe)
         if logs is not None:
-            logs.write(scribe.shutdown_lines(), wall)
+            logs.write(scribe.shutdown_lines(self.versions.get(view.uid), wall), wall)
         with self._lock:
             pk.container_exited(now, wall, 137, "")
         self._drop_probes(view.uid)

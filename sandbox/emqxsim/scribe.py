@@ -1,13 +1,14 @@
-"""What a simulated EMQX node prints on its console, derived from the World (pure).
+"""What a simulated EMQX node prints on its console (pure).
 
-The World records boot events (booted, boot_failed, boot_waiting, stopped, crashed) and keeps node state
-(evacuation progress, running config); this module turns them into the lines EMQX would
-print, without hooks in the World: `event_lines` for an event, `NodeDiff` for state that changed between
-two looks. Message texts and levels follow EMQX (file@tag in docs/fidelity-kubelet.md).
+The kubelet loop (kube.py) sees a node boot, wait, fail or stop, and looks at its state (evacuation
+progress, running config) between rounds; this module gives the lines EMQX would print for each, with
+no hooks in the World: `boot_lines`, `failure_lines`, `shutdown_lines`, and `diff_lines` for what
+changed between two `NodeLook`s. Texts and levels follow EMQX (file@tag in docs/fidelity-kubelet.md).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from collections.abc import Mapping
@@ -69,22 +70,19 @@ def failure_lines(reason: str) -> list[LogLine]:
     return [ulog(f"ERROR: {reason}", stream="stderr")]
 
 
-def shutdown_lines() -> list[LogLine]:
-    """SIGTERM: emqx_machine_signal_handler prints this line, then emqx_machine_boot stops the apps."""
-    return [ulog("Received terminate signal, shutting down now"), slog("notice", "stopping_emqx_apps")]
+# emqx_machine_signal_handler.erl: from 5.8.1 a critical report plus a timestamped line; before, one line.
+TERMINATE_REPORT_SINCE = (5, 8, 1)
 
 
-def event_lines(event: Mapping[str, Any]) -> list[LogLine]:
-    """Lines for World events that need no node state (boot failures, waits, stops)."""
-    kind = event.get("event")
-    reason = str(event.get("reason") or "")
-    if kind == "boot_failed":
-        return failure_lines(reason)
-    if kind == "boot_waiting":
-        return [flog("warning", reason)]
-    if kind == "stopped" and reason in ("pod deleted", "pod terminating", "container image changed"):
-        return shutdown_lines()
-    return []
+def shutdown_lines(version: tuple[int, int, int] | None, ts: float) -> list[LogLine]:
+    """SIGTERM: the signal handler's lines, then emqx_machine_boot stops the apps (notice)."""
+    if version is not None and version >= TERMINATE_REPORT_SINCE:
+        stamp = datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        lines = [slog("critical", "received_terminate_signal"),
+                 ulog(f"{stamp} received_terminate_signal, shutting down now.")]
+    else:
+        lines = [ulog("Received terminate signal, shutting down now")]
+    return lines + [slog("notice", "stopping_emqx_apps")]
 
 
 # emqx_node_rebalance_evacuation.erl@v5.7.2: the warning each state change of an evacuation logs.

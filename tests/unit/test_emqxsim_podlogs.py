@@ -87,3 +87,11 @@ def test_kwok_stages_keep_emqx_pods_out_of_pod_ready():
     emqx = next(s for s in stages if s["metadata"]["name"] == "emqx-pod-sandbox")
     assert "phase: Pending" in emqx["spec"]["next"]["statusTemplate"]
     assert "Running" not in emqx["spec"]["next"]["statusTemplate"]
+
+
+def test_shutdown_lines_by_release():
+    assert [line.render(TS) for line in scribe.shutdown_lines((5, 7, 2), TS) if line.level is None] == [
+        "Received terminate signal, shutting down now"]
+    lines = scribe.shutdown_lines((5, 8, 1), TS)
+    assert lines[0].render(TS) == "2024-05-01T10:00:00.123456+00:00 [critical] msg: received_terminate_signal"
+    assert lines[1].render(TS) == "2024-05-01T10:00:00+00:00 received_terminate_signal, shutting down now."
