@@ -53,11 +53,11 @@ def container_status(pod: dict[str, Any], container: str = CONTAINER_NAME) -> di
 def container_started(pod: dict[str, Any], container: str = CONTAINER_NAME) -> bool:
     """The container runs or ran (has a log); False while it waits to be created."""
     state = container_status(pod, container).get("state") or {}
-    return bool(state.get("running") or state.get("terminated"))
+    return state.get("running") is not None or state.get("terminated") is not None
 
 
 def container_running(pod: dict[str, Any], container: str = CONTAINER_NAME) -> bool:
-    return bool((container_status(pod, container).get("state") or {}).get("running"))
+    return (container_status(pod, container).get("state") or {}).get("running") is not None
 
 
 def restart_count(pod: dict[str, Any], container: str = CONTAINER_NAME) -> int:
@@ -65,7 +65,7 @@ def restart_count(pod: dict[str, Any], container: str = CONTAINER_NAME) -> int:
 
 
 def has_previous(pod: dict[str, Any], container: str = CONTAINER_NAME) -> bool:
-    return bool((container_status(pod, container).get("lastState") or {}).get("terminated"))
+    return (container_status(pod, container).get("lastState") or {}).get("terminated") is not None
 
 
 def dashboard_port(pod: dict[str, Any]) -> int:
