@@ -54,6 +54,14 @@ def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int,
     (server-side apply) and removes RBAC objects a previous install made that are no longer
     needed (e.g. after changing --watch-namespace).
 
+    Users of the plugin need nothing cluster-wide. In the namespace of their clusters, a read-only
+    user (list, status, logs, report) needs get/list/watch on emqxes.apps.emqx.io and pods, list
+    on events, get on pods/log, and for report list on configmaps, services,
+    persistentvolumeclaims, statefulsets, deployments, replicasets and poddisruptionbudgets;
+    dashboard adds create on pods/portforward. Optional: list on secrets (report names their keys;
+    get for dashboard --show-password) and list on deployments cluster-wide (report and version
+    find the operator). Changing clusters needs create, patch and delete on emqxes.apps.emqx.io.
+
     \b
     Examples:
       kubectl emqx install
