@@ -58,7 +58,7 @@ def install(watch_namespaces: tuple[str, ...], image: str | None, replicas: int,
     user (list, status, logs, report) needs get/list/watch on emqxes.apps.emqx.io and pods, list
     on events, get on pods/log, and for report list on configmaps, services,
     persistentvolumeclaims, statefulsets, deployments, replicasets and poddisruptionbudgets;
-    dashboard adds create on pods/portforward. Optional: list on secrets (report names their keys;
+    dashboard adds get and create on pods/portforward. Optional: list on secrets (report names their keys;
     get for dashboard --show-password) and list on deployments cluster-wide (report and version
     find the operator). Changing clusters needs create, patch and delete on emqxes.apps.emqx.io.
 

@@ -105,10 +105,15 @@ def collect(api: Any, collected: Collected, body: dict[str, Any], with_logs: boo
 
 
 def _summary(api: Any, body: dict[str, Any]) -> str:
+    """`kubectl emqx status` as text, then every condition in full (status shows only their reasons)."""
     from kubectl_emqx.cli.status import build_status
     from kubectl_emqx.view import render
 
-    return render.status_text(build_status(api, body), render.Style(False), False)
+    text = render.status_text(build_status(api, body), render.Style(False), False)
+    conditions = (body.get("status") or {}).get("conditions") or []
+    lines = [f"{c.get('type')}={c.get('status')} ({c.get('reason', '')}, since {c.get('lastTransitionTime', '?')}): "
+             f"{c.get('message', '')}" for c in conditions]
+    return text + ("\nConditions in full\n" + "\n".join(lines) + "\n" if lines else "")
 
 
 def _with_kind(obj: dict[str, Any], kind: str) -> dict[str, Any]:

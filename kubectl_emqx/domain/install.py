@@ -105,7 +105,8 @@ USER_READ_RULES: tuple[Rule, ...] = (
     Rule("policy", ("poddisruptionbudgets",), ("list",), "report: the owned objects"),
 )
 USER_DASHBOARD_RULES: tuple[Rule, ...] = (
-    Rule("", ("pods/portforward",), ("create",), "dashboard forwards a local port through the API server"),
+    Rule("", ("pods/portforward",), ("get", "create"),
+         "dashboard forwards a local port through the API server (a WebSocket GET, also authorized as create)"),
 )
 USER_OPTIONAL_RULES: tuple[Rule, ...] = (
     Rule("", ("secrets",), ("list",),

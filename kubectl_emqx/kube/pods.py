@@ -30,11 +30,15 @@ def session_parts(api: KubernetesClusterApi) -> tuple[Any, KubeFlags]:
 
 
 class LogStream:
-    """Lines of one container's log (text, without the newline); `close()` from any thread ends it."""
+    """Lines of one container's log (text, without the newline). `close()` may be called from any
+    thread: it shuts the socket down (which wakes a reader blocked in recv, where closing the
+    response would wait for the reader's buffer lock), and the reading thread releases the rest."""
 
     def __init__(self, response: Any) -> None:
         self._response = response
         self._closed = False
+        self._released = False
+        self._finished = False
 
     def __iter__(self) -> Iterator[str]:
         pending = b""
@@ -44,12 +48,13 @@ class LogStream:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     yield line.decode("utf-8", "replace")
+            self._finished = True
         except Exception:  # noqa: BLE001 - a cut or closed stream ends like a finished one
             if not self._closed:
                 raise
             return
         finally:
-            self.close()
+            self._release()
         if pending:
             yield pending.decode("utf-8", "replace")
 
@@ -57,9 +62,26 @@ class LogStream:
         if self._closed:
             return
         self._closed = True
+        sock = getattr(getattr(self._response, "connection", None), "sock", None)
+        if sock is None:
+            self._release()
+            return
+        import socket
+
         try:
-            self._response.close()
-            self._response.release_conn()
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            if self._finished and not self._closed:
+                self._response.release_conn()  # read to the end: the connection may carry another request
+            else:
+                self._response.close()
         except Exception:  # noqa: BLE001 - best effort
             pass
 

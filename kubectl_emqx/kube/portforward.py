@@ -230,7 +230,21 @@ def _handshake_error(exc: Any, namespace: str, pod: str) -> errors.PluginError:
     status.setdefault("message", (body.decode("utf-8", "replace").strip() if body else "") or exc.status_message or "")
     if code == 404:
         return PodGone(f'pod "{pod}" not found in namespace {namespace}')
+    if code == 403:
+        return forbidden(str(status.get("message") or ""), namespace)
     return _status_error(status, "create", namespace, pod, RESOURCE)
+
+
+def forbidden(message: str, namespace: str) -> errors.Forbidden:
+    """A refused port-forward, naming the verb the API server checked. A WebSocket port-forward is
+    authorized twice (Kubernetes >= 1.30, AuthorizePodWebsocketUpgradeCreatePermission): `get`
+    (the request is a GET) and `create` (that second refusal names no user or verb)."""
+    import re
+
+    match = re.search(r'User "([^"]+)" cannot (\w+) resource', message)
+    verb = match.group(2) if match else "create"
+    subject = f'as User "{match.group(1)}"; ' if match else ""
+    return errors.Forbidden(verb, RESOURCE, namespace, f"{subject}port-forwarding needs get and create on it")
 
 
 def _short(exc: BaseException) -> str:

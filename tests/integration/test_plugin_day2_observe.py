@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubectl_emqx.domain import install, redact
 from tests.emqx_helpers import cr, create_emqx, get_emqx, patch_emqx, pods, wait_condition, wait_ready
@@ -282,7 +283,8 @@ def test_report_of_a_stalled_upgrade_has_the_reason_and_no_secret_value(
     # The stall reason, where a reader looks first.
     assert stalled["message"] in files["summary.txt"].decode()
     assert "Phase: Stalled" in files["README.txt"].decode()
-    assert stalled["message"] in files["emqx.yaml"].decode()
+    conditions = {c["type"]: c for c in yaml.safe_load(files["emqx.yaml"])["status"]["conditions"]}
+    assert conditions["UpgradeStalled"]["message"] == stalled["message"]
     assert "node_cookie" in files["objects/Secret/rep-node-cookie.yaml"].decode()
     # Not one secret value, in any file, in clear or base64.
     secrets = _every_secret_value(api_client, namespace)
@@ -326,12 +328,14 @@ def test_a_namespace_user_reads_and_forwards_with_the_documented_rules(
         errors_txt = archive.read("errors.txt").decode()
     assert "secrets" in errors_txt and "forbidden" in errors_txt  # noted, not fatal
     forbidden = plugin("dashboard", "usr", *as_alice, "--port", "0", "--no-browser")
-    assert_one_line_error(forbidden, "forbidden: you may not create pods/portforward in namespace " + namespace,
-                          f"system:serviceaccount:{namespace}:alice")
+    assert_one_line_error(forbidden, "forbidden: you may not get pods/portforward in namespace " + namespace,
+                          f'as User "system:serviceaccount:{namespace}:alice"',
+                          "port-forwarding needs get and create on it")
 
     rbac.patch_namespaced_role("reader", namespace, install.user_role(namespace, "reader", dashboard=True))
-    wait_for(lambda: plugin.run("auth", "can-i", "create", "pods/portforward", *as_alice).stdout.strip() == "yes",
-             30, "alice's new Role to take effect")
+    for verb in ("get", "create"):
+        wait_for(lambda verb=verb: plugin.run("auth", "can-i", verb, "pods", "--subresource=portforward",
+                                              *as_alice).stdout.strip() == "yes", 30, "alice's new Role to apply")
     dashboard = Running(plugin, "dashboard", "usr", *as_alice, "--port", "0", "--no-browser")
     try:
         line = dashboard.wait_line(lambda text: text.startswith("Dashboard of"), 60, "the URL")

@@ -280,5 +280,5 @@ def test_install_help_documents_what_plugin_users_need() -> None:
         for verb in rule.verbs:
             assert verb in text, verb
     role = install.user_role("mqtt", dashboard=True)
-    assert {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["create"]} in role["rules"]
+    assert {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get", "create"]} in role["rules"]
     assert role["metadata"] == {"name": "emqx-user", "namespace": "mqtt"}

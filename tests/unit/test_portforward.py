@@ -189,3 +189,14 @@ def test_connector_url_and_headers() -> None:
         "wss://127.0.0.1:6443/prefix/api/v1/namespaces/ns/pods/demo-core-0/portforward?ports=18083"
     assert connector._headers() == ["Impersonate-User: bob", "Impersonate-Group: g1", "Impersonate-Group: g2",
                                     "Authorization: Bearer abc"]
+
+
+def test_a_refused_forward_names_the_verb_and_what_forwarding_needs() -> None:
+    get = portforward.forbidden('pods "p" is forbidden: User "system:serviceaccount:ns:alice" cannot get resource '
+                                '"pods/portforward" in API group "" in the namespace "ns"', "ns")
+    assert get.message == ('forbidden: you may not get pods/portforward in namespace ns (as User '
+                           '"system:serviceaccount:ns:alice"; port-forwarding needs get and create on it); '
+                           'ask your cluster admin for RBAC access')
+    create = portforward.forbidden('pods "p" is forbidden: ', "ns")  # the upgrade's create check says no more
+    assert create.message.startswith("forbidden: you may not create pods/portforward in namespace ns "
+                                     "(port-forwarding needs get and create on it)")
