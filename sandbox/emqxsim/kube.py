@@ -302,6 +302,8 @@ class PodView:
     booting: bool
     node: Any
     failure: tuple[int, str] | None
+    # The kubelet's container when the snapshot was taken: the World's state describes this one only.
+    container: kubelet.Running | None
 
 
 class Kubelet:
@@ -377,11 +379,13 @@ class Kubelet:
             self._stop.wait(self.period)
 
     def _views(self) -> list[PodView]:
-        with self.world.lock:
+        # Same lock order as the gate (World, then ours): a container the gate starts after this snapshot
+        # is not judged by the World state of the snapshot.
+        with self.world.lock, self._lock:
             return [
                 # record.pod is replaced, never changed in place, by observe_pod: no copy needed.
                 PodView(r.uid, r.namespace, r.name, r.pod, r.image, r.state, r.reason, r.booting, r.node,
-                        container_failure(r))
+                        container_failure(r), pk.running if (pk := self.pods.get(r.uid)) is not None else None)
                 for r in self.world.pods.values()
             ]
 
@@ -449,7 +453,7 @@ class Kubelet:
                 log.warning("could not point Logs of %s/%s at %s: %s", view.namespace, view.name, now_file, error)
 
     def _scribe(self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, wall: float) -> None:
-        if logs is None or pk.running is None or view.booting:
+        if logs is None or pk.running is None or pk.running is not view.container or view.booting:
             return
         node = view.node
         if view.state == "running" and node is not None:
@@ -473,7 +477,7 @@ class Kubelet:
     def _lifecycle(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
     ) -> None:
-        if pk.running is not None and not view.booting:
+        if pk.running is not None and pk.running is view.container and not view.booting:
             exit_code, message = None, ""
             if view.failure is not None:
                 exit_code, reason = view.failure
@@ -489,6 +493,19 @@ class Kubelet:
                 with self._lock:
                     pk.container_exited(now, wall, exit_code, message)
                 self._drop_probes(view.uid)
+        if (
+            pk.running is None
+            and view.container is None
+            and not view.booting
+            and view.state in ("running", "waiting", "hung")
+        ):
+            # A node up without a container of ours (not expected): adopt it rather than show it dead.
+            log.warning("pod %s/%s: node %s without a container; adopting it", view.namespace, view.name, view.state)
+            with self._lock:
+                pk.container_started(now, wall, emqx_container(view.pod))
+                if logs is not None:
+                    logs.start(pk.restart_count)
+            return
         if pk.running is None and not pk.start_pending and now >= pk.next_sync:
             decision = self._decide(view, pk, now)
             with self._lock:

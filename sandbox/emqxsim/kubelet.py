@@ -61,6 +61,9 @@ def timing_named(name: str | None) -> Timing:
 
 def go_duration(seconds: float) -> str:
     """time.Duration.String() for the durations the kubelet prints (10s, 1m20s, 5m0s, 2.5s)."""
+    if 0 < seconds < 1:
+        text = f"{seconds * 1000:.3f}".rstrip("0").rstrip(".")
+        return f"{text}ms"
     if seconds < 60:
         text = f"{seconds:.3f}".rstrip("0").rstrip(".")
         return f"{text}s"

@@ -12,8 +12,8 @@ FAST = kubelet.TIMINGS["fast"]
 
 
 def test_go_duration_prints_like_time_duration():
-    assert [go_duration(s) for s in (10, 20, 40, 80, 160, 300, 1, 2.5)] == [
-        "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "1s", "2.5s"]
+    assert [go_duration(s) for s in (10, 20, 40, 80, 160, 300, 1, 2.5, 0.5, 3725)] == [
+        "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "1s", "2.5s", "500ms", "1h2m5s"]
 
 
 def test_crash_backoff_doubles_from_10s_caps_at_5m_and_resets_after_10m_of_running():
