@@ -156,11 +156,18 @@ class Selection:
                 f"--node {missing[0]}: no such node in {self.namespace}/{self.cluster} (pods: {names})"
             )
 
-    def record(self, raw: str, pod: dict[str, Any]) -> LogRecord:
-        from kubectl_emqx.view import logs as log_view
+    def label(self, pod: dict[str, Any]) -> tuple[str, str | None, str]:
+        """(pod name, EMQX node name, role): what every line of the pod carries."""
         from kubectl_emqx.view import pods as pod_view
 
-        return log_view.record(raw, pod_view.name(pod), self.node_name(pod), pod_view.role(pod))
+        return pod_view.name(pod), self.node_name(pod), pod_view.role(pod)
+
+    def reader(self, pod: dict[str, Any]) -> Callable[[str], LogRecord]:
+        """raw line -> record, for one pod (the labels computed once)."""
+        from kubectl_emqx.view.logs import record
+
+        name, node, role = self.label(pod)
+        return lambda raw: record(raw, name, node, role)
 
 
 def _write(text: str) -> None:
@@ -216,7 +223,8 @@ def print_finished(pod_api: PodApi, selection: Selection, options: LogOptions, f
         stream = pod_api.log(selection.namespace, pod_view.name(pod), container=CONTAINER_NAME,
                              since_seconds=options.since_seconds, tail_lines=options.tail_lines,
                              previous=options.previous)
-        return [selection.record(line, pod) for line in stream]
+        to_record = selection.reader(pod)
+        return [to_record(line) for line in stream]
 
     records: list[LogRecord] = []
     failures: list[errors.PluginError] = []
@@ -231,8 +239,10 @@ def print_finished(pod_api: PodApi, selection: Selection, options: LogOptions, f
                 warn(f"{pod_view.name(pod)}: {exc.message}")
     if failures and len(failures) == len(readable):
         raise failures[0]
-    for item in log_view.merged(records):
-        _write(formatter.line(item))
+    ordered = log_view.merged(records)
+    line = formatter.line
+    for start in range(0, len(ordered), 4096):
+        _write("\n".join(line(item) for item in ordered[start:start + 4096]))
     _flush()
 
 
@@ -362,9 +372,11 @@ class Follower:
             return
         with self._lock:
             self._streams[key] = stream
+        to_record = self.selection.reader(pod)
+        put = self.lines.put
         try:
             for line in stream:
-                self.lines.put(self.selection.record(line, pod))
+                put(to_record(line))
         except Exception as exc:  # noqa: BLE001 - one node's stream failing does not end the others
             if not self.stop.is_set():
                 warn(f"{name}: log stream failed: {exc}")

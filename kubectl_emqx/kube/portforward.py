@@ -112,7 +112,11 @@ class PodStream:
     def settimeout(self, timeout: float | None) -> None:
         self._ws.settimeout(timeout)
 
-    def close(self) -> None:
+    def abort(self) -> None:
+        """End the stream from any thread: a close frame, then the socket shut down, which wakes a
+        thread blocked in recv. The file descriptor stays open: `close()` releases it, once no
+        other thread uses the stream (an SSL object reads by descriptor number, so a descriptor
+        released under a reader would be read again once the number is reused)."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -121,10 +125,12 @@ class PodStream:
                 self._ws.send_close()
         except Exception:  # noqa: BLE001 - best effort: the socket is shut down next
             pass
-        try:
-            self._ws.abort()
-        finally:
-            self._ws.shutdown()
+        self._ws.abort()
+
+    def close(self) -> None:
+        """abort(), and release the socket: only when no other thread reads or sends."""
+        self.abort()
+        self._ws.shutdown()
 
     def __enter__(self) -> PodStream:
         return self
@@ -405,11 +411,11 @@ class Forwarder:
             self._listener.close()
         with self._lock:
             open_now = list(self._open)
-        for item in open_now:
-            try:
-                item.close()
-            except OSError:
-                pass
+        for item in open_now:  # wake the connection threads; they release their sockets themselves
+            if isinstance(item, socket.socket):
+                _shutdown(item)
+            else:
+                item.abort()
 
     def __enter__(self) -> Forwarder:
         return self.start()
@@ -448,11 +454,13 @@ class Forwarder:
         return None
 
     def _serve(self, client: socket.socket) -> None:
+        """Pod -> client in this thread, client -> pod in another; whichever side ends first shuts
+        both down, and only this thread, after the other one has finished, releases the sockets."""
         self._track(client, True)
         stream = None if self._stopping.is_set() else self._open_stream()
         if stream is None:
             self._track(client, False)
-            client.close()
+            _close_socket(client)
             return
         self._track(stream, True)
         upstream = threading.Thread(target=self._client_to_pod, args=(client, stream), daemon=True)
@@ -470,8 +478,12 @@ class Forwarder:
         except OSError:
             pass
         finally:
-            stream.close()
-            _close_socket(client)
+            stream.abort()
+            _shutdown(client)
+            upstream.join(10)
+            if not upstream.is_alive():
+                stream.close()
+                client.close()
             self._track(stream, False)
             self._track(client, False)
 
@@ -485,7 +497,14 @@ class Forwarder:
         except (OSError, StreamError):
             pass
         finally:
-            stream.close()
+            stream.abort()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _close_socket(sock: socket.socket) -> None:

@@ -15,7 +15,8 @@ import itertools
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+from typing import NamedTuple
 
 import click
 
@@ -25,40 +26,44 @@ PALETTE = ("cyan", "green", "yellow", "blue", "magenta", "bright_cyan", "bright_
            "bright_blue", "bright_magenta")
 
 
-@dataclass(frozen=True, order=True)
-class LogRecord:
-    key: tuple[str, int]  # (seconds part of the timestamp, nanoseconds): sorts across fraction widths
+class LogRecord(NamedTuple):
+    """One log line. Ordered by (key, seq): the time, then arrival (seq is unique)."""
+
+    key: str  # the kubelet's timestamp, normalised to fixed width (sorts as text); "" when none
     seq: int  # arrival order, for equal timestamps
-    time: str = field(compare=False)  # the kubelet's timestamp as sent ("" when the line had none)
-    pod: str = field(compare=False)
-    node: str | None = field(compare=False)
-    role: str = field(compare=False)
-    text: str = field(compare=False)
+    time: str  # the kubelet's timestamp as sent ("" when the line had none)
+    pod: str
+    node: str | None
+    role: str
+    text: str
 
 
 _counter = itertools.count()
+_quote = encode_basestring  # a JSON string literal (the json module's C encoder, as ensure_ascii=False)
+_FIXED_WIDTH = len("2026-03-01T10:00:00.123456789Z")
 
 
 def record(raw: str, pod: str, node: str | None, role: str) -> LogRecord:
     """A line as the API sends it with timestamps=true: `<RFC3339Nano> <text>`."""
     stamp, sep, text = raw.partition(" ")
-    if not sep or not _looks_like_time(stamp):
+    if not sep or len(stamp) < 20 or stamp[10] != "T" or stamp[4] != "-":
         stamp, text = "", raw
-    return LogRecord(sort_key(stamp), next(_counter), stamp, pod, node, role, text.rstrip("\r"))
+    if text.endswith("\r"):
+        text = text[:-1]
+    return LogRecord(sort_key(stamp), next(_counter), stamp, pod, node, role, text)
 
 
-def _looks_like_time(text: str) -> bool:
-    return len(text) >= 20 and text[4] == "-" and text[10] == "T"
-
-
-def sort_key(stamp: str) -> tuple[str, int]:
-    """RFC 3339 UTC times ordered correctly whatever the number of fraction digits."""
+def sort_key(stamp: str) -> str:
+    """RFC 3339 UTC times as fixed-width text (nine fraction digits), so that they sort as strings
+    whatever the number of fraction digits sent. The kubelet sends nine already (RFC3339NanoFixed)."""
+    if len(stamp) == _FIXED_WIDTH and stamp[19] == "." and stamp[-1] == "Z":
+        return stamp
     if not stamp:
-        return ("", 0)
+        return ""
     body = stamp.rstrip("Z")
     seconds, _, fraction = body.partition(".")
     digits = "".join(itertools.takewhile(str.isdigit, fraction))
-    return (seconds, int((digits + "000000000")[:9]) if digits else 0)
+    return f"{seconds}.{(digits + '000000000')[:9]}Z"
 
 
 def level(text: str) -> str | None:
@@ -106,7 +111,7 @@ class Reorder:
 
 class Formatter:
     """`<pod>  <text>` with the pod padded to the widest seen and coloured per pod; or one JSON
-    object per line."""
+    object per line (time, pod, node, role, level, message)."""
 
     def __init__(self, *, color: bool, timestamps: bool, output: str | None) -> None:
         self.color = color
@@ -114,22 +119,37 @@ class Formatter:
         self.output = output
         self.width = 0
         self._colors: dict[str, str] = {}
+        self._prefixes: dict[str, str] = {}
+        self._json_fields: dict[str, str] = {}
 
     def know(self, pods: Iterable[str]) -> None:
         for pod in pods:
-            self.width = max(self.width, len(pod))
-            if pod not in self._colors:
-                self._colors[pod] = PALETTE[len(self._colors) % len(PALETTE)]
+            if pod in self._colors:
+                continue
+            self._colors[pod] = PALETTE[len(self._colors) % len(PALETTE)]
+            if len(pod) > self.width:
+                self.width = len(pod)
+                self._prefixes.clear()
+
+    def _prefix(self, pod: str) -> str:
+        prefix = self._prefixes.get(pod)
+        if prefix is None:
+            self.know([pod])
+            prefix = pod.ljust(self.width)
+            if self.color:
+                prefix = click.style(prefix, fg=self._colors[pod])
+            self._prefixes[pod] = prefix
+        return prefix
 
     def line(self, item: LogRecord) -> str:
         if self.output == "json":
-            return json.dumps({
-                "time": item.time or None, "pod": item.pod, "node": item.node, "role": item.role,
-                "level": level(item.text), "message": item.text,
-            }, ensure_ascii=False)
-        self.know([item.pod])
-        prefix = item.pod.ljust(self.width)
-        if self.color:
-            prefix = click.style(prefix, fg=self._colors[item.pod])
-        stamp = f"{item.time} " if self.timestamps and item.time else ""
-        return f"{prefix} {stamp}{item.text}"
+            fields = self._json_fields.get(item.pod)
+            if fields is None:
+                fields = json.dumps({"pod": item.pod, "node": item.node, "role": item.role})[1:-1]
+                self._json_fields[item.pod] = fields
+            found = level(item.text)
+            return (f'{{"time": {_quote(item.time) if item.time else "null"}, {fields}, '
+                    f'"level": {_quote(found) if found else "null"}, "message": {_quote(item.text)}}}')
+        if self.timestamps and item.time:
+            return f"{self._prefix(item.pod)} {item.time} {item.text}"
+        return f"{self._prefix(item.pod)} {item.text}"

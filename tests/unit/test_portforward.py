@@ -100,9 +100,12 @@ class HttpPod:
     def settimeout(self, timeout: float | None) -> None:
         pass
 
-    def close(self) -> None:
+    def abort(self) -> None:
         self.closed.set()
         self.requests.put(None)
+
+    def close(self) -> None:
+        self.abort()
 
     def __enter__(self) -> HttpPod:
         return self
