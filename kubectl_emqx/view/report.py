@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubectl_emqx.domain import redact
-from kubectl_emqx.domain.vocabulary import format_time
+from kubectl_emqx.domain.vocabulary import format_time, parse_time
 
 README = """\
 EMQX support report for {namespace}/{name}
@@ -133,8 +133,12 @@ def readme(collected: Collected, status: dict[str, Any]) -> str:
 
 
 def _event_time(event: dict[str, Any]) -> str:
-    return str(event.get("lastTimestamp") or event.get("eventTime") or
-               (event.get("metadata") or {}).get("creationTimestamp") or "")
+    """When the Event was last seen, as RFC 3339 in whole seconds (Events carry lastTimestamp, or
+    only a microsecond eventTime when posted through events.k8s.io)."""
+    raw = (event.get("lastTimestamp") or event.get("eventTime") or (event.get("series") or {}).get("lastObservedTime")
+           or (event.get("metadata") or {}).get("creationTimestamp"))
+    moment = parse_time(raw)
+    return format_time(moment) if moment else str(raw or "")
 
 
 def events_text(events: list[dict[str, Any]]) -> str:
