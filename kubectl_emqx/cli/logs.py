@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kubectl_emqx.cli.common import load_cluster, warn
+from kubectl_emqx.cli.common import info, load_cluster, warn
 from kubectl_emqx.cli.options import Duration, EmqxCommand, kube_options, name_argument, state
 from kubectl_emqx.domain.vocabulary import CONTAINER_NAME, ROLES, label_selector
 from kubectl_emqx.kube import errors
@@ -38,7 +38,8 @@ def complete_pod_names(ctx: click.Context, param: click.Parameter, incomplete: s
 
     from kubectl_emqx.cli.completion import COMPLETION_TIMEOUT_SECONDS
 
-    cluster = ctx.params.get("name")
+    # While completing an option's value click leaves the positional NAME in ctx.args.
+    cluster = ctx.params.get("name") or next((arg for arg in ctx.args if not arg.startswith("-")), None)
     if not cluster:
         return []
     app = state(ctx)
@@ -212,10 +213,10 @@ def print_finished(pod_api: PodApi, selection: Selection, options: LogOptions, f
         for pod in chosen:
             if pod not in readable:
                 warn(f"{pod_view.name(pod)}: container not started yet; no log")
+    if not chosen:
+        role = f" {selection.role}" if selection.role else ""
+        info(f"No{role} pods of {selection.namespace}/{selection.cluster} found.")
     if not readable:
-        if not chosen:
-            raise errors.PluginError(f"{selection.namespace}/{selection.cluster} has no pods"
-                                     + (f" with role {selection.role}" if selection.role else ""))
         return
     formatter.know(pod_view.name(pod) for pod in readable)
 

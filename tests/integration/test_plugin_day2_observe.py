@@ -205,6 +205,9 @@ def test_logs_merged_in_time_order_as_text_and_json(
     assert len(tail) == 1 and tail[0].startswith("lg-core-0 ")
     missing = plugin("logs", "lg", "-n", namespace, "--node", "lg-core-7")
     assert_one_line_error(missing, "--node lg-core-7: no such node", "lg-core-0")
+    # kubectl's completion offers the cluster's pods for --node
+    assert sorted(plugin.complete("emqx", "logs", "-n", namespace, "lg", "--node", "")) == names
+    assert plugin.complete("emqx", "logs", "-n", namespace, "lg", "--role", "") == ["core", "replicant"]
 
 
 def test_logs_follow_shows_a_node_that_boots_during_a_scale(
