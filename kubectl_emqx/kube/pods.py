@@ -124,14 +124,6 @@ class PodApi:
         result = self._json(kind_path("Pod", namespace), {"labelSelector": selector}, "list", namespace, "", "pods")
         return list(result.get("items") or []), str((result.get("metadata") or {}).get("resourceVersion", ""))
 
-    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(kind_path("Pod", namespace, name), {}, "get", namespace, name, "pods")
-        except errors.ApiServerError as exc:
-            if "(HTTP 404)" in exc.message:
-                return None
-            raise
-
     def watch_pods(self, namespace: str, selector: str, resource_version: str,
                    timeout_seconds: int = WATCH_SECONDS) -> Iterator[WatchEvent]:
         """Pod changes after resource_version until the server ends the watch; WatchExpired when

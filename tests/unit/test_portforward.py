@@ -203,3 +203,12 @@ def test_a_refused_forward_names_the_verb_and_what_forwarding_needs() -> None:
     create = portforward.forbidden('pods "p" is forbidden: ', "ns")  # the upgrade's create check says no more
     assert create.message.startswith("forbidden: you may not create pods/portforward in namespace ns "
                                      "(port-forwarding needs get and create on it)")
+
+
+def test_a_fixed_target_forwards_every_connection_to_one_pod() -> None:
+    """The shape a later verb (backup/restore through EMQX's API) uses: one pod, a local port, any client."""
+    connector = FakeConnector()
+    with portforward.Forwarder(connector, "ns", portforward.FixedTarget("demo-core-2", 18083),  # type: ignore[arg-type]
+                               port=0) as forwarder:
+        assert _get(forwarder.url + "/api/v5/data/files") == "demo-core-2 /api/v5/data/files"
+    assert connector.opened == ["demo-core-2"]
