@@ -249,8 +249,10 @@ class KwokResources:
                 _request_timeout=10,
             )
 
-    def ensure(self, pod: Mapping[str, Any], current: str, previous: str | None) -> None:
+    def ensure_forward(self, pod: Mapping[str, Any]) -> None:
         self._create("portforwards", port_forward_body(pod))
+
+    def ensure_logs(self, pod: Mapping[str, Any], current: str, previous: str | None) -> None:
         metadata = pod.get("metadata") or {}
         self._create("logs", {
             "apiVersion": f"{KWOK_GROUP}/{KWOK_VERSION}",
@@ -259,12 +261,6 @@ class KwokResources:
                          "ownerReferences": [owner_reference(pod)]},
             "spec": logs_spec(current, previous),
         })
-
-    def point_logs(self, namespace: str, name: str, current: str, previous: str | None) -> None:
-        self.custom.patch_namespaced_custom_object(
-            KWOK_GROUP, KWOK_VERSION, namespace, "logs", name, {"spec": logs_spec(current, previous)},
-            _request_timeout=10,
-        )
 
 
 # ---------------------------------------------------------------------------------------------- the kubelet
@@ -430,27 +426,24 @@ class Kubelet:
         self._write_status(view, pk, wall)
 
     def _ensure_debug(self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None) -> None:
+        """The pod's PortForward at once; its Logs once a container has started (before that `kubectl logs`
+        fails, as it does while a container waits to start), pointed at each new container's file."""
         if self.kwok is None or logs is None:
             return
         if view.uid not in self.debug_ready:
-            if pk.restart_count == 0 and logs.restart_count is None:
-                logs.directory.mkdir(parents=True, exist_ok=True)
-                logs.path(0).touch()
-            current = logs.current or logs.path(0)
-            previous = logs.previous
             self.debug_ready.add(view.uid)
-            self.logs_pointed[view.uid] = logs.restart_count or 0
             try:
-                self.kwok.ensure(view.pod, str(current), str(previous) if previous else None)
+                self.kwok.ensure_forward(view.pod)
             except Exception as error:  # noqa: BLE001 - logs/port-forward are extras; the pod still runs
-                log.warning("no PortForward/Logs for %s/%s: %s", view.namespace, view.name, error)
-        elif logs.restart_count is not None and self.logs_pointed.get(view.uid) != logs.restart_count:
-            now_file, before = logs.path(logs.restart_count), logs.previous
-            self.logs_pointed[view.uid] = logs.restart_count
+                log.warning("no PortForward for %s/%s: %s", view.namespace, view.name, error)
+        restarts = logs.restart_count
+        if restarts is not None and self.logs_pointed.get(view.uid) != restarts:
+            self.logs_pointed[view.uid] = restarts
+            previous = logs.previous
             try:
-                self.kwok.point_logs(view.namespace, view.name, str(now_file), str(before) if before else None)
+                self.kwok.ensure_logs(view.pod, str(logs.path(restarts)), str(previous) if previous else None)
             except Exception as error:  # noqa: BLE001
-                log.warning("could not point Logs of %s/%s at %s: %s", view.namespace, view.name, now_file, error)
+                log.warning("no Logs for %s/%s: %s", view.namespace, view.name, error)
 
     def _scribe(self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, wall: float) -> None:
         if logs is None or pk.running is None or pk.running is not view.container or view.booting:

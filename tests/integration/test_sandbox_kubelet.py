@@ -146,7 +146,7 @@ def test_kubectl_logs_follow_previous_and_port_forward(api_client, namespace, em
 # ---------------------------------------------------------------------------------------------- images and config
 
 
-def test_unknown_tag_shows_err_image_pull_then_image_pull_back_off(api_client, namespace, emqx_sim):
+def test_unknown_tag_shows_err_image_pull_then_image_pull_back_off(api_client, namespace, emqx_sim, kubectl):
     created = time.monotonic()
     _apply(api_client, namespace, _one_pod_manifests(namespace, image="emqx/emqx:5.7.3"))
     pod = _wait_pod(api_client, namespace, "emqx-core-0", lambda p: _waiting(p).get("reason") == "ErrImagePull", 30,
@@ -163,6 +163,8 @@ def test_unknown_tag_shows_err_image_pull_then_image_pull_back_off(api_client, n
     assert "manifest for emqx/emqx:5.7.3 not found" in message
     assert _emqx_status(pod)["restartCount"] == 0 and "containerID" not in _emqx_status(pod)
     assert emqx_sim.node(f"{namespace}/emqx-core-0")["state"] == "pending"
+    # No container ever ran: there is no log to show (a kubelet says the container is waiting to start).
+    assert kubectl("logs", "-n", namespace, "emqx-core-0", check=False).returncode != 0
 
 
 def test_malformed_image_is_invalid_image_name(api_client, namespace):
