@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 REORDER_WINDOW = 0.3  # seconds a followed line may wait for earlier lines from other nodes
 FINISHED = object()
+OPEN_RETRY_SECONDS = 4.0  # how long a followed container's log may be refused before giving up on it
 
 
 def complete_pod_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
@@ -360,17 +361,23 @@ class Follower:
         from kubectl_emqx.view import pods as pod_view
 
         name = pod_view.name(pod)
-        try:
-            stream = self.pod_api.log(self.selection.namespace, name, container=CONTAINER_NAME, follow=True,
-                                      since_seconds=options.since_seconds, tail_lines=options.tail_lines)
-        except errors.Forbidden as exc:
-            self.problem = exc
-            self.lines.put(FINISHED)
-            return
-        except errors.PluginError as exc:
-            if not self.stop.is_set():
-                warn(f"{name}: {exc.message}")
-            return
+        delay = 0.25
+        while True:
+            try:
+                stream = self.pod_api.log(self.selection.namespace, name, container=CONTAINER_NAME, follow=True,
+                                          since_seconds=options.since_seconds, tail_lines=options.tail_lines)
+                break
+            except errors.Forbidden as exc:
+                self.problem = exc
+                self.lines.put(FINISHED)
+                return
+            except errors.PluginError as exc:
+                # A container reported running can still be refused a moment (its log not open yet).
+                if delay > OPEN_RETRY_SECONDS or self.stop.wait(delay):
+                    if not self.stop.is_set():
+                        warn(f"{name}: {exc.message}")
+                    return
+                delay *= 2
         with self._lock:
             self._streams[key] = stream
         to_record = self.selection.reader(pod)

@@ -240,3 +240,29 @@ def test_json_of_a_line_without_node() -> None:
     line = log_view.Formatter(color=False, timestamps=False, output="json").line(
         log_view.record("x", "demo-replicant-a", None, "replicant"))
     assert json.loads(line)["node"] is None
+
+
+def test_follower_retries_a_log_that_is_refused_at_first() -> None:
+    from kubectl_emqx.kube import errors
+
+    fake = FakePods([pod("demo-core-0")])
+    refusals = [errors.ApiServerError("container emqx is waiting to start (HTTP 400)")]
+
+    def log(namespace: str, name: str, **options: Any) -> Iterator[str]:
+        if refusals:
+            raise refusals.pop()
+        return iter(["2026-03-01T10:00:01Z hello"])
+
+    fake.log = log  # type: ignore[method-assign]
+    follower = logs.Follower(fake, _selection(), logs.LogOptions(),  # type: ignore[arg-type]
+                             log_view.Formatter(color=False, timestamps=False, output=None))
+    out = io.StringIO()
+    runner = threading.Thread(target=lambda: follower.run(fake.list_pods("ns", "")[0]))
+    with redirect_stdout(out):
+        runner.start()
+        deadline = time.monotonic() + 10
+        while "hello" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        follower.stop.set()
+        runner.join(10)
+    assert out.getvalue().splitlines() == ["demo-core-0 hello"]
