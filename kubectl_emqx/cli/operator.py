@@ -69,6 +69,14 @@ def install(values_files: tuple[str, ...], watch_namespaces: tuple[str, ...], im
     needed (e.g. RBAC after changing --watch-namespace). The Helm chart charts/emqx-operator
     installs the same objects from the same values.
 
+    Users of the plugin need nothing cluster-wide. In the namespace of their clusters, a read-only
+    user (list, status, logs, report) needs get/list/watch on emqxes.apps.emqx.io and pods, list
+    on events, get on pods/log, and for report list on configmaps, services,
+    persistentvolumeclaims, statefulsets, deployments, replicasets and poddisruptionbudgets;
+    dashboard adds get and create on pods/portforward. Optional: list on secrets (report names their keys;
+    get for dashboard --show-password) and list on deployments cluster-wide (report and version
+    find the operator). Changing clusters needs create, patch and delete on emqxes.apps.emqx.io.
+
     \b
     Examples:
       kubectl emqx install

@@ -128,6 +128,43 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
 )
 
 
+# What a user of the plugin needs, in the namespace of their EMQX clusters (nothing cluster-wide).
+# Documented by `kubectl emqx install --help` and the README; the RBAC integration test runs the
+# plugin's verbs as a user holding exactly these rules.
+USER_READ_RULES: tuple[Rule, ...] = (
+    Rule(GROUP, (PLURAL,), ("get", "list", "watch"), "list, status [-w], every verb reads the resource"),
+    Rule("", ("events",), ("list",), "status and report show the resource's Events"),
+    Rule("", ("pods",), ("get", "list", "watch"), "logs and dashboard find (and follow) the nodes' pods"),
+    Rule("", ("pods/log",), ("get",), "logs, report --logs"),
+    Rule("", ("configmaps", "services", "persistentvolumeclaims"), ("list",), "report: the owned objects"),
+    Rule("apps", ("statefulsets", "deployments", "replicasets"), ("list",), "report: the owned objects"),
+    Rule("policy", ("poddisruptionbudgets",), ("list",), "report: the owned objects"),
+)
+USER_DASHBOARD_RULES: tuple[Rule, ...] = (
+    Rule("", ("pods/portforward",), ("get", "create"),
+         "dashboard forwards a local port through the API server (a WebSocket GET, also authorized as create)"),
+)
+USER_OPTIONAL_RULES: tuple[Rule, ...] = (
+    Rule("", ("secrets",), ("list",),
+         "report lists the owned Secrets by name and keys (and scrubs their values from the archive); "
+         "dashboard --show-password reads one (get)"),
+    Rule("apps", ("deployments",), ("list",),
+         "cluster-wide (a ClusterRole): version and report find the operator's Deployment"),
+)
+USER_WRITE_RULES: tuple[Rule, ...] = (
+    Rule(GROUP, (PLURAL,), ("create", "patch", "delete"), "create, scale, config set|edit|apply, upgrade, delete"),
+)
+
+
+def user_role(namespace: str, name: str = "emqx-user", *, dashboard: bool = True,
+              write: bool = False) -> dict[str, Any]:
+    """A Role granting the plugin's verbs in `namespace`: reading, the dashboard and optionally changes."""
+    rules = [*USER_READ_RULES, *(USER_DASHBOARD_RULES if dashboard else ()), *(USER_WRITE_RULES if write else ())]
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace},
+            "rules": [rule.as_policy_rule() for rule in rules]}
+
+
 def leader_election_rules(lease_name: str = NAME) -> tuple[Rule, ...]:
     return (
         # RBAC cannot restrict `create` by name: the Lease does not exist before it is created.

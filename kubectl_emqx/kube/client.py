@@ -64,6 +64,8 @@ class KubernetesClusterApi:
         configuration.retries = 1
         api_client = client.ApiClient(configuration)
         api_client.user_agent = f"kubectl-emqx/{__version__}"
+        self.api_client = api_client  # for the pod and port-forward sessions (kube/pods.py, portforward.py)
+        self.request_timeout = self._timeout
         if endpoint.impersonation is not None:
             _send_headers(api_client, endpoint.impersonation.headers())
         self._custom = client.CustomObjectsApi(api_client)
@@ -243,10 +245,13 @@ class KubernetesClusterApi:
 
     # --- error translation -------------------------------------------------------------------
 
-    def _translated(
+    def translated(
         self, verb: str, namespace: str | None, name: str = "", resource: str = RESOURCE
     ) -> _Translator:
+        """A context manager turning the client's exceptions into errors.PluginError."""
         return _Translator(self, verb, namespace, name, resource)
+
+    _translated = translated
 
 
 class _Translator:

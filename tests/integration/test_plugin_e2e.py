@@ -116,8 +116,8 @@ def test_dry_run_client_output_applies_with_kubectl(
 def test_completion_through_kubectl(plugin: PluginRunner, api_client: Any, namespace: str, crd: None) -> None:
     """kubectl (>= 1.26) completes `kubectl emqx ...` by running kubectl_complete-emqx from PATH."""
     verbs = [line.split("\t")[0] for line in plugin.complete("emqx", "")]
-    assert verbs == ["create", "list", "status", "scale", "config", "upgrade", "delete", "install", "uninstall",
-                     "version", "completion"]
+    assert verbs == ["create", "list", "status", "dashboard", "logs", "report", "scale", "config", "upgrade",
+                     "delete", "install", "uninstall", "version", "completion"]
     assert plugin.complete("emqx", "sc") == ["scale\tChange the number of core or replicant nodes"]
 
     names = ["orders", "ops", "telemetry"]

@@ -249,3 +249,24 @@ def test_kopf_never_gives_up_on_a_forbidden_watch() -> None:
     first = list(itertools.islice(backoffs, 100))
     assert first[:3] == [1, 1, 2] and max(first) == 30 and len(first) == 100
     assert list(itertools.islice(backoffs, 3)) == [1, 1, 2], "every request starts its own sequence"
+
+
+def test_install_help_documents_what_plugin_users_need() -> None:
+    """`kubectl emqx install --help` names every resource and verb of the user rules (so the text
+    cannot drift from the Role the RBAC integration test runs the verbs with)."""
+    from click.testing import CliRunner
+
+    from kubectl_emqx.cli.main import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["install", "--help"], prog_name="kubectl emqx").output.split())
+    rules = [*install.USER_READ_RULES, *install.USER_DASHBOARD_RULES, *install.USER_OPTIONAL_RULES,
+             *install.USER_WRITE_RULES]
+    for rule in rules:
+        for resource in rule.resources:
+            name = f"{resource}.{rule.api_group}" if rule.api_group == install.GROUP else resource
+            assert name in text, name
+        for verb in rule.verbs:
+            assert verb in text, verb
+    role = install.user_role("mqtt", dashboard=True)
+    assert {"apiGroups": [""], "resources": ["pods/portforward"], "verbs": ["get", "create"]} in role["rules"]
+    assert role["metadata"] == {"name": "emqx-user", "namespace": "mqtt"}

@@ -19,6 +19,7 @@ from typing import Any
 
 from emqx_operator.model import ConfigPut, EmqxView, Event, World
 from kubectl_emqx.domain import builders, hocon, versions
+from kubectl_emqx.domain.redact import redact_config
 from kubectl_emqx.domain.spec import EmqxSpec
 from kubectl_emqx.domain.versions import Version
 from kubectl_emqx.domain.vocabulary import CONFIG_KEY, format_time, object_names, parse_time
@@ -28,7 +29,6 @@ LIVE_REFRESH_SECONDS = 300.0
 ALWAYS_SHOWN_ROOTS = ("listeners", "dashboard")
 # What 5.0.x answers GET /configs with (JSON, these roots only).
 LEGACY_JSON_ROOTS = ("dashboard", "alarm", "sys_topics", "sysmon", "log", "broker")
-REDACTED = "******"
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def _record_live(spec: EmqxSpec, emqx: EmqxView, status: dict[str, Any], now: An
     if live is None:
         return
     roots = set(spec.config) | set(ALWAYS_SHOWN_ROOTS)
-    status["live"] = hocon.dump(redact({k: v for k, v in live.items() if k in roots}))
+    status["live"] = hocon.dump(redact_config({k: v for k, v in live.items() if k in roots}))
     status["liveObservedAt"] = format_time(now)
     status["liveHash"] = status.get("appliedHash")
 
@@ -254,23 +254,6 @@ def overridden(spec: EmqxSpec, emqx: EmqxView, status: dict[str, Any]) -> list[s
 
 def _normal(value: Any) -> str:
     return str(value).strip().strip('"').lower()
-
-
-SENSITIVE_KEY_PARTS = ("password", "passwd", "secret", "cookie", "token")
-
-
-def _sensitive(key: str) -> bool:
-    lowered = key.lower()
-    return lowered == "key" or any(lowered.endswith(part) for part in SENSITIVE_KEY_PARTS)
-
-
-def redact(config: Any) -> Any:
-    """Status is readable by anyone who may read the resource: never copy secrets into it."""
-    if isinstance(config, dict):
-        return {k: REDACTED if _sensitive(str(k)) and not isinstance(v, dict) else redact(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return [redact(item) for item in config]
-    return config
 
 
 def describe_config_error(text: str) -> str:
