@@ -31,33 +31,65 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
     api = state().reader()
     namespace = api.namespace
     body = load_cluster(api, name, namespace)
-    stdout_is_terminal = sys.stdout.isatty()
+    stdout_is_terminal = _stdout_is_terminal()
     style = render.Style(render.use_color(color, stdout_is_terminal))
 
-    def show(current: dict[str, Any]) -> str:
-        model = build_status(api, current)
+    def show(model: ClusterStatus) -> str:
         if output:
             return render.structured(model, output)
-        return render.status_text(model, style, no_headers)
+        from kubectl_emqx.cli.wait import wall_now
 
-    emit(show(body))
+        return render.status_text(model, style, no_headers, now=wall_now())
+
+    model = build_status(api, body)
+    drawn = show(model)
+    emit(drawn)
     if not watch:
         return
-    from kubectl_emqx.cli.wait import observe
+    from kubectl_emqx.cli.wait import TICK, Follower
 
+    # On a terminal the view is redrawn in place on every change and, as its ages and countdowns
+    # move, at least once a second; otherwise (or with -o) each change is printed once.
     redraw = stdout_is_terminal and not output
     separator = {"yaml": "---\n", "json": ""}.get(output or "", "\n")
+    seen = body["metadata"]["resourceVersion"]
+    at_top = False  # the first redraw clears the screen; later ones repaint from the top
     try:
-        for current in observe(api, name, namespace, deadline=None):
-            if current is None:
-                click.echo(f"{namespace}/{name} was deleted", err=True)
-                return
-            if current["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]:
-                continue
-            body = current
-            emit((CLEAR_SCREEN if redraw else separator) + show(current))
+        with Follower(api, name, namespace, enrich=lambda current: (current, build_status(api, current))) as follower:
+            for item in follower:
+                if item is None:
+                    click.echo(f"{namespace}/{name} was deleted", err=True)
+                    return
+                if item is not TICK:
+                    current, latest = item
+                    if current["metadata"]["resourceVersion"] == seen:
+                        continue
+                    seen = current["metadata"]["resourceVersion"]
+                    model = latest
+                    if not redraw:
+                        emit(separator + show(model))
+                        continue
+                if redraw:
+                    text = show(model)
+                    if text != drawn:
+                        if at_top:
+                            click.echo(repaint(text), nl=False, color=True)
+                        else:
+                            emit(CLEAR_SCREEN + text)
+                        drawn, at_top = text, True
     except KeyboardInterrupt:
         return
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def repaint(text: str) -> str:
+    """Redraw from the top left without clearing first (no flicker): each line erases what is
+    left of the old one, and everything below the new text is erased."""
+    lines = text.rstrip("\n").split("\n")
+    return "\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J"
 
 
 def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
