@@ -22,7 +22,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if not args.no_build:
         build.build_all()
     ready_at = time.monotonic()
-    state = cluster.up(with_simulator=not args.no_simulator)
+    state = cluster.up(with_simulator=not args.no_simulator, probe_timing=args.probe_timing)
     print(
         f"sandbox: cluster ready in {time.monotonic() - ready_at:.1f}s "
         f"(total {time.monotonic() - started:.1f}s); kubeconfig {state.kubeconfig}",
@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
     p_up.add_argument("--no-simulator", action="store_true")
     p_up.add_argument("--operator", action="store_true", help="also run the operator from the working tree")
+    p_up.add_argument(
+        "--probe-timing", choices=["honest", "fast"], default=None,
+        help="the simulated kubelet's probe and back-off timing (default: $EMQX_SIM_PROBE_TIMING, else honest)",
+    )
     p_up.set_defaults(func=_cmd_up)
     sub.add_parser("down", help="stop everything and remove the state").set_defaults(func=_cmd_down)
     sub.add_parser("status", help="list the components and their logs").set_defaults(func=_cmd_status)

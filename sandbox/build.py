@@ -120,7 +120,7 @@ def build_group(group: ToolGroup, gover: str, log: bool = True) -> Path:
     out = cache_root() / "builds" / f"{group.name}-{group.version}-{group.cache_key(gover)}"
     stamp = out / ".complete"
     if stamp.exists() and all((out / b).exists() for b in group.packages):
-        if group.name == "kwok" and not (out / "kwok-default-stages.yaml").exists():
+        if group.name == "kwok" and not all((out / name).exists() for name in KWOK_FILES):
             _copy_kwok_stages(group, out)
         return out
     started = time.monotonic()
@@ -147,6 +147,10 @@ def build_group(group: ToolGroup, gover: str, log: bool = True) -> Path:
     return out
 
 
+# Beside the kwok binary: its default Stages and the CRDs of the debugging resources the sandbox uses
+# (PortForward and Logs serve `kubectl port-forward` and `kubectl logs`; applied before kwok starts).
+KWOK_FILES = ("kwok-default-stages.yaml", "kwok-crds.yaml")
+KWOK_CRDS = ["kwok.x-k8s.io_portforwards.yaml", "kwok.x-k8s.io_logs.yaml"]
 KWOK_DEFAULT_STAGES = [
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -157,7 +161,8 @@ KWOK_DEFAULT_STAGES = [
 
 
 def _copy_kwok_stages(group: ToolGroup, out: Path) -> None:
-    """The standalone kwok binary has no built-in stages; keep the module's defaults beside it."""
+    """The standalone kwok binary has no built-in stages; keep the module's defaults (and the CRDs of
+    the debugging resources) beside it."""
     module_dir = subprocess.run(
         ["go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"],
         cwd=group.module_dir, env=_go_env(), capture_output=True, text=True, check=True,
@@ -165,6 +170,8 @@ def _copy_kwok_stages(group: ToolGroup, out: Path) -> None:
     stage_root = Path(module_dir) / "kustomize" / "stage"
     documents = [(stage_root / rel).read_text() for rel in KWOK_DEFAULT_STAGES]
     (out / "kwok-default-stages.yaml").write_text("\n---\n".join(documents))
+    crd_root = Path(module_dir) / "kustomize" / "crd" / "bases"
+    (out / "kwok-crds.yaml").write_text("\n---\n".join((crd_root / name).read_text() for name in KWOK_CRDS))
 
 
 def build_all(names: list[str] | None = None) -> Path:

@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandbox import build
 
@@ -38,12 +39,14 @@ NODE_COUNT = 3
 STORAGE_CLASS = "sandbox-local"
 ADMIN_USER = "sandbox-admin"
 
-# Pods of EMQX clusters become Running but not Ready; the EMQX simulator owns their Ready condition.
+# EMQX pods: kwok only creates the "sandbox" (pod IP, host IP, start time) of a scheduled pod; the EMQX
+# simulator is their kubelet from then on (container states, restarts, probes, phase, conditions).
+EMQX_INSTANCE_KEY = '.metadata.labels["apps.emqx.io/instance"]'
 EMQX_POD_STAGE = """\
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: emqx-pod-running
+  name: emqx-pod-sandbox
 spec:
   resourceRef:
     apiGroup: v1
@@ -57,6 +60,8 @@ spec:
     - key: '.status.phase'
       operator: 'In'
       values: ['Pending']
+    - key: '.status.podIP'
+      operator: 'DoesNotExist'
   weight: 10000
   next:
     statusTemplate: |
@@ -64,10 +69,10 @@ spec:
       conditions:
       - lastTransitionTime: {{ $now | Quote }}
         status: "True"
-        type: Initialized
+        type: PodReadyToStartContainers
       - lastTransitionTime: {{ $now | Quote }}
         status: "True"
-        type: PodScheduled
+        type: Initialized
       - lastTransitionTime: {{ $now | Quote }}
         status: "False"
         type: Ready
@@ -80,25 +85,13 @@ spec:
       {{ range .spec.containers }}
       - image: {{ .image | Quote }}
         name: {{ .name | Quote }}
+        imageID: ""
         ready: false
-        started: true
+        started: false
         restartCount: 0
         state:
-          running:
-            startedAt: {{ $now | Quote }}
-      {{ end }}
-      initContainerStatuses:
-      {{ range .spec.initContainers }}
-      - image: {{ .image | Quote }}
-        name: {{ .name | Quote }}
-        ready: true
-        restartCount: 0
-        state:
-          terminated:
-            exitCode: 0
-            finishedAt: {{ $now | Quote }}
-            reason: Completed
-            startedAt: {{ $now | Quote }}
+          waiting:
+            reason: ContainerCreating
       {{ end }}
       {{ $hostIPs := NodeIPsWith .spec.nodeName }}
       {{ with $hostIPs }}
@@ -116,9 +109,26 @@ spec:
       - ip: {{ . | Quote }}
       {{ end }}
       {{ end }}
-      phase: Running
+      phase: Pending
       startTime: {{ $now | Quote }}
 """
+
+# kwok's debugging resources the sandbox serves (CRDs from the kwok module, see build.KWOK_CRDS).
+KWOK_CRDS = ("PortForward", "Logs")
+
+
+def kwok_stages(default_stages: str) -> str:
+    """kwok's default Stages with EMQX pods taken out of the ones that would run them (pod-ready,
+    pod-complete), plus the EMQX pod Stage. pod-delete still removes deleted EMQX pods."""
+    import yaml
+
+    documents = [doc for doc in yaml.safe_load_all(default_stages) if doc]
+    for stage in documents:
+        if stage.get("kind") != "Stage" or (stage["spec"].get("resourceRef") or {}).get("kind") != "Pod":
+            continue
+        if stage["metadata"]["name"] in ("pod-ready", "pod-complete"):
+            stage["spec"]["selector"]["matchExpressions"].append({"key": EMQX_INSTANCE_KEY, "operator": "DoesNotExist"})
+    return yaml.safe_dump_all(documents, sort_keys=False) + "---\n" + EMQX_POD_STAGE
 
 
 class SandboxError(SystemExit):
@@ -165,9 +175,9 @@ class SandboxState:
         Path(self.directory, "state.json").write_text(json.dumps(data, indent=2))
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -202,9 +212,14 @@ def make_pki(pki: Path) -> None:
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n"
     )
     (pki / "client.ext").write_text("keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n")
+    # kwok serves the kubelet API (logs, port-forward) on the fake nodes' InternalIP; the apiserver checks it.
+    (pki / "kubelet.ext").write_text(
+        f"keyUsage=critical,digitalSignature,keyEncipherment\nsubjectAltName=IP:{NODE_IP}\nextendedKeyUsage=serverAuth\n"
+    )
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", "apiserver.ext"),
         ("admin", f"/O=system:masters/CN={ADMIN_USER}", "client.ext"),
+        ("kubelet", "/CN=kwok-kubelet", "kubelet.ext"),
     ):
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", f"{name}.key",
                  "-out", f"{name}.csr", cwd=pki)
@@ -278,7 +293,7 @@ class ControlPlane:
         etcd_port, etcd_peer = free_port(), free_port()
         api_port = api_port or free_port()
         _require_free(api_port, "kube-apiserver")
-        kcm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
+        kcm_port, sched_port, kwok_port = free_port(), free_port(), free_port(NODE_IP)
         kubeconfig = self.dir / "kubeconfig"
         write_kubeconfig(kubeconfig, self.pki, api_port)
         state = SandboxState(str(self.dir), api_port, str(kubeconfig), str(bin_dir), pod_cidr=pod_cidr)
@@ -309,6 +324,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--allow-privileged=true", "--profiling=false",
+            # logs/port-forward go to kwok at the fake nodes' InternalIP, whose cert our CA signed.
+            "--kubelet-preferred-address-types=InternalIP", f"--kubelet-certificate-authority={pki / 'ca.crt'}",
         ], api_port)
         state.save()
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -336,21 +353,29 @@ class ControlPlane:
             f"--secure-port={sched_port}", "--profiling=false",
         ], sched_port)
 
+        kwok_dir = (bin_dir / "kwok").resolve().parent
+        for name in build.KWOK_FILES:
+            if not (kwok_dir / name).exists():
+                raise SandboxError(f"{name} missing in {kwok_dir}: run `python -m sandbox build`")
         stages = self.dir / "kwok-stages.yaml"
-        default_stages = (bin_dir / "kwok").resolve().parent / "kwok-default-stages.yaml"
-        if not default_stages.exists():
-            raise SandboxError(f"kwok stages missing at {default_stages}: run `python -m sandbox build`")
-        stages.write_text(default_stages.read_text() + "\n---\n" + EMQX_POD_STAGE)
+        stages.write_text(kwok_stages((kwok_dir / "kwok-default-stages.yaml").read_text()))
+        # kwok reads PortForward and Logs objects only if their CRDs exist when it starts.
+        _kubectl(state, "apply", "-f", str(kwok_dir / "kwok-crds.yaml"))
+        _kubectl(state, "wait", "--for=condition=Established", "--timeout=60s",
+                 *(f"crd/{kind}.kwok.x-k8s.io" for kind in ("portforwards", "logs")))
         self._spawn("kwok", [
             str(bin_dir / "kwok"), f"--kubeconfig={kubeconfig}", f"--config={stages}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--cidr={pod_cidr}", f"--node-ip={NODE_IP}", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{kwok_port}",
+            # The apiserver dials <node InternalIP>:<node port> for logs and port-forward.
+            f"--server-address={NODE_IP}:{kwok_port}", f"--node-port={kwok_port}",
+            f"--tls-cert-file={pki / 'kubelet.crt'}", f"--tls-private-key-file={pki / 'kubelet.key'}",
+            f"--enable-crds={','.join(KWOK_CRDS)}",
         ], kwok_port)
         state.save()
         for name, port in (("kube-controller-manager", kcm_port), ("kube-scheduler", sched_port)):
             self._wait_http(name, f"https://127.0.0.1:{port}/healthz", 60, _insecure_context())
-        self._wait_http("kwok", f"http://127.0.0.1:{kwok_port}/healthz", 60)
+        self._wait_http("kwok", f"http://{NODE_IP}:{kwok_port}/healthz", 60)
         return state
 
 
@@ -471,8 +496,13 @@ def start_helper(state: SandboxState, name: str, module: str, *args: str) -> Com
 
 
 def up(
-    with_simulator: bool = True, with_provisioner: bool = True, directory: Path | None = None
+    with_simulator: bool = True,
+    with_provisioner: bool = True,
+    directory: Path | None = None,
+    probe_timing: str | None = None,
 ) -> SandboxState:
+    """Start a sandbox (or return the running one). `probe_timing` is the simulated kubelet's timing
+    (honest|fast); None: $EMQX_SIM_PROBE_TIMING, else honest."""
     directory = directory or state_dir()
     existing = SandboxState.load(directory)
     if existing is not None:
@@ -496,7 +526,9 @@ def up(
         if with_simulator:
             port = free_port()
             state.sim_control_url = f"http://127.0.0.1:{port}"
-            start_helper(state, "emqx-simulator", "sandbox.emqxsim", "--control-addr", f"127.0.0.1:{port}")
+            timing = ["--probe-timing", probe_timing] if probe_timing else []
+            start_helper(state, "emqx-simulator", "sandbox.emqxsim", "--control-addr", f"127.0.0.1:{port}",
+                         "--pod-logs", str(directory / "podlogs"), *timing)
             _wait_simulator(state)
         state.save()
     except BaseException:
@@ -521,7 +553,7 @@ def _wait_simulator(state: SandboxState, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def reused_or_private(prefix: str, **up_options: bool) -> Iterator[SandboxState]:
+def reused_or_private(prefix: str, **up_options: Any) -> Iterator[SandboxState]:
     """The sandbox $EMQX_SANDBOX_DIR points at (left running), or a private one stopped afterwards.
     Shared by the test session and the benchmarks."""
     reuse = os.environ.get("EMQX_SANDBOX_DIR")

@@ -17,10 +17,15 @@ import pytest
 
 from sandbox import cluster
 
+# The simulated kubelet's probe and back-off timing for the test session: "fast" (one tenth of a
+# kubelet's delays) keeps the suite inside CI's budget; tests that measure timing switch the simulator
+# to "honest" with the `honest_kubelet` fixture. Override with EMQX_SIM_PROBE_TIMING=honest.
+SIM_PROBE_TIMING = os.environ.get("EMQX_SIM_PROBE_TIMING") or "fast"
+
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[cluster.SandboxState]:
-    with cluster.reused_or_private("emqx-sandbox-") as state:
+    with cluster.reused_or_private("emqx-sandbox-", probe_timing=SIM_PROBE_TIMING) as state:
         yield state
 
 
@@ -90,6 +95,16 @@ def emqx_sim(sandbox: cluster.SandboxState) -> Any:
     if not sandbox.sim_control_url:
         pytest.fail("the sandbox was started without the EMQX simulator")
     return SimClient(sandbox.sim_control_url)
+
+
+@pytest.fixture
+def honest_kubelet(emqx_sim: Any) -> Iterator[Any]:
+    """Kubelet timing as a real kubelet's for pods created in this test (restored afterwards)."""
+    emqx_sim.set_timing("honest")
+    try:
+        yield emqx_sim
+    finally:
+        emqx_sim.set_timing(SIM_PROBE_TIMING)
 
 
 # Namespaces whose tests run an operator of their own (restarts, RBAC, leader election): the

@@ -1,18 +1,21 @@
-"""python -m sandbox.emqxsim --kubeconfig PATH --control-addr 127.0.0.1:PORT [--log-file F]
+"""python -m sandbox.emqxsim --kubeconfig PATH --control-addr 127.0.0.1:PORT [--log-file F] [--pod-logs DIR]
 
-Runs the pod watcher, the simulated nodes and the control API until SIGTERM/SIGINT. Prints
+Runs the pod watcher, the simulated nodes, their kubelet and the control API until SIGTERM/SIGINT. Prints
 `emqxsim control API on http://HOST:PORT` on stdout once serving (useful with port 0), and writes
-that URL to --ready-file if given.
+that URL to --ready-file if given. Probe and back-off timing: --probe-timing, else $EMQX_SIM_PROBE_TIMING,
+else honest.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
+from . import kubelet
 from .simulator import Simulator
 
 
@@ -30,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-file", help="log here instead of stderr")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--retry-interval", type=float, default=1.0, help="seconds between boot retries of a pod")
-    parser.add_argument("--probe-period", type=float, default=0.5, help="seconds between readiness probes")
+    parser.add_argument(
+        "--probe-timing",
+        choices=sorted(kubelet.TIMINGS),
+        default=os.environ.get(kubelet.TIMING_ENV) or "honest",
+        help="kubelet probe and back-off timing: honest (a kubelet's) or fast (one tenth)",
+    )
+    parser.add_argument("--pod-logs", help="write container logs (CRI format) under this directory")
     parser.add_argument("--ready-file", help="write the control API URL here once serving")
     args = parser.parse_args(argv)
 
@@ -41,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(args.log_level)
 
     host, port = args.control_addr
-    simulator = Simulator(args.kubeconfig, host, port, args.retry_interval, args.probe_period)
+    timing = kubelet.timing_named(args.probe_timing)
+    log_root = Path(args.pod_logs) if args.pod_logs else None
+    simulator = Simulator(args.kubeconfig, host, port, args.retry_interval, timing, log_root)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: simulator.request_stop())
     simulator.start()

@@ -176,6 +176,14 @@ class SimClient:
         result: list[str] = self._call("DELETE", "/never-boot", params={"image": image} if image else None)
         return result
 
+    def timing(self) -> str:
+        """The kubelet's probe/back-off timing: "honest" or "fast"."""
+        return str(self._call("GET", "/timing")["mode"])
+
+    def set_timing(self, mode: str) -> str:
+        """Probe/back-off timing for pods the simulator sees from now on ("honest" or "fast")."""
+        return str(self._call("POST", "/timing", {"mode": mode})["mode"])
+
     def set_clock_speed(self, speed: float) -> None:
         """Run the simulated clock (evacuation timers, uptime) `speed` times faster than real time."""
         self._call("POST", "/clock", {"speed": speed})

@@ -21,6 +21,8 @@ the documented Python side; the routes are:
     POST   /never-boot                   {"image"}
     DELETE /never-boot[?image=I]
     POST   /clock                        {"speed"}
+    GET    /timing                       the kubelet's probe/back-off timing {"mode": "honest"|"fast"}
+    POST   /timing                       {"mode"}: for pods the kubelet sees from then on
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class ControlError(Exception):
 
 
 class ControlApi:
-    def __init__(self, world: World):
+    def __init__(self, world: World, kubelet: Any = None):
         self.world = world
+        self.kubelet = kubelet
         self.routes: dict[tuple[str, str], Callable[[dict[str, str], dict[str, Any]], Any]] = {
             ("GET", "/healthz"): lambda query, body: {"ok": True},
             ("GET", "/nodes"): lambda query, body: world.node_status(),
@@ -69,6 +72,8 @@ class ControlApi:
             ("POST", "/never-boot"): self.never_boot,
             ("DELETE", "/never-boot"): self.allow_boot,
             ("POST", "/clock"): self.set_clock,
+            ("GET", "/timing"): self.get_timing,
+            ("POST", "/timing"): self.set_timing,
         }
 
     @staticmethod
@@ -169,11 +174,25 @@ class ControlApi:
         return {"speed": self.world.clock.speed}
 
 
+    def get_timing(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        if self.kubelet is None:
+            raise ControlError(404, "no kubelet in this simulator")
+        return {"mode": self.kubelet.timing.name}
+
+    def set_timing(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        from .kubelet import timing_named
+
+        if self.kubelet is None:
+            raise ControlError(404, "no kubelet in this simulator")
+        self.kubelet.set_timing(timing_named(str(body.get("mode", ""))))
+        return {"mode": self.kubelet.timing.name}
+
+
 class ControlServer:
-    def __init__(self, world: World, host: str, port: int):
+    def __init__(self, world: World, host: str, port: int, kubelet: Any = None):
         if not host.startswith("127."):
             raise ValueError("the control API binds loopback addresses only")
-        self.api = ControlApi(world)
+        self.api = ControlApi(world, kubelet)
         self._host = host
         api = self.api
 

@@ -1,29 +1,36 @@
-"""The Kubernetes side of the simulator: watch EMQX pods, read their ConfigMaps/Secrets, own Ready.
+"""The Kubernetes side of the simulator: watch EMQX pods, read their ConfigMaps/Secrets, and act as
+their kubelet (container lifecycle, probes, pod status, logs, port-forward targets).
 
-Only this module imports the `kubernetes` client.
+Only this module imports the `kubernetes` client. The kubelet's rules live in kubelet.py (pure); the
+console lines in scribe.py and the log files in podlogs.py.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
-import datetime
 import http.client
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from . import kubelet, scribe, versions
 from .api import PROBE_HEADER
-from .podspec import EMQX_CONTAINER_NAME, ContainerConfigError
-from .world import INSTANCE_LABEL, World
+from .podlogs import ContainerLogs, flog
+from .podspec import ContainerConfigError, emqx_container, resolve_container
+from .scribe import NodeLook
+from .world import INSTANCE_LABEL, PodRecord, World
 
 log = logging.getLogger("emqxsim")
 
-CONTAINER_NOT_READY = "containers with unready status: [emqx]"
+PROBE_USER_AGENT = "kube-probe/1.37"
 
 
 def _raw(response: Any) -> dict[str, Any]:
@@ -139,29 +146,200 @@ class PodWatcher:
                 self._apply(raw)
 
 
-def probe_status(ip: str, port: int, timeout: float = 1.0) -> bool:
-    """An HTTP readiness probe on /status (200 = ready), like the pod's httpGet probe."""
-    connection = http.client.HTTPConnection(ip, port, timeout=timeout)
+# ---------------------------------------------------------------------------------------------- probes
+
+
+def run_probe(spec: kubelet.ProbeSpec, pod_ip: str) -> bool:
+    """One probe as the kubelet's prober runs it (HTTP: 200-399 is success; TCP: connect). exec and gRPC
+    probes are not simulated and succeed."""
+    host = spec.host or pod_ip
+    if spec.handler == "tcp":
+        try:
+            with socket.create_connection((host, spec.port), timeout=spec.timeout):
+                return True
+        except OSError:
+            return False
+    if spec.handler != "http":
+        return True
+    if spec.scheme.upper() == "HTTPS":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, spec.port, timeout=spec.timeout, context=context
+        )
+    else:
+        connection = http.client.HTTPConnection(host, spec.port, timeout=spec.timeout)
+    headers = {"User-Agent": PROBE_USER_AGENT, "Accept": "*/*", PROBE_HEADER: "1"}
+    headers.update(dict(spec.headers))
     try:
-        connection.request("GET", "/status", headers={PROBE_HEADER: "1"})
-        return connection.getresponse().status == 200
+        connection.request("GET", spec.path, headers=headers)
+        return 200 <= connection.getresponse().status < 400
     except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
 
 
-class ReadinessKeeper:
-    """Keeps each EMQX pod's Ready/ContainersReady conditions true to its node's GET /status."""
+# ---------------------------------------------------------------------------------------------- kwok resources
 
-    def __init__(self, core: Any, world: World, period: float = 0.5):
+KWOK_GROUP, KWOK_VERSION = "kwok.x-k8s.io", "v1alpha1"
+# MQTT listeners and the dashboard of an EMQX node, forwarded even when the pod spec does not list them.
+EMQX_PORTS = (1883, 8083, 8084, 8883, 18083, 18084)
+
+
+def forward_ports(pod: Mapping[str, Any]) -> list[int]:
+    ports = set(EMQX_PORTS)
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for item in container.get("ports") or []:
+            if item.get("protocol", "TCP") == "TCP" and item.get("containerPort"):
+                ports.add(int(item["containerPort"]))
+    return sorted(ports)
+
+
+def owner_reference(pod: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = pod.get("metadata") or {}
+    return {"apiVersion": "v1", "kind": "Pod", "name": metadata.get("name"), "uid": metadata.get("uid")}
+
+
+def port_forward_body(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """kwok PortForward named like the pod: every port to <podIP>:<same port> (kwok cannot template
+    the target, so each pod has its own)."""
+    metadata = pod.get("metadata") or {}
+    ip = (pod.get("status") or {}).get("podIP") or ""
+    return {
+        "apiVersion": f"{KWOK_GROUP}/{KWOK_VERSION}",
+        "kind": "PortForward",
+        "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace"),
+                     "ownerReferences": [owner_reference(pod)]},
+        "spec": {"forwards": [{"ports": [port], "target": {"address": ip, "port": port}}
+                              for port in forward_ports(pod)]},
+    }
+
+
+def logs_spec(current: str, previous: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"containers": [kubelet.EMQX_CONTAINER], "logsFile": current, "follow": True}
+    if previous:
+        entry["previousLogsFile"] = previous
+    return {"logs": [entry]}
+
+
+class KwokResources:
+    """Creates each EMQX pod's PortForward and Logs objects (owned by the pod) and keeps Logs pointing
+    at the current and previous container's files."""
+
+    def __init__(self, api_client: Any):
+        from kubernetes import client
+
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def _create(self, plural: str, body: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        metadata = body["metadata"]
+        try:
+            self.custom.create_namespaced_custom_object(
+                KWOK_GROUP, KWOK_VERSION, metadata["namespace"], plural, body, _request_timeout=10
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            self.custom.patch_namespaced_custom_object(
+                KWOK_GROUP, KWOK_VERSION, metadata["namespace"], plural, metadata["name"],
+                {"metadata": {"ownerReferences": metadata["ownerReferences"]}, "spec": body["spec"]},
+                _request_timeout=10,
+            )
+
+    def ensure(self, pod: Mapping[str, Any], current: str, previous: str | None) -> None:
+        self._create("portforwards", port_forward_body(pod))
+        metadata = pod.get("metadata") or {}
+        self._create("logs", {
+            "apiVersion": f"{KWOK_GROUP}/{KWOK_VERSION}",
+            "kind": "Logs",
+            "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace"),
+                         "ownerReferences": [owner_reference(pod)]},
+            "spec": logs_spec(current, previous),
+        })
+
+    def point_logs(self, namespace: str, name: str, current: str, previous: str | None) -> None:
+        self.custom.patch_namespaced_custom_object(
+            KWOK_GROUP, KWOK_VERSION, namespace, "logs", name, {"spec": logs_spec(current, previous)},
+            _request_timeout=10,
+        )
+
+
+# ---------------------------------------------------------------------------------------------- the kubelet
+
+
+def container_failure(record: PodRecord) -> tuple[int, str] | None:
+    """The one place that reads "this container failed to start": (exit code, reason) of a record whose
+    node refused to boot or crashed, else None."""
+    if record.state in ("failed", "crashed"):
+        return 1, record.reason
+    return None
+
+
+def _config_verdict(error: ContainerConfigError) -> tuple[str, str]:
+    """(kubelet reason, message) for podspec's errors: missing env sources stop the container from being
+    created; missing volume sources keep the pod in ContainerCreating (FailedMount events)."""
+    text = str(error)
+    reason, _, message = text.partition(": ")
+    if reason in ("CreateContainerConfigError", "FailedMount"):
+        return reason, message
+    return "CreateContainerConfigError", text
+
+
+@dataclass
+class PodView:
+    """A consistent snapshot of one World record, taken under the World's lock."""
+
+    uid: str
+    namespace: str
+    name: str
+    pod: dict[str, Any]
+    image: str
+    state: str
+    reason: str
+    booting: bool
+    node: Any
+    failure: tuple[int, str] | None
+    # The kubelet's container when the snapshot was taken: the World's state describes this one only.
+    container: kubelet.Running | None
+
+
+class Kubelet:
+    """Acts as the kubelet of every simulated EMQX pod: starts containers (through the World's gate),
+    runs probes, restarts on liveness failure, writes pod status, logs and kwok's debugging objects."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        core: Any,
+        world: World,
+        source: KubeObjectSource,
+        timing: kubelet.Timing,
+        log_root: Path | None,
+        period: float = 0.1,
+    ):
         self.core = core
         self.world = world
+        self.source = source
+        self.timing = timing
+        self.log_root = log_root
         self.period = period
+        self.kwok = KwokResources(api_client) if log_root is not None else None
+        self.pods: dict[str, kubelet.PodKubelet] = {}
+        self.logs: dict[str, ContainerLogs] = {}
+        self.looks: dict[str, tuple[int, NodeLook]] = {}
+        self.waits_logged: dict[str, str] = {}
+        self.debug_ready: set[str] = set()
+        self.logs_pointed: dict[str, int] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="emqxsim-readiness", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="emqxsim-kubelet", daemon=True)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="emqxsim-probe")
-        self._last_patch: dict[str, tuple[bool, float]] = {}
+        self._probes: dict[tuple[str, str], Future[bool]] = {}
+        self._last_patch: dict[str, tuple[str, float]] = {}
+        world.container_gate = self._gate
 
     def start(self) -> None:
         self._thread.start()
@@ -170,80 +348,281 @@ class ReadinessKeeper:
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def set_timing(self, timing: kubelet.Timing) -> None:
+        """Applies to pods the kubelet sees from now on."""
+        self.timing = timing
+
+    # ------------------------------------------------------------------ world gate (under the World lock)
+
+    def _gate(self, record: PodRecord) -> bool:
+        with self._lock:
+            pk = self.pods.get(record.uid)
+            if pk is None or not pk.start_pending:
+                return False
+            container = emqx_container(record.pod)
+            pk.container_started(time.monotonic(), time.time(), container)
+            logs = self.logs.get(record.uid)
+            if logs is not None:
+                logs.start(pk.restart_count)
+            self.waits_logged.pop(record.uid, None)
+            self.looks.pop(record.uid, None)
+            return True
+
+    # ------------------------------------------------------------------ loop
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self._round()
             except Exception:
-                log.exception("readiness round failed")
+                log.exception("kubelet round failed")
             self._stop.wait(self.period)
 
+    def _views(self) -> list[PodView]:
+        # Same lock order as the gate (World, then ours): a container the gate starts after this snapshot
+        # is not judged by the World state of the snapshot.
+        with self.world.lock, self._lock:
+            return [
+                # record.pod is replaced, never changed in place, by observe_pod: no copy needed.
+                PodView(r.uid, r.namespace, r.name, r.pod, r.image, r.state, r.reason, r.booting, r.node,
+                        container_failure(r), pk.running if (pk := self.pods.get(r.uid)) is not None else None)
+                for r in self.world.pods.values()
+            ]
+
     def _round(self) -> None:
-        targets = []
-        with self.world.lock:
-            for record in self.world.pods.values():
-                node = record.node
-                port = node.spec.dashboard_port if node is not None and node.alive else 0
-                statuses = copy.deepcopy((record.pod.get("status") or {}).get("containerStatuses") or [])
-                targets.append(
-                    (record.uid, record.namespace, record.name, record.ip, port, record.observed_ready, statuses)
-                )
-        futures = {
-            uid: self._pool.submit(probe_status, ip, port) if port else None for uid, _, _, ip, port, _, _ in targets
-        }
-        for uid, namespace, name, _, _, observed, statuses in targets:
-            future = futures[uid]
-            containers_ready = bool(future.result()) if future is not None else False
-            # Like the kubelet: a pod is Ready when its containers are and every readiness gate is True.
-            ready = containers_ready and self._gates_open(uid)
-            if ready == observed:
-                continue
-            last = self._last_patch.get(uid)
-            # The watch reports our own patch a moment later; don't patch the same value again meanwhile.
-            if last is not None and last[0] == ready and time.monotonic() - last[1] < 3.0:
-                continue
-            self._patch(namespace, name, ready, statuses)
-            self._last_patch[uid] = (ready, time.monotonic())
-        live = {target[0] for target in targets}
-        for uid in list(self._last_patch):
+        views = self._views()
+        live = {view.uid for view in views}
+        for uid in list(self.pods):
             if uid not in live:
-                del self._last_patch[uid]
+                self._forget(uid)
+        for view in views:
+            try:
+                self._sync(view)
+            except Exception:
+                log.exception("kubelet sync of %s/%s failed", view.namespace, view.name)
 
-    def _gates_open(self, uid: str) -> bool:
+    def _forget(self, uid: str) -> None:
+        with self._lock:
+            pk = self.pods.pop(uid, None)
+            logs = self.logs.pop(uid, None)
+        for key in [key for key in self._probes if key[0] == uid]:
+            self._probes.pop(key, None)
+        for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed):
+            table.pop(uid, None)
+        self.debug_ready.discard(uid)
+        if pk is not None and pk.running is not None and logs is not None:
+            logs.write(scribe.shutdown_lines(), time.time())
+
+    def _sync(self, view: PodView) -> None:
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            pk = self.pods.get(view.uid)
+            if pk is None:
+                pk = self.pods[view.uid] = kubelet.PodKubelet(view.uid, view.namespace, view.name, self.timing)
+                if self.log_root is not None:
+                    self.logs[view.uid] = ContainerLogs(self.log_root, view.namespace, view.name, view.uid)
+            logs = self.logs.get(view.uid)
+        self._ensure_debug(view, pk, logs)
+        self._scribe(view, pk, logs, wall)
+        self._lifecycle(view, pk, logs, now, wall)
+        self._collect_probes(view, pk, logs, now, wall)
+        self._run_probes(view, pk, now)
+        self._write_status(view, pk, wall)
+
+    def _ensure_debug(self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None) -> None:
+        if self.kwok is None or logs is None:
+            return
+        if view.uid not in self.debug_ready:
+            if pk.restart_count == 0 and logs.restart_count is None:
+                logs.directory.mkdir(parents=True, exist_ok=True)
+                logs.path(0).touch()
+            current = logs.current or logs.path(0)
+            previous = logs.previous
+            self.debug_ready.add(view.uid)
+            self.logs_pointed[view.uid] = logs.restart_count or 0
+            try:
+                self.kwok.ensure(view.pod, str(current), str(previous) if previous else None)
+            except Exception as error:  # noqa: BLE001 - logs/port-forward are extras; the pod still runs
+                log.warning("no PortForward/Logs for %s/%s: %s", view.namespace, view.name, error)
+        elif logs.restart_count is not None and self.logs_pointed.get(view.uid) != logs.restart_count:
+            now_file, before = logs.path(logs.restart_count), logs.previous
+            self.logs_pointed[view.uid] = logs.restart_count
+            try:
+                self.kwok.point_logs(view.namespace, view.name, str(now_file), str(before) if before else None)
+            except Exception as error:  # noqa: BLE001
+                log.warning("could not point Logs of %s/%s at %s: %s", view.namespace, view.name, now_file, error)
+
+    def _scribe(self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, wall: float) -> None:
+        if logs is None or pk.running is None or pk.running is not view.container or view.booting:
+            return
+        node = view.node
+        if view.state == "running" and node is not None:
+            config = node.running_config
+            level = scribe.console_level(config)
+            look = NodeLook(node.evacuation_state(), scribe.config_digest(config))
+            seen = self.looks.get(view.uid)
+            if seen is None or seen[0] != id(node):
+                with self.world.lock:
+                    peers = [other.name for other in node.cluster.running() if other is not node]
+                spec = node.spec
+                logs.write(scribe.boot_lines(spec.image.reported_edition.value, versions.format_version(spec.version),
+                                             config, spec.dashboard_port, peers, list(spec.warnings)), wall, level)
+            else:
+                logs.write(scribe.diff_lines(seen[1], look), wall, level)
+            self.looks[view.uid] = (id(node), look)
+        elif view.state == "waiting" and self.waits_logged.get(view.uid) != view.reason:
+            logs.write([flog("warning", view.reason)], wall)
+            self.waits_logged[view.uid] = view.reason
+
+    def _lifecycle(
+        self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
+    ) -> None:
+        if pk.running is not None and pk.running is view.container and not view.booting:
+            exit_code, message = None, ""
+            if view.failure is not None:
+                exit_code, reason = view.failure
+                if logs is not None and view.state == "failed":
+                    logs.write(scribe.failure_lines(reason), wall)
+                message = self._termination_message(view, logs, exit_code)
+            elif view.state == "pending":
+                # The World stopped the node for a new container (image changed in place, control API start).
+                if logs is not None:
+                    logs.write(scribe.shutdown_lines(), wall)
+                exit_code = 0
+            if exit_code is not None:
+                with self._lock:
+                    pk.container_exited(now, wall, exit_code, message)
+                self._drop_probes(view.uid)
+        if (
+            pk.running is None
+            and view.container is None
+            and not view.booting
+            and view.state in ("running", "waiting", "hung")
+        ):
+            # A node up without a container of ours (not expected): adopt it rather than show it dead.
+            log.warning("pod %s/%s: node %s without a container; adopting it", view.namespace, view.name, view.state)
+            with self._lock:
+                pk.container_started(now, wall, emqx_container(view.pod))
+                if logs is not None:
+                    logs.start(pk.restart_count)
+            return
+        if pk.running is None and not pk.start_pending and now >= pk.next_sync:
+            decision = self._decide(view, pk, now)
+            with self._lock:
+                if decision.start:
+                    pk.start_pending = True
+                else:
+                    pk.wait(decision)
+
+    def _termination_message(self, view: PodView, logs: ContainerLogs | None, exit_code: int) -> str:
+        container = emqx_container(view.pod)
+        if container.get("terminationMessagePolicy") != "FallbackToLogsOnError" or exit_code == 0:
+            return ""
+        return logs.tail_message() if logs is not None else ""
+
+    def _decide(self, view: PodView, pk: kubelet.PodKubelet, now: float) -> kubelet.StartDecision:
+        wait = pk.crash_backoff_wait(now)
+        if wait is not None:
+            return wait
+        image = view.image
+        invalid = kubelet.reference_error(image)
+        registry_error = None
+        if invalid is None and image not in pk.pulled_images:
+            try:
+                versions.parse_image(image)
+            except versions.ImageError as error:
+                registry_error = str(error)
+        wait = pk.pull(image, now, registry_error, invalid)
+        if wait is not None:
+            return wait
+        try:
+            resolve_container(view.pod, self.source)
+        except ContainerConfigError as error:
+            reason, message = _config_verdict(error)
+            return pk.config_error(now, reason, message)
+        return kubelet.StartDecision(True)
+
+    # ------------------------------------------------------------------ probes
+
+    def _drop_probes(self, uid: str) -> None:
+        for key in [key for key in self._probes if key[0] == uid]:
+            future = self._probes.pop(key)
+            future.cancel()
+
+    def _run_probes(self, view: PodView, pk: kubelet.PodKubelet, now: float) -> None:
+        ip = (view.pod.get("status") or {}).get("podIP") or ""
+        for spec in pk.due_probes(now):
+            key = (view.uid, spec.kind)
+            if key in self._probes:
+                continue  # a probe worker runs one probe at a time
+            self._probes[key] = self._pool.submit(run_probe, spec, ip)
+
+    def _collect_probes(
+        self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
+    ) -> None:
+        for key in [key for key in self._probes if key[0] == view.uid and self._probes[key].done()]:
+            future = self._probes.pop(key)
+            if future.cancelled() or pk.running is None:
+                continue
+            outcome = bool(future.result())
+            with self._lock:
+                kill = pk.probe_result(key[1], outcome)
+            if kill:
+                self._kill(view, pk, logs, key[1], now, wall)
+                return
+
+    def _kill(
+        self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, kind: str, now: float, wall: float
+    ) -> None:
+        """A failed liveness (or startup) probe: the kubelet kills the container; it restarts per back-off."""
+        probe = "Liveness" if kind == "livenessProbe" else "Startup"
+        log.info("pod %s/%s: %s probe failed, killing container emqx", view.namespace, view.name, probe)
+        if logs is not None:
+            logs.write(scribe.shutdown_lines(), wall)
+        with self._lock:
+            pk.container_exited(now, wall, 137, "")
+        self._drop_probes(view.uid)
+        try:
+            World.stop_servers(self._crash(view.uid))
+        except KeyError:
+            pass
+
+    def _crash(self, uid: str) -> list[Any]:
         with self.world.lock:
-            record = next((r for r in self.world.pods.values() if r.uid == uid), None)
-            pod = copy.deepcopy(record.pod) if record is not None else {}
-        gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
-        conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
-        return all(conditions.get(gate) == "True" for gate in gates)
+            record = self.world.pods.get(uid)
+            if record is None:
+                return []
+            servers = self.world._stop_record(record, "crashed", "killed by the kubelet: liveness probe failed")
+            record.state, record.reason = "crashed", "killed by the kubelet: liveness probe failed"
+            record.restart_at = time.monotonic()
+            return servers
 
-    def _patch(self, namespace: str, name: str, ready: bool, container_statuses: list[dict[str, Any]]) -> None:
+    # ------------------------------------------------------------------ status
+
+    def _write_status(self, view: PodView, pk: kubelet.PodKubelet, wall: float) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        status = "True" if ready else "False"
-        reason = None if ready else "ContainersNotReady"
-        message = None if ready else CONTAINER_NOT_READY
-        conditions = [
-            {"type": kind, "status": status, "lastTransitionTime": now, "reason": reason, "message": message}
-            for kind in ("Ready", "ContainersReady")
-        ]
-        body: dict[str, Any] = {"status": {"conditions": conditions}}
-        if container_statuses:
-            # containerStatuses has no merge key: the list is replaced whole, so send all of it.
-            for container in container_statuses:
-                if container.get("name") == EMQX_CONTAINER_NAME:
-                    container["ready"] = ready
-            body["status"]["containerStatuses"] = container_statuses
+        with self._lock:
+            wanted = kubelet.pod_status(pk, view.pod)
+        if not kubelet.status_differs(wanted, view.pod):
+            return
+        digest = json.dumps(wanted, sort_keys=True)
+        last = self._last_patch.get(view.uid)
+        # The watch reports our own patch a moment later; don't send the same status again meanwhile.
+        if last is not None and last[0] == digest and time.monotonic() - last[1] < 3.0:
+            return
+        body = {"status": kubelet.with_transition_times(wanted, view.pod, wall)}
         try:
             self.core.patch_namespaced_pod_status(
-                name,
-                namespace,
-                body,
-                _content_type="application/strategic-merge-patch+json",
-                _request_timeout=10,
+                view.name, view.namespace, body,
+                _content_type="application/strategic-merge-patch+json", _request_timeout=10,
             )
-            log.info("pod %s/%s Ready=%s", namespace, name, status)
+            self._last_patch[view.uid] = (digest, time.monotonic())
+            ready = next(c["status"] for c in wanted["conditions"] if c["type"] == "Ready")
+            state = next(iter((wanted["containerStatuses"] or [{}])[0].get("state") or {"?": 0}))
+            log.info("pod %s/%s phase=%s Ready=%s emqx=%s restarts=%d", view.namespace, view.name,
+                     wanted["phase"], ready, state, pk.restart_count)
         except ApiException as error:
             if error.status != 404:
-                log.warning("failed to patch Ready of %s/%s: %s %s", namespace, name, error.status, error.reason)
+                log.warning("failed to patch status of %s/%s: %s %s", view.namespace, view.name,
+                            error.status, error.reason)

@@ -1,14 +1,16 @@
-"""Wires the World to Kubernetes (watch, readiness) and to the control API, and runs them."""
+"""Wires the World to Kubernetes (pod watch, the simulated kubelet) and to the control API, and runs them."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
+from . import kubelet
 from .api import NodeHttpServer
 from .control import ControlServer
-from .kube import KubeObjectSource, PodWatcher, ReadinessKeeper
+from .kube import Kubelet, KubeObjectSource, PodWatcher
 from .world import World
 
 log = logging.getLogger("emqxsim")
@@ -21,7 +23,8 @@ class Simulator:
         control_host: str = "127.0.0.1",
         control_port: int = 0,
         retry_interval: float = 1.0,
-        probe_period: float = 0.5,
+        timing: kubelet.Timing = kubelet.TIMINGS["honest"],
+        log_root: Path | None = None,
     ):
         from kubernetes import client, config
 
@@ -29,9 +32,9 @@ class Simulator:
         self.core: Any = client.CoreV1Api(api_client)
         self.world = World(retry_interval=retry_interval, server_factory=NodeHttpServer)
         self.source = KubeObjectSource(self.core)
-        self.control = ControlServer(self.world, control_host, control_port)
         self.watcher = PodWatcher(self.core, self.world)
-        self.readiness = ReadinessKeeper(self.core, self.world, probe_period)
+        self.kubelet = Kubelet(api_client, self.core, self.world, self.source, timing, log_root)
+        self.control = ControlServer(self.world, control_host, control_port, self.kubelet)
         self._stop = threading.Event()
         self._booter = threading.Thread(target=self._boot_loop, name="emqxsim-boot", daemon=True)
 
@@ -43,7 +46,7 @@ class Simulator:
         self.control.start()
         self.watcher.start()
         self._booter.start()
-        self.readiness.start()
+        self.kubelet.start()
         log.info("emqxsim control API on %s", self.control_url)
 
     def _boot_loop(self) -> None:
@@ -57,7 +60,7 @@ class Simulator:
     def stop(self) -> None:
         self._stop.set()
         self.watcher.stop()
-        self.readiness.stop()
+        self.kubelet.stop()
         self.world.stop_all()
         self.control.stop()
 

@@ -93,6 +93,10 @@ def emqx_container(
         "image": image,
         "env": emqx_env(instance, namespace, role, role_env, cookie, bootstrap, extra_env),
         "ports": [{"name": "dashboard", "containerPort": 18083}],
+        # As a kubelet would, the simulator reports Ready from this probe only.
+        "readinessProbe": {"httpGet": {"path": "/status", "port": "dashboard"}, "initialDelaySeconds": 10,
+                           "periodSeconds": 5},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
 

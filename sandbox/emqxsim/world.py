@@ -197,6 +197,9 @@ class World:
         self.request_counts: dict[str, Counter[str]] = {}
         self.known_node_names: set[str] = set()
         self._next_fault_id = 1
+        # The simulated kubelet's say on (re)starting a pod's container (pending, failed, crashed records);
+        # called under the lock, True = start it now. None: retry every retry_interval.
+        self.container_gate: Callable[[PodRecord], bool] | None = None
 
     # ------------------------------------------------------------------ observations
 
@@ -225,8 +228,11 @@ class World:
         metadata = pod.get("metadata") or {}
         status = pod.get("status") or {}
         uid = metadata.get("uid", "")
+        # Scheduled (kwok gave it an IP), not terminating and not finished: the kubelet runs its containers.
         runnable = (
-            status.get("phase") == "Running" and bool(status.get("podIP")) and not metadata.get("deletionTimestamp")
+            status.get("phase") in ("Pending", "Running")
+            and bool(status.get("podIP"))
+            and not metadata.get("deletionTimestamp")
         )
         if not runnable:
             reason = "pod terminating" if metadata.get("deletionTimestamp") else "pod not running"
@@ -298,6 +304,9 @@ class World:
                 retry_due = record.state in ("pending", "waiting", "failed") and record.next_attempt <= now
                 unhung = record.state == "hung" and record.image not in self.never_boot_images
                 restart_due = record.state == "crashed" and record.restart_at is not None and record.restart_at <= now
+                container_start = (retry_due and record.state != "waiting") or restart_due
+                if container_start and self.container_gate is not None and not self.container_gate(record):
+                    continue
                 if retry_due or unhung or restart_due:
                     due.append(record)
             for record in due:

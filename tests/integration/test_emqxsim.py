@@ -144,8 +144,18 @@ def test_missing_api_key_file_gives_401(api_client, namespace, emqx_sim):
 def test_missing_secret_blocks_boot_until_created(api_client, namespace, emqx_sim):
     objects = [o for o in _manifests(namespace, cores=1, replicants=0) if o["metadata"]["name"] != "emqx-node-cookie"]
     _apply(api_client, namespace, objects)
-    wait_for(lambda: "not found" in emqx_sim.node(f"{namespace}/emqx-core-0")["reason"], 30, "a boot failure")
-    assert not _ready(_core(api_client).read_namespaced_pod("emqx-core-0", namespace))
+    # The kubelet never creates the container: CreateContainerConfigError, and the node never boots.
+    pod = wait_for(
+        lambda: (p := _core(api_client).read_namespaced_pod("emqx-core-0", namespace)).status.container_statuses
+        and p.status.container_statuses[0].state.waiting
+        and p.status.container_statuses[0].state.waiting.reason == "CreateContainerConfigError"
+        and p,
+        30,
+        "CreateContainerConfigError",
+    )
+    assert pod.status.container_statuses[0].state.waiting.message == 'secret "emqx-node-cookie" not found'
+    assert not _ready(pod)
+    assert emqx_sim.node(f"{namespace}/emqx-core-0")["state"] == "pending"
     cookie = next(o for o in _manifests(namespace) if o["metadata"]["name"] == "emqx-node-cookie")
     _apply(api_client, namespace, [cookie])
     _wait_pods(api_client, namespace, 1)

@@ -9,8 +9,17 @@ import pytest
 
 from sandbox.emqxsim.client import SimClient, SimError
 from sandbox.emqxsim.control import ControlServer
-from sandbox.emqxsim.kube import probe_status
+from sandbox.emqxsim.kube import run_probe
+from sandbox.emqxsim.kubelet import parse_probe
 from sandbox.emqxsim.testing import Harness, emqx_pod
+
+
+def probe_status(ip: str, port: int) -> bool:
+    """The kubelet's readiness probe: GET /status on the port, 200-399 is success."""
+    container = {"name": "emqx", "readinessProbe": {"httpGet": {"path": "/status", "port": port}}}
+    spec = parse_probe("readinessProbe", container)
+    assert spec is not None
+    return run_probe(spec, ip)
 
 AUTH = ("operator-key", "operator-secret")
 
