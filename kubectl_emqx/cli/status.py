@@ -13,6 +13,8 @@ from kubectl_emqx.kube import errors
 from kubectl_emqx.kube.client import ClusterReader
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from kubectl_emqx.view.status_model import ClusterStatus
 
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -34,19 +36,17 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
     stdout_is_terminal = _stdout_is_terminal()
     style = render.Style(render.use_color(color, stdout_is_terminal))
 
-    def show(model: ClusterStatus) -> str:
+    def show(model: ClusterStatus, now: datetime | None = None) -> str:
         if output:
             return render.structured(model, output)
-        from kubectl_emqx.cli.wait import wall_now
-
-        return render.status_text(model, style, no_headers, now=wall_now())
+        return render.status_text(model, style, no_headers, now=now)
 
     model = build_status(api, body)
     drawn = show(model)
     emit(drawn)
     if not watch:
         return
-    from kubectl_emqx.cli.wait import TICK, Follower
+    from kubectl_emqx.cli.wait import TICK, Follower, wall_now
 
     # On a terminal the view is redrawn in place on every change and, as its ages and countdowns
     # move, at least once a second; otherwise (or with -o) each change is printed once.
@@ -67,10 +67,10 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
                     seen = current["metadata"]["resourceVersion"]
                     model = latest
                     if not redraw:
-                        emit(separator + show(model))
+                        emit(separator + show(model, wall_now()))
                         continue
                 if redraw:
-                    text = show(model)
+                    text = show(model, wall_now())
                     if text != drawn:
                         if at_top:
                             click.echo(repaint(text), nl=False, color=True)
