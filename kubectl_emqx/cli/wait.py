@@ -9,6 +9,7 @@ every TICK_SECONDS, so a live view keeps its clocks moving while the resource is
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import shutil
 import sys
@@ -32,6 +33,8 @@ DEFAULT_TIMEOUT_SECONDS = 30 * 60
 # With the default timeout, a wait never ends before the operator has judged the node in flight:
 # its give-up time (step.since + nodeReadyTimeoutSeconds) plus this margin.
 VERDICT_MARGIN_SECONDS = 60
+# An operator that has not looked at a write for this long is probably not running: say so.
+OPERATOR_SILENT_SECONDS = 30
 
 
 def wall_now() -> datetime:
@@ -285,11 +288,17 @@ def wait_until_ready(
     last: status_model.Progress | None = None
     latest: dict[str, Any] | None = None
     follow_hint = f"follow it with `kubectl emqx status {name} -n {namespace} -w`"
+    started = monotonic()
     try:
         with Follower(api, name, namespace) as follower:
             for current in follower:
                 if current is TICK:
-                    reporter.tick()
+                    hinted = _silent(last, monotonic() - started) if last is not None else None
+                    if latest is not None and hinted is not None:
+                        last = hinted
+                        reporter.show(latest, last)
+                    else:
+                        reporter.tick()
                 elif current is None:
                     raise errors.WaitFailed(f"{namespace}/{name} was deleted while waiting for it")
                 else:
@@ -301,6 +310,7 @@ def wait_until_ready(
                             last = status_model.Progress(
                                 "progressing", missing, last.nodes_on_target, last.nodes_desired
                             )
+                    last = _silent(last, monotonic() - started) or last
                     reporter.show(current, last)
                     deadline.stretch_for(current)
                     if last.state == "done":
@@ -321,6 +331,16 @@ def wait_until_ready(
         f"timed out after {render.format_duration(deadline.seconds)} waiting for {namespace}/{name} to become Ready"
         f"{reason}{gives_up}; the change stays applied, {follow_hint}"
     )
+
+
+def _silent(progress: status_model.Progress, waited: float) -> status_model.Progress | None:
+    """`progress` with a hint when the operator has not observed the write for a while."""
+    if (progress.state != "progressing" or waited < OPERATOR_SILENT_SECONDS
+            or not progress.reason.startswith(status_model.WAITING_FOR_OPERATOR) or "no answer" in progress.reason):
+        return None
+    hint = (f" (no answer for {render.format_duration(OPERATOR_SILENT_SECONDS)}: is the operator running? "
+            "`kubectl emqx version` shows it)")
+    return dataclasses.replace(progress, reason=progress.reason + hint)
 
 
 def failure_message(body: dict[str, Any], progress: status_model.Progress) -> str:

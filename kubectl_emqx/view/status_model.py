@@ -376,6 +376,7 @@ BLOCKING_CONDITIONS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     (ConditionType.CONFIG_APPLIED, "False", ("ConfigRejected",)),
 )
 SETTLED_REASON = "Settled"
+WAITING_FOR_OPERATOR = "waiting for the operator to observe"
 
 
 def progress(body: dict[str, Any], generation: int | None) -> Progress:
@@ -409,7 +410,7 @@ def progress(body: dict[str, Any], generation: int | None) -> Progress:
     if moving and moving.get("status") == "False" and moving.get("reason") != SETTLED_REASON and current(moving):
         return result("failed", _because(moving, ConditionType.PROGRESSING), ConditionType.PROGRESSING)
     if not status_current:
-        return result("progressing", f"waiting for the operator to observe generation {wanted}")
+        return result("progressing", f"{WAITING_FOR_OPERATOR} generation {wanted}")
     phase = status.get("phase") or PENDING_PHASE
     ready = condition(body, "Ready")
     if phase in FAILED_PHASES:

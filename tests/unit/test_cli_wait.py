@@ -416,3 +416,13 @@ def test_status_watch_on_a_terminal_keeps_its_clocks_moving(fake: FakeCluster, m
     assert sorted({int(match.group(1)) for match in waited if match}) == [1, 2, 3, 4]
     assert all(line.endswith("\x1b[K") for line in frames[-1].split("\n")[:-1])
     assert "Recover" not in result.stdout
+
+
+def test_an_operator_that_never_answers_is_named(fake: FakeCluster) -> None:
+    fake.script_watch(Hold(40))
+    result = run(fake, "scale", "replicants", "demo", "4", "--wait", "--timeout", "1m")
+    assert result.exit_code == 4
+    hinted = ("waiting for the operator to observe generation 2 (no answer for 30s: is the operator running? "
+              "`kubectl emqx version` shows it)")
+    assert f"demo: progressing, nodes on target 6/7: {hinted}\n" in result.stderr
+    assert result.stderr.count("no answer for 30s") == 2  # once as it happens, once in the timeout error
