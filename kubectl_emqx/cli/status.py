@@ -36,13 +36,16 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
     stdout_is_terminal = _stdout_is_terminal()
     style = render.Style(render.use_color(color, stdout_is_terminal))
 
-    def show(model: ClusterStatus, now: datetime | None = None) -> str:
+    def show(read: Read, now: datetime | None = None) -> str:
+        from kubectl_emqx.view import status_model
+
+        model = status_model.cluster_status(*read)  # built per draw: extrapolated uptimes move on too
         if output:
             return render.structured(model, output)
         return render.status_text(model, style, no_headers, now=now)
 
-    model = build_status(api, body)
-    drawn = show(model)
+    read = read_around(api, body)
+    drawn = show(read)
     emit(drawn)
     if not watch:
         return
@@ -55,22 +58,22 @@ def status(name: str, watch: bool, output: str | None, no_headers: bool, color: 
     seen = body["metadata"]["resourceVersion"]
     at_top = False  # the first redraw clears the screen; later ones repaint from the top
     try:
-        with Follower(api, name, namespace, enrich=lambda current: (current, build_status(api, current))) as follower:
+        # Events are read in the watch thread too: the light session carries one request at a time.
+        with Follower(api, name, namespace, enrich=lambda current: read_around(api, current)) as follower:
             for item in follower:
                 if item is None:
                     click.echo(f"{namespace}/{name} was deleted", err=True)
                     return
                 if item is not TICK:
-                    current, latest = item
-                    if current["metadata"]["resourceVersion"] == seen:
+                    if item[0]["metadata"]["resourceVersion"] == seen:
                         continue
-                    seen = current["metadata"]["resourceVersion"]
-                    model = latest
+                    seen = item[0]["metadata"]["resourceVersion"]
+                    read = item
                     if not redraw:
-                        emit(separator + show(model, wall_now()))
+                        emit(separator + show(read, wall_now()))
                         continue
                 if redraw:
-                    text = show(model, wall_now())
+                    text = show(read, wall_now())
                     if text != drawn:
                         if at_top:
                             click.echo(repaint(text), nl=False, color=True)
@@ -92,10 +95,11 @@ def repaint(text: str) -> str:
     return "\x1b[H" + "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J"
 
 
-def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
-    """The status model, with Events when they can be read (otherwise noted under errors)."""
-    from kubectl_emqx.view import status_model
+Read = tuple[dict[str, Any], list[dict[str, Any]], list[str]]  # the resource, its Events, what failed
 
+
+def read_around(api: ClusterReader, body: dict[str, Any]) -> Read:
+    """The resource with its Events when they can be read (otherwise noted as a problem)."""
     metadata = body["metadata"]
     problems: list[str] = []
     events: list[dict[str, Any]] = []
@@ -103,4 +107,11 @@ def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
         events = api.list_events(metadata["name"], metadata["namespace"])
     except errors.PluginError as exc:
         problems.append(f"events: {exc.message}")
-    return status_model.cluster_status(body, events, problems)
+    return body, events, problems
+
+
+def build_status(api: ClusterReader, body: dict[str, Any]) -> ClusterStatus:
+    """The status model, with Events when they can be read (otherwise noted under errors)."""
+    from kubectl_emqx.view import status_model
+
+    return status_model.cluster_status(*read_around(api, body))

@@ -122,10 +122,13 @@ def upgrade(
     if in_flight_elsewhere and not resumed:
         stalled = status_model.condition(body, "UpgradeStalled") or {}
         what = "stalled" if stalled.get("status") == "True" else "is still in progress"
-        warn(
-            f"the rollout to {status['targetImage']} {what} (the cluster ran {status.get('currentImage')} when last "
-            f"Ready); changing the image now redirects it: nodes already on {status['targetImage']} are replaced too"
-        )
+        rollout = (f"the rollout to {status['targetImage']} {what} (the cluster ran {status.get('currentImage')} "
+                   "when last Ready)")
+        if rollback:
+            info(f"{rollout}; rolling back replaces the nodes it already changed")
+        else:
+            warn(f"{rollout}; changing the image now redirects it: nodes already on {status['targetImage']} "
+                 "are replaced too")
     for index, violation in path.violations:
         where = f"hop {index + 1}/{len(hops)} ({hops[index].from_image} -> {hops[index].image}): " if multi else ""
         warn(f"version policy ({violation.rule}): {where}{violation.message}")
@@ -169,10 +172,10 @@ def upgrade(
             before = str(spec.get_field(current, image_path) or "")
             if before != hop.image:
                 current = _write_hop(api, current, image_path, hop.image, allow_downgrade and not multi)
-                prefix = f"{title}: " if multi else ""
+                prefix = f"hop {index + 1}/{len(hops)}: " if multi else ""
                 info(f"{prefix}{namespace}/{name}: image {before} -> {hop.image}; the operator rolls the nodes now")
             else:
-                info(f"{title}: already requested; following it")
+                info(f"hop {index + 1}/{len(hops)}: {namespace}/{name} already asks for {hop.image}; following it")
             if not wait:
                 return
             current = _wait_hop(api, current, hop.image, timeout, title)

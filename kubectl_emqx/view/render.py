@@ -360,7 +360,7 @@ def progress_rows(status: ClusterStatus, now: datetime) -> list[tuple[str, str, 
     and, while it is not done, how long it has waited and what for ("done" once it runs the target)."""
     from kubectl_emqx.view.status_model import image_version
 
-    target = image_version(status.target_image or status.image)
+    target = image_version(status.image or status.target_image)  # the spec: targetImage lags a new write
     pending = {item.pod: item for item in status.pending}
     nodes = {node.pod or short_node_name(node.node): node for node in status.nodes}
     roles = {key: node.role for key, node in nodes.items()} | {pod: item.role for pod, item in pending.items()}

@@ -459,13 +459,15 @@ def nodes_on_target(body: dict[str, Any]) -> tuple[int, int]:
     cores, replicants = desired_replicas(body)
     desired = cores + replicants
     status = body.get("status") or {}
-    target = image_version(status.get("targetImage") or desired_image(body))
+    # The spec's image: status.targetImage is the operator's copy, stale until it sees a new write.
+    target = image_version(desired_image(body) or status.get("targetImage"))
     nodes = status.get("emqxNodes") or []
-    if target and nodes:
+    if target:
         count = sum(1 for node in nodes if node.get("node_status") == "running" and node.get("version") == target)
-    else:
+    else:  # a tag that names no version: pods on the current template that are ready
         count = sum(
-            int((status.get(key) or {}).get("updatedReplicas") or 0)
+            min(int((status.get(key) or {}).get("updatedReplicas") or 0),
+                int((status.get(key) or {}).get("readyReplicas") or 0))
             for key in ("coreNodesStatus", "replicantNodesStatus")
         )
     return min(count, desired), desired
@@ -530,6 +532,8 @@ def to_data(model: Any) -> Any:
         }
     if isinstance(model, list | tuple):
         return [to_data(item) for item in model]
+    if isinstance(model, str):
+        return str(model)  # a StrEnum (Phase.PENDING) as the plain string YAML can represent
     return model
 
 

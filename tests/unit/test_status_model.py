@@ -342,3 +342,12 @@ def test_not_yet_on_needs_every_node_on_the_version_and_the_operators_record() -
     body["status"]["currentImage"] = "emqx/emqx:5.6.1"
     assert status_model.not_yet_on(body, "emqx/emqx:5.7.2") == (
         "the operator has not recorded emqx/emqx:5.7.2 as what the cluster runs yet")
+
+
+def test_a_resource_without_status_serialises_to_yaml() -> None:
+    """The plugin's own "Pending" phase is an enum member: -o yaml must print it as a string."""
+    from kubectl_emqx.view import render
+
+    body = emqx(ready=False)
+    assert "phase: Pending\n" in render.structured(status_model.summarize(body), "yaml")
+    assert "phase: Pending\n" in render.structured(status_model.cluster_status(body), "yaml")
