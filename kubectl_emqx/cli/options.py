@@ -221,9 +221,10 @@ def wait_options(func: F) -> F:
     func = click.option(
         "--timeout",
         type=Duration(),
-        default=DEFAULT_WAIT_TIMEOUT,
-        show_default=True,
-        help="How long --wait waits.",
+        default=None,
+        help="How long --wait waits (for each hop of a multi-step upgrade). Default: 30m, and never "
+        "less than the operator's own nodeReadyTimeoutSeconds for the node in flight, so its verdict "
+        "is reported rather than a timeout.",
     )(func)
     func = click.option("--wait", is_flag=True, help="Follow the change until the cluster is Ready.")(func)
     return func

@@ -392,3 +392,90 @@ def check_upgrade(
                 )
             )
     return violations
+
+
+# Multi-step upgrades ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One image change of an upgrade path, and why it is there."""
+
+    from_image: str
+    image: str
+    why: str
+
+
+@dataclass(frozen=True)
+class UpgradePath:
+    hops: tuple[Hop, ...]
+    # (hop index, violation): what refuses a hop; an empty tuple means every hop passes the policy
+    violations: tuple[tuple[int, PolicyViolation], ...] = ()
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return tuple(hop.image for hop in self.hops)
+
+
+def image_with_version(image: str, version: Version) -> str:
+    """`image`'s registry and repository with `version` as the tag (a digest is dropped)."""
+    registry, repository, _, _ = split_image_reference(image)
+    return f"{registry + '/' if registry else ''}{repository}:{format_version(version)}"
+
+
+def upgrade_path(
+    from_image: str,
+    to_image: str,
+    *,
+    allow_downgrade: bool = False,
+    replicants: int = 0,
+    cores: int = 1,
+    license_configured: bool = False,
+) -> UpgradePath:
+    """The images an upgrade from `from_image` to `to_image` goes through, each checked with
+    check_upgrade() from the one before.
+
+    EMQX upgrades one minor release at a time, so a target more than one minor above runs through
+    the newest known patch of every minor in between (5.6.1 -> 5.7.2 -> 5.8.9), in the target's
+    registry and repository; anything else (a patch, one minor, a downgrade, a major change, an
+    unknown version) is a single hop, judged as such."""
+    source, target = parse_image(from_image), parse_image(to_image)
+    stops: list[tuple[str, str]] = []
+    missing: list[PolicyViolation] = []
+    if (source.version_known and target.version_known and source.version[0] == target.version[0]
+            and target.version[1] - source.version[1] > 1):
+        major = source.version[0]
+        for minor in range(source.version[1] + 1, target.version[1]):
+            newest = newest_known(target.edition, major, minor)
+            if newest is None:
+                missing.append(PolicyViolation(
+                    "no-known-release",
+                    f"kubectl-emqx knows no {target.edition} {major}.{minor}.x release to step through"))
+                continue
+            stops.append((image_with_version(to_image, newest),
+                          f"EMQX upgrades one minor release at a time; {format_version(newest)} is the newest "
+                          f"{major}.{minor} release kubectl-emqx knows"))
+    stops.append((to_image, "the target"))
+    hops: list[Hop] = []
+    violations: list[tuple[int, PolicyViolation]] = []
+    previous = from_image
+    for index, (image, why) in enumerate(stops):
+        hops.append(Hop(previous, image, why))
+        found = check_upgrade(previous, image, allow_downgrade=allow_downgrade, replicants=replicants, cores=cores,
+                              license_configured=license_configured)
+        violations.extend((index, violation) for violation in found)
+        previous = image
+    violations.extend((0, violation) for violation in missing)
+    return UpgradePath(tuple(hops), tuple(violations))
+
+
+def known_release_like(image: str) -> str | None:
+    """A release kubectl-emqx knows that is closest to `image`'s tag (the newest patch of its
+    minor, else of its major), in the same repository; None when that is `image`."""
+    info = parse_image(image)
+    major, minor = info.version[0], info.version[1]
+    newest = newest_known(info.edition, major, minor) or newest_known(info.edition, major)
+    if newest is None:
+        return None
+    candidate = image_with_version(image, newest)
+    return None if candidate == image else candidate

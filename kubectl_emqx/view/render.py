@@ -220,7 +220,7 @@ def status_text(
     status: ClusterStatus, style: Style, no_headers: bool = False, now: datetime | None = None
 ) -> str:
     now = now or datetime.now(UTC)
-    sections = [summary_block(status, style)]
+    sections = [summary_block(status, style, now)]
 
     def section(title: str, content: str) -> None:
         if not content:
@@ -231,6 +231,8 @@ def status_text(
         section("Nodes", table(node_rows(status.nodes, style), NODE_HEADERS, no_headers))
     else:
         section("Nodes", "(EMQX has not reported any node yet)")
+    if status.pending:
+        section("Waiting", table(pending_rows(status, now), PENDING_HEADERS, no_headers))
     if status.events:
         event_rows = [
             (
@@ -250,7 +252,18 @@ def status_text(
     return "\n\n".join(sections) + "\n"
 
 
-def summary_block(status: ClusterStatus, style: Style) -> str:
+PENDING_HEADERS = ("NODE", "ROLE", "WAITED", "WAITING FOR")
+
+
+def pending_rows(status: ClusterStatus, now: datetime) -> list[tuple[str, ...]]:
+    """status.pendingNodes: every pod the operator still waits on, in Kubernetes'/EMQX's words."""
+    return [
+        (item.pod, item.role, format_duration(age_seconds(item.since, now)), item.waiting_for)
+        for item in status.pending
+    ]
+
+
+def summary_block(status: ClusterStatus, style: Style, now: datetime | None = None) -> str:
     # current -> target while a rollout moves the nodes; before the first rollout (creation) there
     # is no current image yet.
     target = status.target_image or status.image
@@ -277,6 +290,11 @@ def summary_block(status: ClusterStatus, style: Style) -> str:
         pairs.append(
             ("Generation", style.warn(f"{status.generation} (operator has seen {status.observed_generation})"))
         )
+    flight = in_flight_text(status, now or datetime.now(UTC))
+    if flight:
+        pairs.append(("In flight", flight))
+    if status.recovery:
+        pairs.append(("Recover", style.warn(status.recovery)))
     width = max(len(key) for key, _ in pairs) + 1
     return "\n".join(f"{(key + ':').ljust(width)} {value}" for key, value in pairs)
 
@@ -297,51 +315,137 @@ def condition_summary(status: ClusterStatus, style: Style) -> str:
 # --- --wait progress --------------------------------------------------------------------------
 
 
-def progress_line(name: str, progress: Progress, now: datetime | None = None) -> str:
+def stamped(line: str, now: datetime | None = None) -> str:
+    return f"{format_time(now or datetime.now(UTC))} {line}"
+
+
+def progress_line(name: str, progress: Progress, now: datetime | None = None, stamp: bool = True) -> str:
     """The plain (non-TTY) progress line: timestamped, one per change."""
-    stamp = format_time(now or datetime.now(UTC))
-    return (
-        f"{stamp} {name}: {progress.state}, nodes on target "
-        f"{progress.nodes_on_target}/{progress.nodes_desired}: {progress.reason}"
-    )
+    counts = f"{progress.nodes_on_target}/{progress.nodes_desired}"
+    line = f"{name}: {progress.state}, nodes on target {counts}: {progress.reason}"
+    return stamped(line, now) if stamp else line
 
 
-def progress_view(status: ClusterStatus, progress: Progress, style: Style, elapsed: float) -> str:
-    """The live (TTY) view, redrawn on every change: phase, nodes on target, the node table."""
-    header = (
+def progress_view(
+    status: ClusterStatus,
+    progress: Progress,
+    style: Style,
+    elapsed: float,
+    now: datetime | None = None,
+    width: int | None = None,
+    title: str = "",
+) -> str:
+    """The live (TTY) view, redrawn on every change and every tick: phase, nodes on target, when
+    the operator gives up on the node in flight, and every node with what it waits for and how
+    long it has waited. Long text is wrapped (and the view kept to `width`) by the view itself, so
+    that its line count is exact and it can be redrawn in place."""
+    now = now or datetime.now(UTC)
+    width = width or 10_000
+    lines = [fit(title, width - 1)] if title else []
+    lines.append(fit(
         f"Waiting for {status.namespace}/{status.name} ({format_duration(elapsed)}): "
-        f"{style.phase(status.phase)}, nodes on target {progress.nodes_on_target}/{progress.nodes_desired}"
-    )
-    lines = [header, f"  {progress.reason}"]
-    rollout = upgrade_rows(status)
-    if rollout:
-        lines.append(table(rollout, UPGRADE_HEADERS))
-    elif status.nodes:
-        lines.append(table(node_rows(status.nodes, style), NODE_HEADERS))
+        f"{style.phase(status.phase)}, nodes on target {progress.nodes_on_target}/{progress.nodes_desired}",
+        width - 1,
+    ))
+    lines.extend(wrapped(progress.reason, width - 1, "  "))
+    deadline = in_flight_text(status, now, short=True)
+    if deadline:
+        lines.extend(wrapped(deadline, width - 1, "  "))
+    rows = progress_rows(status, now)
+    if rows:
+        lines.extend(_progress_table(rows, style, width - 1))
     return "\n".join(lines) + "\n"
 
 
-UPGRADE_HEADERS = ("NODE", "ROLE", "FROM → TO", "STATE")
+PROGRESS_HEADERS = ("NODE", "ROLE", "EMQX", "WAITED", "STATE")
+MAX_STATE_LINES = 4
 
 
-def upgrade_rows(status: ClusterStatus) -> list[tuple[str, ...]]:
-    """During an image change: each node's version against the target, cores first."""
-    source, target = status.current_image, status.target_image or status.image
-    if not source or not target or source == target:
-        return []
-    from kubectl_emqx.domain.versions import format_version, parse_image
+def progress_rows(status: ClusterStatus, now: datetime) -> list[tuple[str, str, str, str, str]]:
+    """One row per pod the operator waits on or EMQX lists, cores first: what EMQX reports for it
+    and, while it is not done, how long it has waited and what for ("done" once it runs the target)."""
+    from kubectl_emqx.view.status_model import image_version
 
-    try:
-        to_version = format_version(parse_image(target).version)
-    except ValueError:
-        return []
-    rows: list[tuple[str, ...]] = []
-    for node in sorted(status.nodes, key=lambda n: (n.role != "core", n.node)):
-        if node.status != "running":
-            state = node.status
-        elif node.version == to_version:
-            state = "done"
+    target = image_version(status.image or status.target_image)  # the spec: targetImage lags a new write
+    pending = {item.pod: item for item in status.pending}
+    nodes = {node.pod or short_node_name(node.node): node for node in status.nodes}
+    roles = {key: node.role for key, node in nodes.items()} | {pod: item.role for pod, item in pending.items()}
+    rows = []
+    for key in sorted(roles, key=lambda pod: (roles[pod] != "core", pod)):
+        node = nodes.get(key)
+        emqx = f"{node.status} {node.version or ''}".strip() if node else "-"
+        waiting = pending.get(key)
+        if waiting is not None:
+            waited, state = format_duration(age_seconds(waiting.since, now)), waiting.waiting_for
+        elif node is not None and node.status == "running" and (target is None or node.version == target):
+            waited, state = "", "done"
         else:
-            state = "waiting"
-        rows.append((node.node, node.role, f"{node.version or '?'} → {to_version}", state))
+            waited, state = "", "waiting"
+        rows.append((key, roles[key], emqx, waited, state))
     return rows
+
+
+def _progress_table(rows: Sequence[tuple[str, str, str, str, str]], style: Style, width: int) -> list[str]:
+    """The node rows under their headers, the STATE column wrapped into the width that is left."""
+    widths = [max(len(header), *(len(row[column]) for row in rows)) for column, header in
+              enumerate(PROGRESS_HEADERS[:-1])]
+    indent = sum(widths) + 2 * len(widths)
+    room = max(20, width - indent)
+
+    def line(cells: Sequence[str]) -> str:
+        return "".join(cell.ljust(size + 2) for cell, size in zip(cells, widths, strict=False))
+
+    out = [fit(line(PROGRESS_HEADERS[:-1]) + PROGRESS_HEADERS[-1], width)]
+    for row in rows:
+        state = row[-1]
+        paint = style.good if state == "done" else style.warn if row[3] else str
+        parts = wrapped(state, room, "")[:MAX_STATE_LINES] or [""]
+        if len(wrapped(state, room, "")) > MAX_STATE_LINES:
+            parts[-1] = fit(parts[-1] + " ...", room)
+        out.append(fit(line(row[:-1]) + paint(parts[0]), width))
+        out.extend(" " * indent + paint(part) for part in parts[1:])
+    return out
+
+
+def wrapped(text: str, width: int, indent: str) -> list[str]:
+    """`text` wrapped to `width` columns, every line starting with `indent`."""
+    import textwrap
+
+    return textwrap.wrap(text, width=max(10, width), initial_indent=indent, subsequent_indent=indent + "  ",
+                         break_on_hyphens=False) or [indent]
+
+
+def in_flight_text(status: ClusterStatus, now: datetime, short: bool = False) -> str:
+    """When the operator gives up on the node it replaces (or drains) now."""
+    flight = status.in_flight
+    if flight is None or not flight.gives_up_at:
+        return ""
+    from kubectl_emqx.domain.vocabulary import parse_time
+
+    moment = parse_time(flight.gives_up_at)
+    if moment is None:
+        return ""
+    left = int((moment - now).total_seconds())
+    timeout = f"nodeReadyTimeoutSeconds {flight.timeout_seconds}"
+    if left <= 0:
+        return f"the operator's time for {flight.pod} to be {flight.action} is up ({timeout}): its verdict is due"
+    text = f"the operator gives up on {flight.pod} in {format_duration(left)} unless it is {flight.action} ({timeout}"
+    return text + (")" if short else f", at {flight.gives_up_at})")
+
+
+def fit(line: str, width: int) -> str:
+    """`line` cut to `width` visible characters (colour codes kept, and closed when cut)."""
+    if width <= 0 or len(_SGR.sub("", line)) <= width:
+        return line
+    out, shown, index = [], 0, 0
+    while index < len(line) and shown < width - 3:
+        match = _SGR.match(line, index)
+        if match:
+            out.append(match.group())
+            index = match.end()
+            continue
+        out.append(line[index])
+        shown += 1
+        index += 1
+    suffix = "\x1b[0m" if "\x1b[" in line else ""
+    return "".join(out) + "..." + suffix

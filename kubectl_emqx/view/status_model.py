@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kubectl_emqx.domain import vocabulary
@@ -74,6 +74,27 @@ class ClusterSummary:
 
 
 @dataclass(frozen=True)
+class PendingNode:
+    """A pod the operator still waits on (status.pendingNodes), in Kubernetes'/EMQX's words."""
+
+    pod: str
+    role: str
+    waiting_for: str
+    since: str | None  # RFC 3339: since when it waits for this
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """The node a rollout is replacing or draining now, and when the operator gives up on it."""
+
+    pod: str
+    action: str  # "replaced" | "evacuated"
+    since: str | None
+    gives_up_at: str | None  # since + spec.updateStrategy.nodeReadyTimeoutSeconds
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     """Everything `status` shows."""
 
@@ -94,16 +115,21 @@ class ClusterStatus:
     events: list[Event] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # sources that could not be read
     created: str | None = None
+    pending: list[PendingNode] = field(default_factory=list)
+    in_flight: InFlight | None = None
+    recovery: str | None = None  # the command that gets a failed change going again, when one does
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a change stands, as `--wait` sees it."""
+    """Where a change stands, as `--wait` sees it. `verdict` names what ended a failed wait: the
+    condition type (e.g. UpgradeStalled) or "phase"."""
 
     state: Literal["done", "progressing", "failed"]
     reason: str
     nodes_on_target: int
     nodes_desired: int
+    verdict: str = ""
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -153,7 +179,58 @@ def cluster_status(
         events=recent_events(events or []),
         errors=list(errors or []),
         created=metadata.get("creationTimestamp"),
+        pending=pending_nodes(body),
+        in_flight=in_flight(body),
+        recovery=recovery_command(body, progress(body, None)) if status else None,
     )
+
+
+def pending_nodes(body: dict[str, Any]) -> list[PendingNode]:
+    """status.pendingNodes, cores first; empty once Ready (the operator drops it then)."""
+    items = [
+        PendingNode(
+            pod=str(item.get("pod", "")),
+            role=str(item.get("role", "")),
+            waiting_for=str(item.get("waitingFor", "")),
+            since=item.get("since"),
+        )
+        for item in _field(body, "status", "pendingNodes") or []
+        if isinstance(item, Mapping)
+    ]
+    return sorted(items, key=lambda item: (item.role != "core", item.pod))
+
+
+DEFAULT_NODE_READY_TIMEOUT = 600  # spec.py's UpdateStrategy.node_ready_timeout_seconds
+
+
+def node_ready_timeout(body: dict[str, Any]) -> int:
+    """spec.updateStrategy.nodeReadyTimeoutSeconds, read as spec.py reads it."""
+    value = _field(body, "spec", "updateStrategy", "nodeReadyTimeoutSeconds")
+    if isinstance(value, bool) or value is None:
+        return DEFAULT_NODE_READY_TIMEOUT
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_NODE_READY_TIMEOUT
+
+
+def in_flight(body: dict[str, Any]) -> InFlight | None:
+    """The core being replaced (status.upgrade.step) or the node being drained (upgrade.evacuation),
+    with the moment the operator stalls the rollout if it is not done by then; None when nothing is
+    in flight or the step already stalled (UpgradeStalled says why)."""
+    upgrade = _field(body, "status", "upgrade")
+    if not isinstance(upgrade, Mapping):
+        return None
+    timeout = node_ready_timeout(body)
+    for key, action in (("step", "replaced"), ("evacuation", "evacuated")):
+        record = upgrade.get(key)
+        if not isinstance(record, Mapping) or not record.get("pod") or record.get("stalled"):
+            continue
+        since = record.get("since")
+        start = vocabulary.parse_time(since)
+        gives_up = vocabulary.format_time(start + timedelta(seconds=timeout)) if start else None
+        return InFlight(str(record["pod"]), action, since, gives_up, timeout)
+    return None
 
 
 def recent_events(items: list[dict[str, Any]], limit: int = RECENT_EVENTS) -> list[Event]:
@@ -287,22 +364,32 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
-# Conditions that mean "this generation cannot become Ready without someone acting".
-BLOCKING_CONDITIONS = (
-    (ConditionType.VALID, "False"), (ConditionType.UPGRADE_STALLED, "True"), (ConditionType.FORBIDDEN, "True"),
-    (ConditionType.UPGRADE_ALLOWED, "False"),
+# Verdicts that mean "this generation cannot become Ready without someone acting": (condition,
+# status, the reasons that count -- None: every reason). Progressing=False is one too unless the
+# cluster settled: the operator sets it with Kubernetes' reason (ErrImagePull, ...) when a pod the
+# cluster waits on failed definitively, or with the reason of a stall, a refusal, a rejection.
+BLOCKING_CONDITIONS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    (ConditionType.VALID, "False", None),
+    (ConditionType.FORBIDDEN, "True", None),
+    (ConditionType.UPGRADE_ALLOWED, "False", None),
+    (ConditionType.UPGRADE_STALLED, "True", None),
+    (ConditionType.CONFIG_APPLIED, "False", ("ConfigRejected",)),
 )
-# Conditions that end a wait only with these reasons (others are transient, e.g. waiting for an upgrade).
-BLOCKING_REASONS = {(ConditionType.CONFIG_APPLIED, "False"): ("ConfigRejected",)}
+SETTLED_REASON = "Settled"
+WAITING_FOR_OPERATOR = "waiting for the operator to observe"
 
 
 def progress(body: dict[str, Any], generation: int | None) -> Progress:
-    """Has the operator finished reconciling `generation` (the one our write produced)?"""
+    """Has the operator finished reconciling `generation` (the one our write produced)?
+
+    Nothing older than `generation` is judged: a condition counts only when its observedGeneration
+    (or, lacking one, the status's) has reached it, so the stall of a previous target never fails
+    the wait for the rollback that cures it."""
     status = body.get("status") or {}
     on_target, desired = nodes_on_target(body)
 
-    def result(state: Literal["done", "progressing", "failed"], reason: str) -> Progress:
-        return Progress(state, reason, on_target, desired)
+    def result(state: Literal["done", "progressing", "failed"], reason: str, verdict: str = "") -> Progress:
+        return Progress(state, reason, on_target, desired, verdict)
 
     observed = status.get("observedGeneration")
     wanted = generation or (body.get("metadata") or {}).get("generation") or 0
@@ -313,24 +400,52 @@ def progress(body: dict[str, Any], generation: int | None) -> Progress:
         judged = item.get("observedGeneration")
         return judged >= wanted if isinstance(judged, int) else status_current
 
-    for type_, blocking in BLOCKING_CONDITIONS:
+    for type_, blocking, reasons in BLOCKING_CONDITIONS:
         item = condition(body, type_)
-        if item and item.get("status") == blocking and current(item):
-            return result("failed", _because(item, type_))
-    for (type_, blocking), reasons in BLOCKING_REASONS.items():
-        item = condition(body, type_)
-        if item and item.get("status") == blocking and item.get("reason") in reasons and current(item):
-            return result("failed", _because(item, type_))
+        if item and item.get("status") == blocking and current(item) and (
+            reasons is None or item.get("reason") in reasons
+        ):
+            return result("failed", _because(item, type_), type_)
+    moving = condition(body, ConditionType.PROGRESSING)
+    if moving and moving.get("status") == "False" and moving.get("reason") != SETTLED_REASON and current(moving):
+        return result("failed", _because(moving, ConditionType.PROGRESSING), ConditionType.PROGRESSING)
     if not status_current:
-        return result("progressing", f"waiting for the operator to observe generation {wanted}")
+        return result("progressing", f"{WAITING_FOR_OPERATOR} generation {wanted}")
     phase = status.get("phase") or PENDING_PHASE
     ready = condition(body, "Ready")
     if phase in FAILED_PHASES:
-        return result("failed", status.get("message") or (ready and _because(ready, "")) or phase)
+        return result("failed", status.get("message") or (ready and _because(ready, "")) or phase, "phase")
     if ready and ready.get("status") == "True" and current(ready):
         return result("done", status.get("message") or "Ready")
     detail = status.get("message") or (ready and ready.get("message")) or ""
     return result("progressing", f"{phase}: {detail}" if detail else phase)
+
+
+PULL_FAILURES = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+
+
+def recovery_command(body: dict[str, Any], judged: Progress) -> str | None:
+    """The plugin command that gets a failed change going again, when there is one to name: a
+    rollback for a stalled image change, another image for a cluster whose image never ran, the
+    editor for a configuration EMQX rejected. Otherwise the operator's message says what to fix."""
+    if judged.state != "failed":
+        return None
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    where = f"{metadata.get('name')} -n {metadata.get('namespace')}"
+    image = desired_image(body)
+    current = status.get("currentImage")
+    if judged.verdict == ConditionType.UPGRADE_STALLED:
+        if current and image and current != image and status.get("previousImage"):
+            return f"kubectl emqx upgrade {where} --rollback --yes --wait"
+        return None
+    if judged.verdict == ConditionType.CONFIG_APPLIED:
+        return f"kubectl emqx config edit {where} --wait"
+    if not current and image and any(word in judged.reason for word in PULL_FAILURES):
+        from kubectl_emqx.domain.versions import known_release_like
+
+        return f"kubectl emqx upgrade {where} --image {known_release_like(image) or 'IMAGE'} --yes --wait"
+    return None
 
 
 def _because(item: dict[str, Any], fallback: str) -> str:
@@ -344,16 +459,56 @@ def nodes_on_target(body: dict[str, Any]) -> tuple[int, int]:
     cores, replicants = desired_replicas(body)
     desired = cores + replicants
     status = body.get("status") or {}
-    target = image_version(status.get("targetImage") or desired_image(body))
+    # The spec's image: status.targetImage is the operator's copy, stale until it sees a new write.
+    target = image_version(desired_image(body) or status.get("targetImage"))
     nodes = status.get("emqxNodes") or []
-    if target and nodes:
+    if target:
         count = sum(1 for node in nodes if node.get("node_status") == "running" and node.get("version") == target)
-    else:
+    else:  # a tag that names no version: pods on the current template that are ready
         count = sum(
-            int((status.get(key) or {}).get("updatedReplicas") or 0)
+            min(int((status.get(key) or {}).get("updatedReplicas") or 0),
+                int((status.get(key) or {}).get("readyReplicas") or 0))
             for key in ("coreNodesStatus", "replicantNodesStatus")
         )
     return min(count, desired), desired
+
+
+def version_matches(reported: Any, image: str) -> bool:
+    """EMQX's `version` is what `image`'s tag names: equal for a full tag (5.8.9), the same prefix for
+    a partial one (5.8); any version for a tag that names none (a digest, a custom tag)."""
+    from kubectl_emqx.domain.versions import parse_image, parse_version
+
+    info = parse_image(image)
+    if not info.version_known or not info.tag or info.tag == "latest":
+        return True
+    try:
+        wanted = parse_version(info.tag)
+    except ValueError:
+        return True
+    given = len([part for part in info.tag.lstrip("ve").split("-")[0].split(".") if part])
+    try:
+        actual = parse_version(str(reported))
+    except ValueError:
+        return False
+    return actual[:given] == wanted[:given]
+
+
+def not_yet_on(body: dict[str, Any], image: str) -> str | None:
+    """None when EMQX reports every desired node running `image`'s version (and the operator took
+    `image` as what the cluster runs); else what is still missing, in one line."""
+    status = body.get("status") or {}
+    cores, replicants = desired_replicas(body)
+    desired = cores + replicants
+    nodes = status.get("emqxNodes") or []
+    running = [node for node in nodes if node.get("node_status") == "running"]
+    on = [node for node in running if version_matches(node.get("version"), image)]
+    if len(on) < desired or len(on) != len(running):
+        others = sorted({str(node.get("version")) for node in running if node not in on})
+        extra = f" (others run {', '.join(others)})" if others else ""
+        return f"EMQX reports {len(on)}/{desired} nodes running {image_version(image) or image}{extra}"
+    if status.get("currentImage") != image:
+        return f"the operator has not recorded {image} as what the cluster runs yet"
+    return None
 
 
 def image_version(image: str | None) -> str | None:
@@ -377,6 +532,8 @@ def to_data(model: Any) -> Any:
         }
     if isinstance(model, list | tuple):
         return [to_data(item) for item in model]
+    if isinstance(model, str):
+        return str(model)  # a StrEnum (Phase.PENDING) as the plain string YAML can represent
     return model
 
 

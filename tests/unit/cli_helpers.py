@@ -117,6 +117,8 @@ def fake_with(*bodies: dict[str, Any], namespace: str = "default") -> FakeCluste
 
 
 def run(fake: FakeCluster, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(
-        cli, list(args), obj=AppState(connect=fake.connect), input=input, env=env, prog_name="kubectl emqx"
-    )
+    """`kubectl emqx ARGS` against `fake`, with --wait and status -w on the fake's clock."""
+    with fake.patched_wait():
+        return CliRunner().invoke(
+            cli, list(args), obj=AppState(connect=fake.connect), input=input, env=env, prog_name="kubectl emqx"
+        )

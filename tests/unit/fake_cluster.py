@@ -3,14 +3,25 @@
 It keeps EMQX resources like the API server would for the facade's few calls: resourceVersion on
 every write, generation bumped on spec changes, JSON merge patches, resourceVersion preconditions
 (409), dry runs. Watches replay scripted changes (`script_watch`), so --wait can be followed
-without sleeping; an empty script ends the watch window and advances the fake clock by it.
+without sleeping.
+
+Time is the fake clock's: `patched_wait()` gives cli/wait.py this clock (monotonic and wall time)
+and a tick seam that advances it by the tick instead of sleeping, whenever the watch thread has
+nothing to hand over. An empty script is a quiet watch: its window passes as the ticks move the
+clock on. `Hold(seconds)` keeps the watch quiet for that long; `Until(predicate)` until the stored
+resource satisfies it (e.g. a patch of the next hop arrived).
 Integration tests run the real facade against a real API server instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import datetime
+import queue
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from kubectl_emqx.cli.common import apply_merge_patch
@@ -18,7 +29,32 @@ from kubectl_emqx.kube import errors
 from kubectl_emqx.kube.api import OperatorDeployment, WatchEvent
 from kubectl_emqx.kube.kubeconfig import KubeFlags
 
-Change = Callable[[dict[str, Any]], None] | dict[str, Any] | str
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+REAL_SECONDS_CAP = 10.0  # a Hold or Until that never ends fails the test instead of hanging it
+TICK_REAL_SECONDS = 0.002
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Nothing happens for `seconds` of fake time (the waiting side's ticks move the clock on)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Until:
+    """Nothing happens until the stored resource satisfies `predicate` (a write from the CLI)."""
+
+    predicate: Callable[[dict[str, Any]], bool]
+    what: str = "the resource to change"
+
+
+def generation_reached(generation: int) -> Until:
+    return Until(lambda body: int(body["metadata"].get("generation") or 0) >= generation,
+                 f"generation {generation}")
+
+
+Change = Callable[[dict[str, Any]], None] | dict[str, Any] | str | Hold | Until
 
 
 class FakeClock:
@@ -27,6 +63,14 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def wall(self) -> datetime.datetime:
+        """The wall clock matching `now` (EPOCH + now seconds)."""
+        return EPOCH + datetime.timedelta(seconds=self.now)
+
+    def stamp(self, seconds_ago: float = 0) -> str:
+        """An RFC 3339 timestamp `seconds_ago` before the fake now."""
+        return (self.wall() - datetime.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class FakeCluster:
@@ -41,6 +85,7 @@ class FakeCluster:
         self.failures: dict[str, errors.PluginError] = {}  # method name -> error to raise
         self.conflicts_before_patch = 0
         self.clock = FakeClock()
+        self.ticks = 0  # how often the waiting side found nothing new and ticked
         self._script: list[Change] = []
         self._resource_version = 100
 
@@ -71,6 +116,33 @@ class FakeCluster:
 
     def stored(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self.objects[(namespace or self.namespace, name)]
+
+    @contextlib.contextmanager
+    def patched_wait(self) -> Iterator[None]:
+        """cli/wait.py on this fake's clock: monotonic and wall time, and ticks that advance it."""
+        from kubectl_emqx.cli import wait
+
+        def next_item(source: queue.Queue[Any], timeout: float) -> Any:
+            try:
+                return source.get(timeout=TICK_REAL_SECONDS)
+            except queue.Empty:
+                self.ticks += 1
+                self.clock.now += timeout
+                raise
+
+        saved = (wait.monotonic, wait.next_item, wait.wall_now)
+        wait.monotonic, wait.next_item, wait.wall_now = self.clock, next_item, self.clock.wall  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            wait.monotonic, wait.next_item, wait.wall_now = saved  # type: ignore[assignment]
+
+    def _quiet_until(self, done: Callable[[], bool], what: str) -> None:
+        started = time.monotonic()
+        while not done():
+            if time.monotonic() - started > REAL_SECONDS_CAP:
+                raise AssertionError(f"the fake watch waited {REAL_SECONDS_CAP}s (real) for {what}")
+            time.sleep(TICK_REAL_SECONDS / 2)
 
     # --- the ClusterApi facade --------------------------------------------------------------
 
@@ -141,10 +213,23 @@ class FakeCluster:
     ) -> Iterator[WatchEvent]:
         self._maybe_fail("watch_emqx")
         if not self._script:
-            self.clock.now += timeout_seconds  # nothing happened during the whole window
+            # A quiet window: it ends when the clock has moved on by it (or, if nobody moves the
+            # clock any more, after the real-time cap, ending quietly: the test is over).
+            end = self.clock.now + timeout_seconds
+            started = time.monotonic()
+            while self.clock.now < end and time.monotonic() - started < REAL_SECONDS_CAP:
+                time.sleep(TICK_REAL_SECONDS / 2)
             return
         while self._script:
             change = self._script.pop(0)
+            if isinstance(change, Hold):
+                end = self.clock.now + change.seconds
+                self._quiet_until(lambda: self.clock.now >= end, f"{change.seconds}s of fake time")  # noqa: B023
+                continue
+            if isinstance(change, Until):
+                key = (namespace, name)
+                self._quiet_until(lambda: change.predicate(self.objects[key]), change.what)  # noqa: B023
+                continue
             if change == "DELETE":
                 body = self.objects.pop((namespace, name))
                 yield WatchEvent("DELETED", copy.deepcopy(body))

@@ -360,14 +360,14 @@ def test_upgrade_within_policy() -> None:
 
 
 def test_upgrade_policy_violation_warns_and_asks() -> None:
-    fake = fake_with(emqx(image="emqx/emqx:5.5.1", replicants=0))
-    result = run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.7.2", input="n\n")
+    fake = fake_with(emqx(image="emqx/emqx-enterprise:5.10.4", cores=1, replicants=0))
+    result = run(fake, "upgrade", "demo", "--image", "emqx/emqx-enterprise:6.0.1", input="n\n")
     assert result.exit_code == 1
-    assert "warning: version policy (one-minor-step): 5.5.1 -> 5.7.2 skips 1 minor release(s)" in result.stderr
+    assert "warning: version policy (major-change): 5.10.4 -> 6.0.1 changes the major version" in result.stderr
     assert "Upgrade despite the policy warnings? [y/N]: n" in result.stderr
     assert fake.writes == []
-    assert run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.7.2", "--yes").exit_code == 0
-    assert fake.stored("demo")["spec"]["image"] == "emqx/emqx:5.7.2"
+    assert run(fake, "upgrade", "demo", "--image", "emqx/emqx-enterprise:6.0.1", "--yes").exit_code == 0
+    assert fake.stored("demo")["spec"]["image"] == "emqx/emqx-enterprise:6.0.1"
 
 
 def test_upgrade_dry_run_prints_the_plan_only() -> None:
@@ -381,6 +381,48 @@ def test_upgrade_dry_run_prints_the_plan_only() -> None:
         "Version policy: ok\n"
         "Dry run: nothing was changed.\n"
     )
+    assert fake.writes == []
+
+
+def test_multi_step_dry_run_prints_every_hop_and_why() -> None:
+    fake = fake_with(emqx(image="emqx/emqx:5.6.1", replicants=0))
+    result = run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.8.9", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Plan for default/demo:\n"
+        "  the nodes run emqx/emqx:5.6.1; emqx/emqx:5.8.9 is 2 hops away, each Ready and verified through EMQX "
+        "before the next:\n"
+        "  hop 1/2: set spec.image: emqx/emqx:5.6.1 -> emqx/emqx:5.7.2\n"
+        "      EMQX upgrades one minor release at a time; 5.7.2 is the newest 5.7 release kubectl-emqx knows\n"
+        "  hop 2/2: set spec.image: emqx/emqx:5.7.2 -> emqx/emqx:5.8.9\n"
+        "      the target\n"
+        "  at each hop the operator replaces the 3 core node(s) one at a time, then the 0 replicant(s)\n"
+        "Version policy: ok at every hop\n"
+        "Dry run: nothing was changed.\n"
+    )
+    assert fake.writes == []
+
+
+def test_multi_step_needs_wait() -> None:
+    fake = fake_with(emqx(image="emqx/emqx:5.6.1", replicants=0))
+    result = run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.8.9", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        "error: emqx/emqx:5.8.9 is 2 hops away (emqx/emqx:5.7.2, emqx/emqx:5.8.9) and each must be Ready before the "
+        "next: add --wait (or upgrade to emqx/emqx:5.7.2 first); nothing was changed\n")
+    assert fake.writes == []
+
+
+def test_a_path_that_cannot_work_is_refused_naming_the_hop_and_the_rule() -> None:
+    fake = fake_with(emqx(image="emqx/emqx:5.6.1", replicants=3))
+    result = run(fake, "upgrade", "demo", "--image", "emqx/emqx:5.8.9", "--yes", "--wait")
+    assert result.exit_code == 1
+    assert ("warning: version policy (no-opensource-replicants): hop 2/2 (emqx/emqx:5.7.2 -> emqx/emqx:5.8.9): "
+            "EMQX Opensource 5.8.9 refuses the replicant role") in result.stderr
+    assert "hop 1/2 (emqx/emqx:5.6.1" not in result.stderr  # the first hop is fine
+    assert result.stderr.endswith(
+        "error: the path to emqx/emqx:5.8.9 cannot work: hop 2/2 (emqx/emqx:5.7.2 -> emqx/emqx:5.8.9) breaks "
+        "no-opensource-replicants; nothing was changed\n")
     assert fake.writes == []
 
 

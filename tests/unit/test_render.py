@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import yaml
@@ -152,26 +153,91 @@ def test_image_line_before_the_first_rollout_and_during_one() -> None:
     )
 
 
-def test_upgrade_rows_show_each_node_from_to_with_cores_first() -> None:
-    from kubectl_emqx.view import render, status_model
-
-    body = {
+def _upgrading() -> dict[str, Any]:
+    return {
         "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX",
         "metadata": {"name": "u", "namespace": "ns", "generation": 2},
-        "spec": {"image": "emqx/emqx:5.0.7"},
+        "spec": {"image": "emqx/emqx:5.0.7", "coreTemplate": {"spec": {"replicas": 2}},
+                 "replicantTemplate": {"spec": {"replicas": 1}}},
         "status": {
             "observedGeneration": 2, "phase": "Upgrading", "currentImage": "emqx/emqx:5.0.6",
-            "targetImage": "emqx/emqx:5.0.7",
+            "targetImage": "emqx/emqx:5.0.7", "message": "replacing cores one at a time (u-core-0 left)",
             "emqxNodes": [
-                {"node": "emqx@10.0.0.9", "node_status": "running", "role": "replicant", "version": "5.0.6"},
-                {"node": "emqx@u-core-1.x", "node_status": "running", "role": "core", "version": "5.0.7"},
-                {"node": "emqx@u-core-0.x", "node_status": "stopped", "role": "core"},
+                {"node": "emqx@10.0.0.9", "node_status": "running", "role": "replicant", "version": "5.0.6",
+                 "podName": "u-replicant-x"},
+                {"node": "emqx@u-core-1.x", "node_status": "running", "role": "core", "version": "5.0.7",
+                 "podName": "u-core-1"},
+                {"node": "emqx@u-core-0.x", "node_status": "stopped", "role": "core", "podName": "u-core-0"},
+                {"node": "emqx@u-core-2.x", "node_status": "stopped", "role": "core"},  # a departed core
             ],
+            "pendingNodes": [
+                {"pod": "u-replicant-x", "role": "replicant", "waitingFor": "waits for the cores",
+                 "since": "2026-01-01T03:10:00Z"},
+                {"pod": "u-core-0", "role": "core",
+                 "waitingFor": 'ErrImagePull: failed to pull image "emqx/emqx:5.0.7": manifest unknown',
+                 "since": "2026-01-01T03:11:48Z"},
+            ],
+            "upgrade": {"phase": "Cores", "step": {"pod": "u-core-0", "since": "2026-01-01T03:11:00Z"}},
         },
     }
-    rows = render.upgrade_rows(status_model.cluster_status(body))
+
+
+def test_progress_rows_say_what_each_node_waits_for_and_since_when() -> None:
+    rows = render.progress_rows(status_model.cluster_status(_upgrading()), NOW)
     assert rows == [
-        ("emqx@u-core-0.x", "core", "? → 5.0.7", "stopped"),
-        ("emqx@u-core-1.x", "core", "5.0.7 → 5.0.7", "done"),
-        ("emqx@10.0.0.9", "replicant", "5.0.6 → 5.0.7", "waiting"),
+        ("emqx@u-core-2", "core", "stopped", "", "waiting"),
+        ("u-core-0", "core", "stopped", "12s",
+         'ErrImagePull: failed to pull image "emqx/emqx:5.0.7": manifest unknown'),
+        ("u-core-1", "core", "running 5.0.7", "", "done"),
+        ("u-replicant-x", "replicant", "running 5.0.6", "2m", "waits for the cores"),
     ]
+
+
+def test_progress_view_wraps_long_reasons_into_the_width_and_names_the_operators_deadline() -> None:
+    status = status_model.cluster_status(_upgrading())
+    progress = status_model.progress(_upgrading(), 2)
+    view = render.progress_view(status, progress, render.Style(), 72, now=NOW, width=80)
+    lines = view.splitlines()
+    assert lines[:4] == [
+        "Waiting for ns/u (1m12s): Upgrading, nodes on target 1/3",
+        "  Upgrading: replacing cores one at a time (u-core-0 left)",
+        "  the operator gives up on u-core-0 in 9m unless it is replaced",
+        "    (nodeReadyTimeoutSeconds 600)",
+    ]
+    assert all(len(line) <= 79 for line in lines), view
+    assert lines[4] == "NODE           ROLE       EMQX           WAITED  STATE"
+    core0 = next(index for index, line in enumerate(lines) if line.startswith("u-core-0 "))
+    assert lines[core0].startswith("u-core-0       core       stopped        12s     ErrImagePull: failed")
+    wrapped = [lines[core0][49:]]
+    index = core0 + 1
+    while lines[index].startswith(" " * 49):
+        wrapped.append(lines[index][49:].strip())
+        index += 1
+    assert len(wrapped) > 1  # the reason is wrapped under its column, not cut
+    assert " ".join(wrapped) == 'ErrImagePull: failed to pull image "emqx/emqx:5.0.7": manifest unknown'
+
+
+def test_a_stalled_step_shows_no_countdown_and_a_passed_one_says_the_verdict_is_due() -> None:
+    body = _upgrading()
+    body["status"]["upgrade"]["step"]["since"] = "2026-01-01T03:01:00Z"
+    assert render.in_flight_text(status_model.cluster_status(body), NOW) == (
+        "the operator's time for u-core-0 to be replaced is up (nodeReadyTimeoutSeconds 600): its verdict is due")
+    body["status"]["upgrade"]["step"]["stalled"] = "u-core-0: ErrImagePull"
+    assert render.in_flight_text(status_model.cluster_status(body), NOW) == ""
+
+
+def test_status_text_lists_the_waiting_nodes_and_the_deadline() -> None:
+    text = render.status_text(status_model.cluster_status(_upgrading()), render.Style(), now=NOW)
+    assert ("In flight:  the operator gives up on u-core-0 in 9m unless it is replaced "
+            "(nodeReadyTimeoutSeconds 600, at 2026-01-01T03:21:00Z)\n") in text
+    waiting = text.split("\nWaiting\n", 1)[1].splitlines()
+    assert waiting[0].split() == ["NODE", "ROLE", "WAITED", "WAITING", "FOR"]
+    assert waiting[1].split()[:4] == ["u-core-0", "core", "12s", "ErrImagePull:"]
+
+
+def test_fit_keeps_colour_codes_and_closes_them() -> None:
+    painted = render.Style(color=True).bad("x" * 30)
+    cut = render.fit(painted, 10)
+    assert render._SGR.sub("", cut) == "xxxxxxx..."
+    assert cut.endswith("\x1b[0m")
+    assert render.fit("short", 10) == "short"

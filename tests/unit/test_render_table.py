@@ -71,7 +71,7 @@ def test_other_cells_as_tabulate(rows: list[list[Any]]) -> None:
 def test_upgrade_table_with_arrows() -> None:
     rows = [("emqx@u-core-0.x", "core", "5.0.6 → 5.0.7", "waiting"),
             ("emqx@10.0.0.9", "replicant", "? → 5.0.7", "done")]
-    assert render.table(rows, render.UPGRADE_HEADERS) == "\n".join([
+    assert render.table(rows, ("NODE", "ROLE", "FROM → TO", "STATE")) == "\n".join([
         "NODE             ROLE       FROM → TO      STATE",
         "emqx@u-core-0.x  core       5.0.6 → 5.0.7  waiting",
         "emqx@10.0.0.9    replicant  ? → 5.0.7      done",

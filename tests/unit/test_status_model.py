@@ -76,20 +76,20 @@ def test_progress_done_needs_the_observed_generation() -> None:
 def test_progress_failures() -> None:
     body = emqx()
     body["status"]["conditions"].append(condition("Valid", "False", "BadImage", "tag names no version"))
-    assert _progress(body) == status_model.Progress("failed", "BadImage: tag names no version", 6, 6)
+    assert _progress(body) == status_model.Progress("failed", "BadImage: tag names no version", 6, 6, "Valid")
     body = emqx()
     body["status"]["conditions"].append(condition("UpgradeStalled", "True", "NodeNotReady", "core 1 not ready"))
     assert _progress(body).reason == "NodeNotReady: core 1 not ready"
     body = emqx()
     body["status"].update(phase="Stalled", message="quota exceeded")
-    assert _progress(body) == status_model.Progress("failed", "quota exceeded", 6, 6)
+    assert _progress(body) == status_model.Progress("failed", "quota exceeded", 6, 6, "phase")
 
 
 def test_blocking_conditions_of_the_new_generation_fail_even_before_it_is_observed() -> None:
     body = emqx(generation=2)
     body["status"]["observedGeneration"] = 1
     body["status"]["conditions"].append(condition("Forbidden", "True", "Forbidden", "cannot patch pods", generation=2))
-    assert _progress(body) == status_model.Progress("failed", "Forbidden: cannot patch pods", 6, 6)
+    assert _progress(body) == status_model.Progress("failed", "Forbidden: cannot patch pods", 6, 6, "Forbidden")
 
 
 def test_blocking_conditions_of_an_older_generation_are_stale() -> None:
@@ -219,3 +219,135 @@ def test_running_nodes_uptime_is_extrapolated_from_when_the_operator_read_it() -
     assert 180 <= nodes["emqx@a"].uptime_seconds <= 182
     assert nodes["emqx@a"].pod == "u-core-0"
     assert nodes["emqx@b"].uptime_seconds is None
+
+
+# --- judging a change of one generation ------------------------------------------------------
+
+
+def _stalled(generation: int) -> dict[str, Any]:
+    """An upgrade to 5.7.3 stalled by the operator at `generation` (the pull failed)."""
+    body = emqx(image="emqx/emqx:5.7.3", generation=generation)
+    body["status"].update(
+        observedGeneration=generation, phase="Stalled", currentImage="emqx/emqx:5.7.2",
+        previousImage="emqx/emqx:5.7.2", targetImage="emqx/emqx:5.7.3",
+        message="demo-core-2: ErrImagePull: manifest unknown",
+        conditions=[
+            condition("Ready", "False", "UpgradeStalled", generation=generation),
+            condition("UpgradeStalled", "True", "NodeNotRunning",
+                      "demo-core-2: ErrImagePull: manifest unknown; no further node is touched: "
+                      "`kubectl emqx upgrade demo --rollback`", generation=generation),
+            condition("Progressing", "False", "UpgradeStalled", generation=generation),
+        ],
+    )
+    return body
+
+
+def test_a_stall_fails_the_wait_and_names_the_rollback() -> None:
+    body = _stalled(2)
+    judged = _progress(body, 2)
+    assert (judged.state, judged.verdict) == ("failed", "UpgradeStalled")
+    assert judged.reason.startswith("NodeNotRunning: demo-core-2: ErrImagePull: manifest unknown")
+    assert status_model.recovery_command(body, judged) == "kubectl emqx upgrade demo -n default --rollback --yes --wait"
+    assert status_model.cluster_status(body).recovery == "kubectl emqx upgrade demo -n default --rollback --yes --wait"
+
+
+def test_the_stall_of_an_older_generation_never_fails_the_rollback() -> None:
+    """The rollback wrote generation 3; until the operator judged it, the stall is about generation 2."""
+    body = _stalled(2)
+    body["metadata"]["generation"] = 3
+    body["spec"]["image"] = "emqx/emqx:5.7.2"
+    judged = _progress(body, 3)
+    assert (judged.state, judged.reason) == ("progressing", "waiting for the operator to observe generation 3")
+    # Conditions without observedGeneration are judged by the status's: still generation 2.
+    for item in body["status"]["conditions"]:
+        del item["observedGeneration"]
+    assert _progress(body, 3).state == "progressing"
+
+
+def test_progressing_false_with_kubernetes_reason_fails_a_create_and_names_a_known_image() -> None:
+    body = emqx(image="emqx/emqx:5.7.3", ready=False)
+    body["status"] = {
+        "observedGeneration": 1, "phase": "Stalled", "targetImage": "emqx/emqx:5.7.3",
+        "message": "demo-core-0: ErrImagePull: manifest unknown",
+        "conditions": [condition("Progressing", "False", "ErrImagePull",
+                                 "demo-core-0: ErrImagePull: manifest unknown; fix the cause and re-apply")],
+    }
+    judged = _progress(body, 1)
+    assert (judged.state, judged.verdict) == ("failed", "Progressing")
+    assert judged.reason == "ErrImagePull: demo-core-0: ErrImagePull: manifest unknown; fix the cause and re-apply"
+    assert status_model.recovery_command(body, judged) == (
+        "kubectl emqx upgrade demo -n default --image emqx/emqx:5.7.2 --yes --wait")
+
+
+def test_progressing_false_settled_is_no_failure() -> None:
+    assert _progress(emqx()).state == "done"  # the helper's Ready status carries Progressing=False Settled
+
+
+def test_a_rejected_configuration_names_the_editor() -> None:
+    body = emqx()
+    body["status"]["conditions"].append(condition("ConfigApplied", "False", "ConfigRejected", "bad value"))
+    judged = _progress(body)
+    assert judged.verdict == "ConfigApplied"
+    assert status_model.recovery_command(body, judged) == "kubectl emqx config edit demo -n default --wait"
+
+
+def test_in_flight_is_the_step_with_the_operators_timeout() -> None:
+    body = emqx()
+    body["spec"]["updateStrategy"] = {"nodeReadyTimeoutSeconds": 120}
+    body["status"]["upgrade"] = {"step": {"pod": "demo-core-2", "since": "2026-01-01T00:00:00Z"}}
+    assert status_model.in_flight(body) == status_model.InFlight(
+        "demo-core-2", "replaced", "2026-01-01T00:00:00Z", "2026-01-01T00:02:00Z", 120)
+    body["status"]["upgrade"]["step"]["stalled"] = "demo-core-2: ErrImagePull"
+    assert status_model.in_flight(body) is None
+    body["status"]["upgrade"] = {
+        "evacuation": {"node": "emqx@x", "pod": "demo-core-1", "since": "2026-01-01T00:00:00Z"}}
+    assert status_model.in_flight(body).action == "evacuated"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("strategy", [None, {}, {"nodeReadyTimeoutSeconds": 30}, {"nodeReadyTimeoutSeconds": "45"},
+                                      {"nodeReadyTimeoutSeconds": True}, {"nodeReadyTimeoutSeconds": "soon"}, "x"])
+def test_node_ready_timeout_read_as_spec_py_reads_it(strategy: Any) -> None:
+    from kubectl_emqx.domain import spec
+
+    body = {"metadata": {"name": "x"}, "spec": {"image": "emqx/emqx:5.7.2", "updateStrategy": strategy}}
+    assert status_model.node_ready_timeout(body) == spec.normalize(body).update_strategy.node_ready_timeout_seconds
+
+
+def test_pending_nodes_cores_first() -> None:
+    body = emqx()
+    body["status"]["pendingNodes"] = [
+        {"pod": "demo-replicant-a", "role": "replicant", "waitingFor": "booting", "since": "2026-01-01T00:00:00Z"},
+        {"pod": "demo-core-1", "role": "core", "waitingFor": "being replaced"},
+    ]
+    assert [(p.pod, p.since) for p in status_model.cluster_status(body).pending] == [
+        ("demo-core-1", None), ("demo-replicant-a", "2026-01-01T00:00:00Z")]
+
+
+@pytest.mark.parametrize(("reported", "image", "matches"), [
+    ("5.8.9", "emqx/emqx:5.8.9", True), ("5.8.8", "emqx/emqx:5.8.9", False),
+    ("5.8.12", "emqx/emqx:5.8", True), ("5.7.2", "emqx/emqx:5.8", False),
+    ("5.8.9", "emqx/emqx-enterprise:e5.8.9", True), (None, "emqx/emqx:5.8.9", False),
+    ("5.8.9", "registry.local/emqx/emqx@sha256:" + "a" * 64, True),
+])
+def test_version_matches_what_the_tag_names(reported: Any, image: str, matches: bool) -> None:
+    assert status_model.version_matches(reported, image) is matches
+
+
+def test_not_yet_on_needs_every_node_on_the_version_and_the_operators_record() -> None:
+    body = emqx(image="emqx/emqx:5.7.2", cores=2, replicants=1)
+    assert status_model.not_yet_on(body, "emqx/emqx:5.7.2") is None
+    body["status"]["emqxNodes"][1]["version"] = "5.6.1"
+    assert status_model.not_yet_on(body, "emqx/emqx:5.7.2") == "EMQX reports 2/3 nodes running 5.7.2 (others run 5.6.1)"
+    body = emqx(image="emqx/emqx:5.7.2", cores=2, replicants=1)
+    body["status"]["currentImage"] = "emqx/emqx:5.6.1"
+    assert status_model.not_yet_on(body, "emqx/emqx:5.7.2") == (
+        "the operator has not recorded emqx/emqx:5.7.2 as what the cluster runs yet")
+
+
+def test_a_resource_without_status_serialises_to_yaml() -> None:
+    """The plugin's own "Pending" phase is an enum member: -o yaml must print it as a string."""
+    from kubectl_emqx.view import render
+
+    body = emqx(ready=False)
+    assert "phase: Pending\n" in render.structured(status_model.summarize(body), "yaml")
+    assert "phase: Pending\n" in render.structured(status_model.cluster_status(body), "yaml")

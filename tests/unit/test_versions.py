@@ -131,3 +131,53 @@ def test_policy_messages_say_what_to_do() -> None:
     assert "allowDowngrade" in downgrade.message
     (license_rule,) = check_upgrade("emqx/emqx-enterprise:5.8.9", "emqx/emqx-enterprise:5.9.0", cores=3)
     assert "license.key" in license_rule.message
+
+
+# --- multi-step paths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "target", "kwargs", "images"), [
+    # one minor or less: one hop
+    ("emqx/emqx:5.7.2", "emqx/emqx:5.7.3", {}, ["emqx/emqx:5.7.3"]),
+    ("emqx/emqx:5.7.2", "emqx/emqx:5.8.9", {}, ["emqx/emqx:5.8.9"]),
+    # through the newest known patch of every minor in between
+    ("emqx/emqx:5.6.1", "emqx/emqx:5.8.9", {}, ["emqx/emqx:5.7.2", "emqx/emqx:5.8.9"]),
+    ("emqx/emqx:5.0.26", "emqx/emqx:5.3.2", {}, ["emqx/emqx:5.1.6", "emqx/emqx:5.2.1", "emqx/emqx:5.3.2"]),
+    ("emqx/emqx-enterprise:5.6.1", "emqx/emqx-enterprise:5.10.4", {"cores": 3, "license_configured": True},
+     ["emqx/emqx-enterprise:5.7.2", "emqx/emqx-enterprise:5.8.9", "emqx/emqx-enterprise:5.9.1",
+      "emqx/emqx-enterprise:5.10.4"]),
+    # the target's registry and repository; its digest only on the last hop; a partial tag as given
+    ("emqx/emqx:5.5.1", f"registry.local:5000/mirror/emqx/emqx:5.7.2@{DIGEST}", {},
+     ["registry.local:5000/mirror/emqx/emqx:5.6.1", f"registry.local:5000/mirror/emqx/emqx:5.7.2@{DIGEST}"]),
+    ("emqx/emqx:5.5.1", "emqx/emqx:5.7", {}, ["emqx/emqx:5.6.1", "emqx/emqx:5.7"]),
+    # never across majors, never several minors down: one hop, refused as such
+    ("emqx/emqx-enterprise:5.10.4", "emqx/emqx-enterprise:6.0.1", {}, ["emqx/emqx-enterprise:6.0.1"]),
+    ("emqx/emqx:5.8.9", "emqx/emqx:5.6.1", {"allow_downgrade": True}, ["emqx/emqx:5.6.1"]),
+])
+def test_upgrade_path_hops(source: str, target: str, kwargs: dict, images: list[str]) -> None:
+    path = versions.upgrade_path(source, target, **kwargs)
+    assert list(path.images) == images
+    assert [hop.from_image for hop in path.hops] == [source, *images[:-1]]
+    assert path.hops[-1].why == "the target"
+    assert all("one minor release at a time" in hop.why for hop in path.hops[:-1])
+
+
+def test_a_path_is_checked_at_every_hop() -> None:
+    # Opensource 5.8 refuses replicants: the second hop breaks the policy, the first does not.
+    path = versions.upgrade_path("emqx/emqx:5.6.1", "emqx/emqx:5.8.9", replicants=3, cores=3)
+    assert [(index, violation.rule) for index, violation in path.violations] == [(1, "no-opensource-replicants")]
+    # 5.9 needs a licence for a cluster: the hop into 5.9 says so.
+    path = versions.upgrade_path("emqx/emqx-enterprise:5.7.2", "emqx/emqx-enterprise:5.10.4", cores=3)
+    assert [(index, violation.rule) for index, violation in path.violations] == [
+        (1, "license-required"), (2, "license-required")]
+    assert [(index, v.rule) for index, v in versions.upgrade_path("emqx/emqx:5.8.9", "emqx/emqx:5.6.1").violations] == [
+        (0, "one-minor-step"), (0, "downgrade")]
+    assert [v.rule for _, v in versions.upgrade_path("emqx/emqx-enterprise:5.10.4",
+                                                     "emqx/emqx-enterprise:6.0.1").violations] == ["major-change"]
+
+
+def test_known_release_like_suggests_the_newest_patch_of_the_minor() -> None:
+    assert versions.known_release_like("emqx/emqx:5.7.3") == "emqx/emqx:5.7.2"
+    assert versions.known_release_like("emqx/emqx:5.7.2") is None
+    assert versions.known_release_like("emqx/emqx:5.7.99") == "emqx/emqx:5.7.2"
+    assert versions.known_release_like("emqx/emqx-enterprise:6.99.0") == "emqx/emqx-enterprise:6.2.2"
