@@ -334,8 +334,8 @@ def build_statefulset(spec: EmqxSpec, restart_hash: str | None = None, image: st
 
 def build_deployment(spec: EmqxSpec, restart_hash: str | None = None, image: str | None = None) -> dict[str, Any]:
     """The replicants. `image` overrides spec.image: the operator keeps replicants on the old
-    image until every core runs the new one. Rolls with maxSurge 1 / maxUnavailable 0, so no
-    serving capacity is dropped."""
+    image until the cores run the new one. Rolls with maxUnavailable 0 (no serving capacity is
+    dropped) and maxSurge `updateStrategy.maxSurge` (default 1: one extra replicant at a time)."""
     image = image or spec.image
     restart_hash = restart_hash if restart_hash is not None else config_restart_hash(spec)
     return {
@@ -345,7 +345,8 @@ def build_deployment(spec: EmqxSpec, restart_hash: str | None = None, image: str
         "spec": {
             "replicas": spec.replicant.replicas,
             "selector": {"matchLabels": selector_labels(spec.name, REPLICANT)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": max(spec.update_strategy.max_surge, 1), "maxUnavailable": 0}},
             "revisionHistoryLimit": spec.revision_history_limit,
             "template": pod_template(spec, REPLICANT, image, restart_hash, data_from_claim=False),
         },

@@ -245,6 +245,9 @@ def _update_strategy() -> dict[str, Any]:
                 }
             ),
             "allowDowngrade": {"type": "boolean", "description": "Permit moving to an older EMQX version."},
+            "maxSurge": _integer(minimum=1, maximum=32, description=(
+                "Replicants added (and old ones drained) at once during a rollout (default 1: one extra "
+                "replicant's worth of capacity).")),
         }
     )
 

@@ -52,15 +52,21 @@ DEFAULT_POD_SECURITY_CONTEXT = {
     "supplementalGroups": [EMQX_UID],
 }
 DEFAULT_CONTAINER_SECURITY_CONTEXT = {"runAsUser": EMQX_UID, "runAsGroup": EMQX_UID, "runAsNonRoot": True}
+# A booting node is asked every second (for up to five minutes) by a startup probe, so it is Ready
+# as soon as EMQX answers, instead of after a fixed initial delay paid by every node of a rolling
+# upgrade; readiness and liveness only start once it has answered (the kubelet holds them back).
+DEFAULT_STARTUP_PROBE = {
+    "httpGet": {"path": "/status", "port": DASHBOARD_PORT_NAME},
+    "periodSeconds": 1,
+    "failureThreshold": 300,
+}
 DEFAULT_READINESS_PROBE = {
     "httpGet": {"path": "/status", "port": DASHBOARD_PORT_NAME},
-    "initialDelaySeconds": 10,
-    "periodSeconds": 5,
-    "failureThreshold": 12,
+    "periodSeconds": 2,
+    "failureThreshold": 3,
 }
 DEFAULT_LIVENESS_PROBE = {
     "httpGet": {"path": "/status", "port": DASHBOARD_PORT_NAME},
-    "initialDelaySeconds": 60,
     "periodSeconds": 30,
     "failureThreshold": 3,
 }
@@ -196,9 +202,16 @@ def pod_template(spec: EmqxSpec, role: str, image: str, restart_hash: str, data_
     )
     readiness = template.readiness_probe or _default_probe(DEFAULT_READINESS_PROBE, image)
     container["readinessProbe"] = copy.deepcopy(readiness)
-    container["livenessProbe"] = copy.deepcopy(template.liveness_probe or _default_probe(DEFAULT_LIVENESS_PROBE, image))
-    if template.startup_probe is not None:
-        container["startupProbe"] = copy.deepcopy(template.startup_probe)
+    startup = template.startup_probe
+    if startup is None and template.readiness_probe is None and template.liveness_probe is None:
+        # Ours: only beside our own readiness and liveness probes (a user's probes keep their timing).
+        startup = _default_probe(DEFAULT_STARTUP_PROBE, image)
+    liveness = template.liveness_probe or _default_probe(DEFAULT_LIVENESS_PROBE, image)
+    if template.liveness_probe is None and startup is None:
+        liveness = {**liveness, "initialDelaySeconds": 60}  # nothing holds it back while the node boots
+    container["livenessProbe"] = copy.deepcopy(liveness)
+    if startup is not None:
+        container["startupProbe"] = copy.deepcopy(startup)
     if template.lifecycle is not None:
         container["lifecycle"] = copy.deepcopy(template.lifecycle)
     container["volumeMounts"] = _volume_mounts(template)

@@ -92,6 +92,7 @@ class UpdateStrategy:
     node_ready_timeout_seconds: int = 600
     evacuation: EvacuationStrategy = field(default_factory=EvacuationStrategy)
     allow_downgrade: bool = False
+    max_surge: int = 1  # replicants added (and drained) at once during a rollout
 
 
 RESTART_ROLES = ("all", "cores", "replicants")
@@ -307,6 +308,7 @@ def _update_strategy(strategy: Any) -> UpdateStrategy:
             ),
         ),
         allow_downgrade=strategy.get("allowDowngrade") is True,
+        max_surge=_int(strategy.get("maxSurge"), defaults.max_surge),
     )
 
 

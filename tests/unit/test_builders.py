@@ -152,15 +152,19 @@ def test_pod_defaults(seed_objects: dict) -> None:
         "supplementalGroups": [1000],
     }
     assert emqx["securityContext"] == {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True}
+    # A startup probe every second: Ready as soon as EMQX answers, no fixed delay per node.
+    assert emqx["startupProbe"] == {
+        "httpGet": {"path": "/status", "port": "dashboard"},
+        "periodSeconds": 1,
+        "failureThreshold": 300,
+    }
     assert emqx["readinessProbe"] == {
         "httpGet": {"path": "/status", "port": "dashboard"},
-        "initialDelaySeconds": 10,
-        "periodSeconds": 5,
-        "failureThreshold": 12,
+        "periodSeconds": 2,
+        "failureThreshold": 3,
     }
     assert emqx["livenessProbe"] == {
         "httpGet": {"path": "/status", "port": "dashboard"},
-        "initialDelaySeconds": 60,
         "periodSeconds": 30,
         "failureThreshold": 3,
     }
@@ -620,3 +624,15 @@ def test_build_emqx_resource_options() -> None:
     emqx = spec.normalize(body)
     assert validation.validate(emqx) == []
     assert builders.build_statefulset(emqx)["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast"
+
+
+def test_probes_of_the_users_own_keep_their_timing() -> None:
+    readiness = {"httpGet": {"path": "/status", "port": "dashboard"}, "initialDelaySeconds": 20, "periodSeconds": 7}
+    emqx = spec.normalize(cr({"image": "emqx/emqx:5.8.9", "coreTemplate": {"spec": {"readinessProbe": readiness}}}))
+    container = builders.build_statefulset(emqx)["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"] == readiness and "startupProbe" not in container
+    assert container["livenessProbe"]["initialDelaySeconds"] == 60  # nothing else holds it back during boot
+    old = spec.normalize(cr({"image": "emqx/emqx:5.0.4"}))
+    probes = builders.build_statefulset(old)["spec"]["template"]["spec"]["containers"][0]
+    assert {probes[k]["httpGet"]["path"] for k in ("startupProbe", "readinessProbe", "livenessProbe")} == {
+        "/api/v5/status"}  # 5.0.0-5.0.4 have no /status

@@ -473,8 +473,8 @@ def test_opensource_cores_are_not_drained() -> None:
 
 
 def test_replicants_follow_only_once_every_core_is_done_and_one_at_a_time() -> None:
-    cluster = settled(image=f"{EE}:5.7.2")
-    cluster.set_image(f"{EE}:5.8.0")
+    cluster = settled(image="emqx/emqx:5.5.0")  # before 5.6 a replicant may pick a core of any release
+    cluster.set_image("emqx/emqx:5.5.1")
     images_seen = []
     for _ in range(200):
         plan = cluster.step(11)
@@ -485,9 +485,30 @@ def test_replicants_follow_only_once_every_core_is_done_and_one_at_a_time() -> N
         assert len(cluster.replicant_pods()) <= 4  # never more than one extra replicant
         if cluster.ready():
             break
-    new_deployments = [cores for image, cores in images_seen if image == f"{EE}:5.8.0"]
-    assert new_deployments and all(cores == [f"{EE}:5.8.0"] for cores in new_deployments)
-    assert set(cluster.images().values()) == {f"{EE}:5.8.0"}
+    new_deployments = [cores for image, cores in images_seen if image == "emqx/emqx:5.5.1"]
+    assert new_deployments and all(cores == ["emqx/emqx:5.5.1"] for cores in new_deployments)
+    assert set(cluster.images().values()) == {"emqx/emqx:5.5.1"}
+
+
+def test_from_5_6_replicants_start_once_one_core_runs_the_new_release() -> None:
+    """A 5.6+ replicant replicates only from a core of its own release, so replicants need not wait
+    for the last core: the rollouts overlap, never with more than one extra replicant."""
+    cluster = settled(image=f"{EE}:5.7.2")
+    cluster.set_image(f"{EE}:5.8.0")
+    overlapped = False
+    for _ in range(200):
+        plan = cluster.step(11)
+        deployment = next((o for o in plan.apply if o["kind"] == "Deployment"), None)
+        core_images = {cluster.images()[p] for p in cluster.core_pods()}
+        released = deployment is not None and f"{EE}:5.8.0" in str(deployment["spec"]["template"])
+        if released and len(core_images) > 1:
+            assert f"{EE}:5.8.0" in core_images  # at least one core runs the release first
+            overlapped = True
+        assert len(cluster.replicant_pods()) <= 4
+        if cluster.ready():
+            break
+    assert overlapped and set(cluster.images().values()) == {f"{EE}:5.8.0"}
+    assert sorted(cluster.deleted)[:3] == ["demo-core-0", "demo-core-1", "demo-core-2"]
 
 
 def test_a_new_replicant_waits_until_the_old_one_going_next_is_drained() -> None:

@@ -88,7 +88,8 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     # --- what runs -----------------------------------------------------------------------------------
     config_plan = config.plan(spec, world, emqx, old_status, generation)
     core = cores.decide(facts, core_image, config_plan.restart_hash, secret_plan.api_keys_hash)
-    replicant = replicants.decide(facts, core_image, config_plan.restart_hash, core.done)
+    replicant = replicants.decide(facts, core_image, config_plan.restart_hash,
+                                  _replicants_may_follow(core, core_image, world.first("Deployment")))
     objects, deletions = _objects(facts, config_plan.configmap_text, core, replicant)
 
     # --- status ----------------------------------------------------------------------------------------
@@ -277,6 +278,21 @@ def _config_failed(status: dict[str, Any], events: list[Event], put: ConfigPut, 
             item["lastTransitionTime"] = before.get("lastTransitionTime", item.get("lastTransitionTime"))
     status = {**status, "config": config_status, "conditions": conditions.items}
     return status, events
+
+
+def _replicants_may_follow(core: cores.CoreResult, core_image: str, deployment: Any) -> bool:
+    """Replicants move to the new template once every core runs it. An upgrade to 5.6 or later lets
+    them follow as soon as one core runs the new release and the core rollout goes on unstalled: a
+    replicant of that release replicates only from a core of its own release (EMQX checks it whenever
+    it picks an upstream core), so the two rollouts overlap and the upgrade takes about the longer of
+    them instead of their sum. Restarts (same image) keep cores strictly first."""
+    if core.done:
+        return True
+    if deployment is None or pods.container_image(deployment) == core_image:
+        return False
+    version = versions.parse_image(core_image).version
+    return (versions.replicant_needs_same_version_core(version) and bool(core.on_target)
+            and not core.stalled and not core.blocked)
 
 
 def _invalid(old_status: dict[str, Any], conditions: Conditions, generation: int, message: str) -> Plan:

@@ -122,38 +122,48 @@ def decide(facts: Facts, core_image: str, restart_hash: str, cores_done: bool) -
 
 def _pace(facts: Facts, result: ReplicantResult, replicant_pods: list[Obj], current: Any, desired: int,
           target: str) -> None:
-    """Open readiness gates of new replicants whose node runs; while old ones remain, one at a time,
-    after the old one that goes next has been drained."""
+    """Open readiness gates of new replicants whose node runs. While old ones remain, each new one is
+    paired with the old one the Deployment removes next (marked by deletion cost), and let in once
+    that one is drained (where EMQX can drain it): up to `maxSurge` pairs at once, one drain at a time."""
     old = [p for p in replicant_pods if not current(p)]
     serving_new = [p for p in replicant_pods if current(p) and gate_open(p)]
     waiting = sorted((p for p in replicant_pods if current(p) and not gate_open(p) and facts.emqx_info(p) is not None),
                      key=pods.name)
+    victims = sorted(old, key=lambda p: (pods.annotations_of(p).get(ANNOTATION_DELETION_COST) != NEXT_TO_GO,
+                                         int((facts.emqx_info(p) or {}).get("connections") or 0), pods.name(p)))
+    pairs = 0
     for pod in waiting:
         if len(serving_new) + len(old) < max(desired, 1) or not old:
             result.patches.append(_open_gate(facts, pod))
             serving_new.append(pod)
             continue
-        victim = min(old, key=lambda p: (pods.annotations_of(p).get(ANNOTATION_DELETION_COST) != NEXT_TO_GO,
-                                         int((facts.emqx_info(p) or {}).get("connections") or 0), pods.name(p)))
+        if pairs >= max(facts.spec.update_strategy.max_surge, 1) or not victims:
+            break
+        victim = victims.pop(0)
+        pairs += 1
         if pods.annotations_of(victim).get(ANNOTATION_DELETION_COST) != NEXT_TO_GO:
             result.patches.append(PodPatch(pods.name(victim),
                                            {"metadata": {"annotations": {ANNOTATION_DELETION_COST: NEXT_TO_GO}}}))
         node = facts.node_of(victim)
+        if result.draining:  # one evacuation at a time: the next pair waits for it
+            result.waiting[pods.name(pod)] = f"waits for {pods.name(victim)} to be drained"
+            break
         drain = evacuation.drain(facts, node, pods.name(victim), keeps_volume=False, target_version=target)
         result.calls.extend(drain.calls)
         result.events.extend(drain.events)
-        result.evacuation = drain.record
-        result.draining = drain.record is not None
+        if drain.record is not None:
+            result.evacuation = drain.record
+            result.draining = True
         if drain.stalled:
             result.stalled = drain.stalled
-        elif drain.ready_to_delete:
+            break
+        if drain.ready_to_delete:
             if drain.stop_first is not None:
                 result.calls.append(drain.stop_first)
             result.patches.append(_open_gate(facts, pod))
         else:
             result.waiting[pods.name(victim)] = drain.waiting
             result.waiting[pods.name(pod)] = f"waits for {pods.name(victim)} to be drained"
-        break  # one old replicant at a time
 
 
 def _restart_named(facts: Facts, result: ReplicantResult, replicant_pods: list[Obj], desired: int,
