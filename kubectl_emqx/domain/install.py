@@ -111,16 +111,17 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
     Rule("", ("secrets",), ("get", "create", "patch"),
          "the node cookie and API key Secrets (created once, updated when spec.bootstrapAPIKeys changes) and the "
          "Secrets that bootstrapAPIKeys[].secretRef names are read by name (never listed)"),
-    # Owned objects: observe lists them; apply is a server-side apply PATCH (after a get when the
-    # object was not observed), which the API authorizes as `create` when the object is missing.
-    Rule("", ("configmaps",), ("get", "list", "create", "patch"), "the EMQX config file"),
-    Rule("", ("services",), ("get", "list", "create", "patch", "delete"),
+    # Owned objects: kopf watches them (labelled) into the operator's cache, which observe seeds with
+    # a list; apply is a server-side apply PATCH (after a get when the object was not observed), which
+    # the API authorizes as `create` when the object is missing.
+    Rule("", ("configmaps",), ("get", "list", "watch", "create", "patch"), "the EMQX config file"),
+    Rule("", ("services",), ("get", "list", "watch", "create", "patch", "delete"),
          "headless, dashboard and listeners Services; dashboard and listeners are deleted when disabled"),
-    Rule("apps", ("statefulsets", "deployments"), ("get", "list", "create", "patch"),
+    Rule("apps", ("statefulsets", "deployments"), ("get", "list", "watch", "create", "patch"),
          "cores (StatefulSet) and replicants (Deployment)"),
-    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "create", "patch"), "one PDB per node role"),
+    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch"), "one PDB per node role"),
     Rule("", ("pods",), ("list", "watch", "patch", "delete"),
-         "kopf watches EMQX pods (labelled); observe lists them; rollouts replace a core by deleting it and "
+         "kopf watches EMQX pods (labelled) into the operator's cache; rollouts replace a core by deleting it and "
          "mark the next old replicant to go (pod-deletion-cost annotation)"),
     Rule("", ("pods/status",), ("patch",),
          "opens a replicant's readiness gate (apps.emqx.io/on-serving) once it may take traffic"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ApiError, ClusterApi
 from emqx_operator.emqx_clients import ClientPool
 from emqx_operator.model import (
@@ -30,8 +31,10 @@ from kubectl_emqx.emqx.api import EmqxApi, EmqxApiError
 log = logging.getLogger("emqx_operator.act")
 
 
-def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, address: str, plan: Plan) -> Outcome:
+def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, address: str, plan: Plan,
+              cache: ObjectCache | None = None) -> Outcome:
     namespace = spec.namespace
+    remember = cache.put if cache is not None else (lambda obj: None)
     for write in plan.secrets:
         if write.create:
             try:
@@ -43,9 +46,13 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
             api.apply(dict(write.body), lookup=False)
     for obj in plan.apply:
         live = world.live(obj["kind"], obj["metadata"]["name"])
-        api.apply(dict(obj), existing=dict(live) if live is not None else None)
+        written = api.apply(dict(obj), existing=dict(live) if live is not None else None)
+        if written is not None:
+            remember(written)
     for kind, name in plan.delete:
         api.delete(kind, namespace, name)
+        if cache is not None:
+            cache.delete(kind, namespace, name)
 
     failures: list[tuple[EmqxCall, CallError]] = []
     client = pool.client(access_for(spec, world, address)) if address and plan.emqx_calls else None
@@ -61,9 +68,11 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
     for patch in plan.pod_patches:
         try:
             if patch.strategic:
-                api.strategic_patch("Pod", namespace, patch.name, dict(patch.patch), subresource=patch.subresource)
+                remember(api.strategic_patch("Pod", namespace, patch.name, dict(patch.patch),
+                                             subresource=patch.subresource))
             else:
-                api.merge_patch("Pod", namespace, patch.name, dict(patch.patch), subresource=patch.subresource)
+                remember(api.merge_patch("Pod", namespace, patch.name, dict(patch.patch),
+                                         subresource=patch.subresource))
         except ApiError as exc:
             if not exc.not_found:  # the pod went away meanwhile: the next pass looks again
                 raise
@@ -72,9 +81,12 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
     for deletion in plan.pod_deletions:
         if deletion.after is not None and deletion.after in failed:
             continue
-        if api.delete("Pod", namespace, deletion.name, uid=deletion.uid):
+        answer = api.delete("Pod", namespace, deletion.name, uid=deletion.uid)
+        if answer is not None:
             log.info("%s/%s: %s", namespace, spec.name, deletion.reason)
             deleted.append(deletion.name)
+            if answer.get("kind") == "Pod":
+                remember(answer)  # terminating now: the next pass must not pick it again
     return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted))
 
 

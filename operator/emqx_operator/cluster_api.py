@@ -78,12 +78,12 @@ class ClusterApi:
 
     def request(
         self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
-        content_type: str = "application/json", kind: str = "",
+        content_type: str = "application/json", kind: str = "", verb: str = "",
     ) -> Any:
         url = self.connection.server + path + ("?" + urlencode(query) if query else "")
         counter = self.reads if method == "GET" else self.writes
         with self._lock:
-            counter[f"{method} {kind or path.rsplit('/', 2)[-2]}"] += 1
+            counter[f"{verb or method} {kind or path.rsplit('/', 2)[-2]}"] += 1
         headers = {"Accept": "application/json", **self.connection.headers()}
         content = None
         if body is not None:
@@ -108,14 +108,26 @@ class ClusterApi:
             raise
 
     def list(self, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_at(kind, namespace, label_selector)[0]
+
+    def list_at(self, kind: str, namespace: str | None,
+                label_selector: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """The items (each with its kind) and the list's resourceVersion (None if not a number)."""
         query = {"labelSelector": label_selector} if label_selector else None
-        result = self.request("GET", resource_path(kind, namespace), query=query, kind=kind)
-        return list(result.get("items", []))
+        result = self.request("GET", resource_path(kind, namespace), query=query, kind=kind, verb="LIST")
+        items = [dict(item, kind=item.get("kind") or kind) for item in result.get("items", [])]
+        try:
+            version: int | None = int((result.get("metadata") or {}).get("resourceVersion"))
+        except (TypeError, ValueError):
+            version = None
+        return items, version
 
     # writes ----------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None, lookup: bool = True) -> bool:
-        """Server-side apply `obj` unless the live object already carries its hash. True if written."""
+    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None,
+              lookup: bool = True) -> dict[str, Any] | None:
+        """Server-side apply `obj` unless the live object already carries its hash. The object the
+        API server returned if written, else None."""
         meta = obj["metadata"]
         desired_hash = object_hash(obj)
         if existing is None and lookup:
@@ -123,15 +135,15 @@ class ClusterApi:
         if existing is not None:
             live_hash = (existing.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
             if live_hash == desired_hash:
-                return False
+                return None
         body = json.loads(json.dumps(obj))
         body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = desired_hash
-        self.request(
+        written = self.request(
             "PATCH", resource_path(obj["kind"], meta.get("namespace"), meta["name"]), body=body,
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
             content_type="application/apply-patch+yaml", kind=obj["kind"],
         )
-        return True
+        return dict(written or body)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
@@ -154,17 +166,20 @@ class ClusterApi:
             kind=kind + (f"/{subresource}" if subresource else ""),
         ))
 
-    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> bool:
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> dict[str, Any] | None:
+        """Delete an object (if `uid` is given, only that incarnation of it). What the API server
+        returned (the object, now with a deletionTimestamp, or a Status) when it was deleted, None
+        when it was gone already."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", resource_path(kind, namespace, name), body=body, kind=kind)
+            answer = self.request("DELETE", resource_path(kind, namespace, name), body=body, kind=kind)
         except ApiError as exc:
             if exc.not_found or exc.conflict:
-                return False
+                return None
             raise
-        return True
+        return dict(answer or {"kind": "Status"})
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return self.merge_patch(KIND, namespace, name, {"status": status}, subresource="status")
@@ -196,6 +211,10 @@ class ClusterApi:
     def writes_snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.writes)
+
+    def reads_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.reads)
 
     def total_writes(self) -> int:
         with self._lock:

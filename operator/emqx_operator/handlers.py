@@ -1,4 +1,6 @@
-"""kopf wiring only: watch events become "look again" triggers for the scheduler.
+"""kopf wiring only: watch events become "look again" triggers for the scheduler, and the owned
+objects and pods they carry go into the operator's cache (cache.py), which observe reads instead of
+listing them on every pass.
 
 Only stateless event handlers (`kopf.on.event`) are used: kopf adds finalizers only for deletion
 handlers and writes progress and last-handled-configuration annotations only for change-detecting
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +25,10 @@ from kubectl_emqx.domain.vocabulary import GROUP, LABEL_INSTANCE, LABEL_MANAGED_
 
 INSTANCE_LABEL = LABEL_INSTANCE
 MANAGED_BY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+# The kinds an EMQX cluster is made of, as kopf names them: (group/version, plural).
+WATCHED = (("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("apps/v1", "statefulsets"),
+           ("apps/v1", "deployments"), ("policy/v1", "poddisruptionbudgets"))
+OWNED_CHANGE_DELAY = 0.2  # coalesces the burst of events one rollout step makes
 
 
 class RetryForever:
@@ -43,7 +50,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = RetryForever()
     settings.scanning.disabled = True
-    settings.watching.label_selectors["v1", "pods"] = MANAGED_BY_SELECTOR
+    for group_version, plural in WATCHED:  # server-side: only what the operator manages is sent
+        settings.watching.label_selectors[(*group_version.split("/"), plural)] = MANAGED_BY_SELECTOR
     memo["scheduler_task"] = asyncio.create_task(runtime.state_of(memo).scheduler.run())
 
 
@@ -68,14 +76,30 @@ def _trigger(memo: kopf.Memo, namespace: str, name: str, delay: float = 0.0) -> 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def emqx_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _trigger(memo, body.metadata.namespace or "", body.metadata.name or "")
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    cache = runtime.state_of(memo).cache
+    if cache is not None:
+        marker = json.dumps([body.metadata.get("generation"), dict(body.metadata.labels),
+                             dict(body.metadata.annotations)], sort_keys=True)
+        cache.resource_seen(namespace, name, marker)
+    _trigger(memo, namespace, name)
 
 
-@kopf.on.event("v1", "pods", labels={INSTANCE_LABEL: kopf.PRESENT})
-def emqx_pod_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def _owned_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any) -> None:
+    """A pod or owned object changed: keep its copy, and look at its cluster again (a pod turning
+    Ready is the next step of a rollout; a deleted Service is put back at once)."""
+    state = runtime.state_of(memo)
+    if state.cache is not None and event is not None:
+        state.cache.event(event.get("type"), dict(event.get("object") or {}))
     instance = body.metadata.labels.get(INSTANCE_LABEL)
     if instance:
-        _trigger(memo, body.metadata.namespace or "", instance, delay=0.2)
+        _trigger(memo, body.metadata.namespace or "", instance, delay=OWNED_CHANGE_DELAY)
+
+
+for _group_version, _plural in WATCHED:
+    kopf.on.event(*_group_version.split("/"), _plural, id=f"owned-{_plural}",
+                  labels={INSTANCE_LABEL: kopf.PRESENT})(_owned_changed)
+emqx_pod_changed = _owned_changed
 
 
 @kopf.on.probe(id="scheduler_idle_seconds")

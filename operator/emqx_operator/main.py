@@ -31,8 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="liveness endpoint URL, or '' to disable")
     parser.add_argument("--emqx-address", choices=["pod-ip", "service"], default="pod-ip",
                         help="how to reach EMQX's API: a ready core pod's IP, or the dashboard Service DNS name")
-    parser.add_argument("--resync-seconds", type=float, default=30.0,
-                        help="how often a settled cluster is observed again")
+    parser.add_argument("--resync-seconds", type=float, default=None,
+                        help="how often a settled cluster is observed again (default 75; pod and owned-object changes "
+                             "trigger a pass at once; this catches what only EMQX sees)")
     parser.add_argument("--workers", type=int, default=4, help="EMQX resources reconciled in parallel")
     parser.add_argument("--metrics-addr", default=os.environ.get("EMQX_OPERATOR_METRICS", "0.0.0.0:9090"),
                         help="host:port of the Prometheus /metrics endpoint, or '' to disable")
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import kopf
 
     from emqx_operator import handlers, runtime  # noqa: F401 - registers the kopf handlers
+    from emqx_operator.cache import ObjectCache
     from emqx_operator.cluster_api import ClusterApi
     from emqx_operator.kubeconn import Connection, login_info
     from emqx_operator.reconcile import Reconciler
@@ -118,11 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     info = login_info(args.kubeconfig)
     api = ClusterApi(Connection.from_info(info))
-    options = runtime.Options(emqx_address=args.emqx_address, resync_seconds=args.resync_seconds,
+    options = runtime.Options(emqx_address=args.emqx_address,
+                              resync_seconds=args.resync_seconds or runtime.RESYNC_SECONDS,
                               excluded_namespaces=tuple(args.exclude_namespace))
-    reconciler = Reconciler(api, options)
+    cache = ObjectCache()
+    reconciler = Reconciler(api, options, cache=cache)
     scheduler = Scheduler(reconciler.reconcile, workers=args.workers)
-    memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options, login=info))
+    memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options, login=info, cache=cache))
     from emqx_operator import metrics
 
     if args.metrics_addr:

@@ -115,7 +115,7 @@ class Metrics:
 
 class _StateCollector(Collector):
     """Series computed at scrape time from the operator's state: managed clusters and their phases,
-    and the API client's write counts."""
+    and the API client's write and read counts."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -142,6 +142,12 @@ class _StateCollector(Collector):
             verb, _, kind = key.partition(" ")
             writes.add_metric((verb, kind), value)
         yield writes
+        reads = CounterMetricFamily(f"{PREFIX}_api_reads", "Kubernetes API reads (GET, LIST) by kind.",
+                                    labels=("verb", "kind"))
+        for key, value in sorted((source.reads_snapshot() if source is not None else {}).items()):
+            verb, _, kind = key.partition(" ")
+            reads.add_metric((verb, kind), value)
+        yield reads
 
     def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         return iter(())  # names are checked at collect time only (they depend on nothing registered)

@@ -13,6 +13,7 @@ import datetime
 import logging
 from typing import Any
 
+from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ClusterApi
 from emqx_operator.decide import config as config_rules
 from emqx_operator.decide import pods
@@ -44,13 +45,12 @@ log = logging.getLogger("emqx_operator.observe")
 OWNED_KINDS = ("ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
 
 
-def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any]) -> World:
-    selector = label_selector(spec.name)
+def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: ObjectCache | None = None) -> World:
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for kind in OWNED_KINDS:
-        for obj in api.list(kind, spec.namespace, selector):
+        for obj in _owned(api, cache, kind, spec):
             objects[(kind, obj["metadata"]["name"])] = obj
-    all_pods = api.list("Pod", spec.namespace, selector)
+    all_pods = _owned(api, cache, "Pod", spec)
     core = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == CORE),
                   key=_by_ordinal)
     replicant = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == REPLICANT),
@@ -69,6 +69,18 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any]) -> World:
             read[secret_name] = _decoded(found) if found is not None else None
         referenced[(secret_name, key)] = (read[secret_name] or {}).get(key)
     return World(resource, objects, tuple(core), tuple(replicant), secrets, referenced)
+
+
+def _owned(api: ClusterApi, cache: ObjectCache | None, kind: str, spec: EmqxSpec) -> list[dict[str, Any]]:
+    """The cluster's objects of `kind`: from the watch cache when it can serve them, else a LIST
+    (which then seeds the cache)."""
+    cached = cache.of_instance(kind, spec.namespace, spec.name) if cache is not None else None
+    if cached is not None:
+        return cached
+    items, version = api.list_at(kind, spec.namespace, label_selector(spec.name))
+    if cache is not None:
+        cache.seed(kind, spec.namespace, spec.name, items, version)
+    return items
 
 
 def _by_ordinal(pod: dict[str, Any]) -> int:

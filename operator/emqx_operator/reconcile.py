@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from emqx_operator import act, observe
+from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ApiError, ClusterApi
 from emqx_operator.decide import decide, settle
 from emqx_operator.decide import secrets as secret_rules
@@ -30,8 +31,10 @@ log = logging.getLogger("emqx_operator.reconcile")
 
 
 class Reconciler:
-    def __init__(self, api: ClusterApi, options: Options, pool: ClientPool | None = None) -> None:
+    def __init__(self, api: ClusterApi, options: Options, pool: ClientPool | None = None,
+                 cache: ObjectCache | None = None) -> None:
         self.api = api
+        self.cache = cache
         self.options = options
         self.pool = pool or ClientPool(options.emqx_timeout, getattr(api, "http", None))
 
@@ -63,6 +66,8 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         METRICS.set_phase(namespace, name, None)
         self.pool.forget(namespace, name)
+        if self.cache is not None:
+            self.cache.forget(namespace, name)
 
     def _reconcile(self, namespace: str, name: str) -> float:
         body = self.api.get(KIND, namespace, name)
@@ -72,12 +77,12 @@ class Reconciler:
         old_status = dict(body.get("status") or {})
         now = utc_now()
         spec = spec_mod.normalize(body, namespace)
-        world = observe.world(self.api, spec, body)
+        world = observe.world(self.api, spec, body, self.cache)
         valid = not validation.validate(spec)
         emqx = observe.emqx(spec, world, old_status, now, self.options, self.pool) if valid else EmqxView()
         fresh = builders.new_secret_values(spec) if secret_rules.missing(spec, world) else None
         plan = decide(spec, world, emqx, old_status, now, fresh)
-        outcome = act.carry_out(self.api, self.pool, spec, world, emqx.address, plan)
+        outcome = act.carry_out(self.api, self.pool, spec, world, emqx.address, plan, self.cache)
         status, events = settle(plan, outcome, old_status, now)
         self._write_status(body, old_status, status, events, now)
         upgrade_phase = (status.get("upgrade") or {}).get("phase")

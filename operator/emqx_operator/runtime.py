@@ -6,8 +6,13 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
+from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ClusterApi
 from emqx_operator.scheduler import Scheduler
+
+# A settled cluster is looked at again this often: each pass asks EMQX `GET /nodes` once, so this
+# keeps a quiet cluster under one EMQX request a minute (the live config is read every 10 minutes).
+RESYNC_SECONDS = 75.0
 
 
 @dataclass
@@ -15,7 +20,7 @@ class Options:
     # How the operator reaches EMQX: "pod-ip" (a ready core pod's IP, as in-cluster) or
     # "service" (the dashboard Service's DNS name, for setups where pod IPs are not routable).
     emqx_address: str = "pod-ip"
-    resync_seconds: float = 30.0
+    resync_seconds: float = RESYNC_SECONDS
     busy_requeue_seconds: float = 2.0  # pod and resource events trigger a pass at once anyway
     emqx_timeout: float = 5.0
     excluded_namespaces: tuple[str, ...] = ()
@@ -33,6 +38,7 @@ class OperatorState:
     scheduler: Scheduler
     options: Options
     login: Any = None  # kopf.ConnectionInfo the api was built from (kopf's login handler returns it)
+    cache: ObjectCache | None = None  # the watches' copy of owned objects and pods (cache.py)
 
 
 def state_of(memo: Any) -> OperatorState:

@@ -79,6 +79,9 @@ def test_api_writes_are_read_at_scrape_time() -> None:
         def writes_snapshot(self) -> dict[str, int]:
             return dict(self.writes)
 
+        def reads_snapshot(self) -> dict[str, int]:
+            return {"LIST Pod": 3, "GET Secret": 4}
+
     metrics = Metrics()
     api = Api()
     metrics.writes_source = api
@@ -86,11 +89,14 @@ def test_api_writes_are_read_at_scrape_time() -> None:
         labels(verb="PATCH", kind="StatefulSet"): 2, labels(verb="PUT", kind="Lease"): 5}
     api.writes["PUT Lease"] += 1
     assert scrape(metrics)["emqx_operator_api_writes_total"][labels(verb="PUT", kind="Lease")] == 6
+    assert scrape(metrics)["emqx_operator_api_reads_total"] == {
+        labels(verb="LIST", kind="Pod"): 3, labels(verb="GET", kind="Secret"): 4}
 
 
 def test_every_family_has_help_and_type_and_nothing_else_is_exposed() -> None:
     metrics = Metrics()
-    metrics.writes_source = type("Api", (), {"writes_snapshot": lambda self: {"PUT Lease": 1}})()
+    metrics.writes_source = type("Api", (), {"writes_snapshot": lambda self: {"PUT Lease": 1},
+                                             "reads_snapshot": lambda self: {"GET EMQX": 1}})()
     metrics.observe_reconcile("ns", "a", 0.1, "ok")
     metrics.set_phase("ns", "a", "Ready")
     text = metrics.render()
@@ -102,7 +108,7 @@ def test_every_family_has_help_and_type_and_nothing_else_is_exposed() -> None:
     operator = {name for name in names if name.startswith("emqx_operator_")}
     assert operator == {f"emqx_operator_{name}" for name in (
         "reconcile", "reconcile_errors", "reconcile_duration_seconds", "leader", "build_info", "managed_clusters",
-        "cluster_phase", "upgrade_phase", "api_writes")}
+        "cluster_phase", "upgrade_phase", "api_writes", "api_reads")}
     assert names - operator <= {"process_virtual_memory_bytes", "process_resident_memory_bytes",
                                 "process_start_time_seconds", "process_cpu_seconds", "process_open_fds",
                                 "process_max_fds"}

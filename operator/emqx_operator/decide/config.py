@@ -24,7 +24,7 @@ from kubectl_emqx.domain.spec import EmqxSpec
 from kubectl_emqx.domain.versions import Version
 from kubectl_emqx.domain.vocabulary import CONFIG_KEY, format_time, object_names, parse_time
 
-LIVE_REFRESH_SECONDS = 300.0
+LIVE_REFRESH_SECONDS = 600.0
 # Roots shown in status.config.live beside those the resource sets: what users look at most.
 ALWAYS_SHOWN_ROOTS = ("listeners", "dashboard")
 # What 5.0.x answers GET /configs with (JSON, these roots only).

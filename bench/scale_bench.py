@@ -1,0 +1,433 @@
+"""Durations under honest kubelet timing, memory and API traffic at scale, in one table (issue 19).
+
+    .venv/bin/python bench/scale_bench.py [--phases honest,many] [--rounds 3] [--sizes 50,100,500]
+                                          [--idle-seconds 120] [--json out.json]
+
+honest  A private sandbox whose simulated kubelet honours probe timing (no probe before
+        initialDelaySeconds, then one every periodSeconds; back-offs as a kubelet's). The operator
+        runs with its defaults. Each round, in a fresh namespace: a 3 core + 3 replicant cluster of
+        emqx/emqx:5.8.5 created -> Ready; replicants 3 -> 5 -> Ready; upgrade 5.8.5 -> 5.8.6 -> Ready;
+        then a cluster of 5.0.6 (3 + 3) upgraded to 5.0.7 (before 5.6 replicants wait for every core).
+        "Ready" is condition Ready=True at the resource's current generation (seen through a watch).
+        During each upgrade the pods are sampled every 0.25 s: the fewest Ready cores and the most
+        replicant pods alive at once are reported (they must stay >= a majority of the cores and
+        <= replicas + maxSurge).
+many    A private sandbox with fast probe timing (what the tests use). For each size N: N clusters of
+        1 core + 0 replicants (emqx/emqx:5.7.2) created at once in one namespace -> all Ready (the time
+        of the last); then an idle window (--idle-seconds) once the operator made no write for 10 s:
+        operator RSS (start/end/max), API writes, API reads by verb and kind, EMQX API requests (from
+        the simulator's counters), each per cluster per minute. Then the operator is restarted with the
+        N settled clusters: its writes until every cluster had a pass and --idle-seconds more (the goal
+        is zero). One 3 + 3 cluster gives the one-cluster RSS first. Namespaces are deleted between
+        sizes.
+
+Figures for the official operator (2.2.29) are the ones measured beside ours on this sandbox and
+simulator in issue 19 (they are printed next to ours; this script does not run it).
+Everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "operator"), str(REPO / "bench")]
+
+from operator_bench import (  # noqa: E402
+    BenchError,
+    Operator,
+    Watcher,
+    loadavg,
+    pick_pod_cidr,
+    source_hash,
+    summary,
+)
+
+GROUP, VERSION, PLURAL = "apps.emqx.io", "v2beta1", "emqxes"
+OFFICIAL = {  # issue 19: official operator 2.2.29, honest probe timing, medians
+    "create": 27.6, "scale": 12.9, "upgrade": 113.9, "rss_one_mib": 55.7, "idle_writes_per_min": 32,
+    "idle_emqx_per_min": 6,
+}
+
+
+class ReadyTracker:
+    """When each EMQX resource was first seen Ready=True at each of its generations (from a watch)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.ready_at: dict[tuple[str, str, int], float] = {}
+
+    def on_event(self, kind: str, event_type: str, obj: dict[str, Any], at: float) -> None:
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        generation = int(meta.get("generation") or 0)
+        ready = status.get("observedGeneration") == generation and any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if event_type != "DELETED" and ready:
+            with self.cond:
+                self.ready_at.setdefault((meta.get("namespace") or "", meta.get("name") or "", generation), at)
+                self.cond.notify_all()
+
+    def wait(self, keys: list[tuple[str, str, int]], timeout: float, check: Any) -> dict[tuple[str, str, int], float]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                check()
+                missing = [k for k in keys if k not in self.ready_at]
+                if not missing:
+                    return {k: self.ready_at[k] for k in keys}
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{len(missing)}/{len(keys)} not Ready after {timeout:.0f}s, e.g. {missing[0]}")
+                self.cond.wait(1.0)
+
+
+def start_operator(state: Any, name: str, extra: list[str] | None = None) -> Operator:
+    from sandbox import operator_process
+
+    proc, comp, live_port = operator_process.spawn(state, name=name, extra_args=extra or [])
+    op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+    op.code = source_hash()
+    try:
+        operator_process.wait_live(comp, live_port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                op.metrics()
+                break
+            except (OSError, BenchError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        op.mark_live()
+    except BaseException:
+        op.stop()
+        raise
+    return op
+
+
+def counters(op: Operator) -> dict[str, float]:
+    """'write PATCH StatefulSet', 'read LIST Pod', 'reconciles' -> value."""
+    metrics = op.metrics()
+    out: dict[str, float] = {}
+    for family, prefix in (("emqx_operator_api_writes_total", "write"), ("emqx_operator_api_reads_total", "read")):
+        for labels, value in metrics.get(family, []):
+            out[f"{prefix} {labels.get('verb')} {labels.get('kind')}"] = value
+    out["reconciles"] = sum(v for _, v in metrics.get("emqx_operator_reconcile_total", []))
+    return out
+
+
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in sorted(set(before) | set(after))
+            if after.get(k, 0) - before.get(k, 0)}
+
+
+class Env:
+    """A private sandbox with the operator, the watches the bench reads, and API clients."""
+
+    def __init__(self, timing: str) -> None:
+        from kubernetes import client, config
+
+        from sandbox import cluster, operator_process
+
+        os.environ.setdefault(cluster.POD_CIDR_ENV, pick_pod_cidr())
+        self.directory = Path(tempfile.mkdtemp(prefix=f"emqx-bench-{timing}-"))
+        self.cluster = cluster
+        started = time.monotonic()
+        self.state = cluster.up(directory=self.directory, probe_timing=timing)
+        self.up_s = time.monotonic() - started
+        operator_process.install_crd(self.state)
+        self.api_client = config.new_client_from_config(config_file=self.state.kubeconfig)
+        self.core = client.CoreV1Api(self.api_client)
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.tracker = ReadyTracker()
+        watch_client = config.new_client_from_config(config_file=self.state.kubeconfig)
+        self.watcher = Watcher("EMQX", client.CustomObjectsApi(watch_client).list_cluster_custom_object,
+                               self.tracker, list_args=(GROUP, VERSION, PLURAL))  # type: ignore[arg-type]
+        self.watcher.start()
+        if not self.watcher.synced.wait(30):
+            raise BenchError("the EMQX watch did not sync")
+        self.op = start_operator(self.state, f"operator-{timing}")
+        from sandbox.emqxsim.client import SimClient
+
+        self.sim = SimClient(self.state.sim_control_url)
+
+    def close(self) -> None:
+        self.watcher.stop()
+        self.op.stop()
+        self.cluster.down(self.directory)
+
+    def namespace(self, name: str) -> str:
+        self.core.create_namespace({"metadata": {"name": name}})
+        deadline = time.monotonic() + 30  # pods need the default ServiceAccount
+        while time.monotonic() < deadline:
+            if self.core.list_namespaced_service_account(name).items:
+                return name
+            time.sleep(0.2)
+        raise BenchError(f"no default ServiceAccount in {name}")
+
+    def create(self, namespace: str, body: dict[str, Any]) -> tuple[str, str, int]:
+        made = self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        return namespace, body["metadata"]["name"], int(made["metadata"]["generation"])
+
+    def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> tuple[str, str, int]:
+        made = self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+        return namespace, name, int(made["metadata"]["generation"])
+
+    def ready(self, keys: list[tuple[str, str, int]], timeout: float) -> dict[tuple[str, str, int], float]:
+        """When each resource was first Ready at that generation."""
+        return self.tracker.wait(keys, timeout, self.op.require_alive)
+
+    def sim_requests(self) -> int:
+        return sum(int(c.get("total", 0)) for c in self.sim.request_counts().values())
+
+    def pods(self, namespace: str) -> list[Any]:
+        return list(self.core.list_namespaced_pod(namespace).items)
+
+    def delete_namespace(self, namespace: str, timeout: float = 600) -> None:
+        self.core.delete_namespace(namespace)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not [n for n in self.core.list_namespace().items if n.metadata.name == namespace]:
+                return
+            time.sleep(1)
+
+
+class PodSampler(threading.Thread):
+    """Fewest Ready cores and most replicant pods alive, sampled every 0.25 s."""
+
+    def __init__(self, env: Env, namespace: str) -> None:
+        super().__init__(daemon=True)
+        self.env, self.namespace = env, namespace
+        self.min_ready_cores: int | None = None
+        self.max_replicants = 0
+        self.samples = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pods = self.env.pods(self.namespace)
+            except Exception:  # noqa: BLE001 - a missed sample is not a measurement
+                time.sleep(0.25)
+                continue
+            role = lambda p: (p.metadata.labels or {}).get("apps.emqx.io/db-role")  # noqa: E731
+            ready_cores = sum(1 for p in pods if role(p) == "core" and not p.metadata.deletion_timestamp
+                              and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or []))
+            replicants = sum(1 for p in pods if role(p) == "replicant" and not p.metadata.deletion_timestamp)
+            self.min_ready_cores = ready_cores if self.min_ready_cores is None else min(self.min_ready_cores,
+                                                                                          ready_cores)
+            self.max_replicants = max(self.max_replicants, replicants)
+            self.samples += 1
+            self._stop.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(10)
+
+
+def cr(name: str, image: str, cores: int, replicants: int) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EMQX", "metadata": {"name": name},
+            "spec": {"image": image, "coreTemplate": {"spec": {"replicas": cores}},
+                     "replicantTemplate": {"spec": {"replicas": replicants}}}}
+
+
+def timed_change(env: Env, namespace: str, name: str, patch: dict[str, Any] | None, body: dict[str, Any] | None,
+                 sample: bool = False, timeout: float = 900) -> dict[str, Any]:
+    sampler = PodSampler(env, namespace) if sample else None
+    if sampler is not None:
+        sampler.start()
+    mark = env.sim_requests()
+    started = time.monotonic()
+    key = env.create(namespace, body) if body is not None else env.patch(namespace, name, patch or {})
+    at = env.ready([key], timeout)[key]
+    result: dict[str, Any] = {"seconds": round(at - started, 2), "emqx_requests": env.sim_requests() - mark}
+    if sampler is not None:
+        sampler.stop()
+        result.update(min_ready_cores=sampler.min_ready_cores, max_replicant_pods=sampler.max_replicants)
+    return result
+
+
+def phase_honest(rounds: int) -> dict[str, Any]:
+    env = Env("honest")
+    out: dict[str, list[dict[str, Any]]] = {"create": [], "scale": [], "upgrade_5.8": [], "upgrade_5.0": []}
+    try:
+        print(f"honest timing: sandbox up in {env.up_s:.1f}s", flush=True)
+        for index in range(rounds):
+            ns = env.namespace(f"honest-{index}")
+            out["create"].append(timed_change(env, ns, "a", None, cr("a", "emqx/emqx:5.8.5", 3, 3)))
+            out["scale"].append(timed_change(env, ns, "a", {"spec": {"replicantTemplate": {"spec": {"replicas": 5}}}},
+                                             None))
+            out["upgrade_5.8"].append(timed_change(env, ns, "a", {"spec": {"image": "emqx/emqx:5.8.6"}}, None,
+                                                   sample=True))
+            old = env.namespace(f"honest-old-{index}")
+            timed_change(env, old, "b", None, cr("b", "emqx/emqx:5.0.6", 3, 3))
+            out["upgrade_5.0"].append(timed_change(env, old, "b", {"spec": {"image": "emqx/emqx:5.0.7"}}, None,
+                                                   sample=True))
+            print(f"  round {index + 1}: " + ", ".join(f"{k} {v[-1]['seconds']}s" for k, v in out.items()), flush=True)
+            env.core.delete_namespace(ns)
+            env.core.delete_namespace(old)
+        return {"runs": out, "median": {k: summary([r["seconds"] for r in v])["p50"] for k, v in out.items()},
+                "load_after": loadavg()}
+    finally:
+        env.close()
+
+
+def settle(env: Env, quiet: float = 10.0, timeout: float = 300.0) -> None:
+    """No operator write for `quiet` seconds."""
+    last = sum(v for k, v in counters(env.op).items() if k.startswith("write"))
+    changed = time.monotonic()
+    deadline = changed + timeout
+    while time.monotonic() - changed < quiet:
+        if time.monotonic() > deadline:
+            raise BenchError("the operator kept writing")
+        time.sleep(0.5)
+        total = sum(v for k, v in counters(env.op).items() if k.startswith("write"))
+        if total != last:
+            last, changed = total, time.monotonic()
+
+
+def idle_window(env: Env, clusters: int, seconds: float) -> dict[str, Any]:
+    settle(env)
+    before, emqx_before, started = counters(env.op), env.sim_requests(), time.monotonic()
+    rss = [env.op.proc_status().get("VmRSS", 0) / 1024]
+    cpu_before = env.op.cpu_seconds()
+    while time.monotonic() - started < seconds:
+        time.sleep(1)
+        rss.append(env.op.proc_status().get("VmRSS", 0) / 1024)
+    window = time.monotonic() - started
+    changes = delta(before, counters(env.op))
+    per_min = 60.0 / window / max(clusters, 1)
+    writes = {k[6:]: v for k, v in changes.items() if k.startswith("write")}
+    reads = {k[5:]: v for k, v in changes.items() if k.startswith("read")}
+    return {
+        "clusters": clusters, "window_s": round(window, 1),
+        "rss_mib": {"start": round(rss[0], 1), "end": round(rss[-1], 1), "max": round(max(rss), 1)},
+        "cpu_pct": round((env.op.cpu_seconds() - cpu_before) / window * 100, 2),
+        "writes": writes, "reads": reads,
+        "writes_per_cluster_min": round(sum(writes.values()) * per_min, 3),
+        "gets_per_cluster_min": round(sum(v for k, v in reads.items() if k.startswith("GET")) * per_min, 3),
+        "lists_per_cluster_min": round(sum(v for k, v in reads.items() if k.startswith("LIST")) * per_min, 3),
+        "emqx_per_cluster_min": round((env.sim_requests() - emqx_before) * per_min, 3),
+        "reconciles_per_cluster_min": round(changes.get("reconciles", 0) * per_min, 3),
+    }
+
+
+def phase_many(sizes: list[int], idle_seconds: float) -> dict[str, Any]:
+    env = Env("fast")
+    results: dict[str, Any] = {"sizes": {}}
+    try:
+        print(f"fast timing: sandbox up in {env.up_s:.1f}s", flush=True)
+        ns = env.namespace("one")
+        timed_change(env, ns, "a", None, cr("a", "emqx/emqx:5.8.5", 3, 3))
+        results["one"] = idle_window(env, 1, idle_seconds)
+        print(f"  1 cluster (3+3): {results['one']}", flush=True)
+        env.delete_namespace(ns)
+        for size in sizes:
+            ns = env.namespace(f"many-{size}")
+            started = time.monotonic()
+            keys = [env.create(ns, cr(f"c{i:03d}", "emqx/emqx:5.7.2", 1, 0)) for i in range(size)]
+            created = time.monotonic() - started
+            at = env.ready(keys, 1800)
+            row: dict[str, Any] = {"created_s": round(created, 1),
+                                   "all_ready_s": round(max(at.values()) - started, 1),
+                                   "ready": summary([t - started for t in at.values()])}
+            print(f"  {size} clusters created in {created:.1f}s, all Ready after {row['all_ready_s']}s", flush=True)
+            row["idle"] = idle_window(env, size, idle_seconds)
+            print(f"  idle: {row['idle']}", flush=True)
+            env.op.stop()
+            env.op = start_operator(env.state, f"operator-restart-{size}")
+            mark = time.monotonic()
+            deadline = mark + 600
+            while counters(env.op)["reconciles"] < size and time.monotonic() < deadline:
+                time.sleep(1)
+            first_pass_s = time.monotonic() - mark
+            time.sleep(idle_seconds)
+            after = counters(env.op)
+            row["restart"] = {"first_pass_all_s": round(first_pass_s, 1),
+                              "writes": {k[6:]: v for k, v in after.items() if k.startswith("write") and v},
+                              "reads": {k[5:]: v for k, v in after.items() if k.startswith("read") and v},
+                              "window_s": round(time.monotonic() - mark, 1)}
+            print(f"  restart: {row['restart']}", flush=True)
+            results["sizes"][size] = row
+            env.delete_namespace(ns)
+        results["load_after"] = loadavg()
+        return results
+    finally:
+        env.close()
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [f"bench/scale_bench.py, {results['meta']['at']}, code {results['meta']['code']}, "
+             f"{results['meta']['cpus']} CPUs, load at start {results['meta']['load'][0]}", "",
+             "| figure | ours | official 2.2.29 (issue 19) |", "|---|---|---|"]
+    honest = results.get("honest")
+    if honest:
+        m = honest["median"]
+        n = len(honest["runs"]["create"])
+        lines += [
+            f"| 3+3 created → Ready, honest timing (median of {n}) | {m['create']:.1f} s | {OFFICIAL['create']} s |",
+            f"| replicants 3 → 5 → Ready, honest timing | {m['scale']:.1f} s | {OFFICIAL['scale']} s |",
+            f"| upgrade 5.8.5 → 5.8.6 → Ready, honest timing | {m['upgrade_5.8']:.1f} s | {OFFICIAL['upgrade']} s |",
+            f"| upgrade 5.0.6 → 5.0.7 → Ready, honest timing | {m['upgrade_5.0']:.1f} s | |",
+        ]
+        ups = honest["runs"]["upgrade_5.8"] + honest["runs"]["upgrade_5.0"]
+        lines.append(f"| during upgrades: fewest Ready cores / most replicant pods | "
+                     f"{min(u['min_ready_cores'] for u in ups)} of 3 / {max(u['max_replicant_pods'] for u in ups)} "
+                     f"(3 replicas, maxSurge 1) | |")
+    many = results.get("many")
+    if many:
+        one = many["one"]
+        lines.append(f"| operator RSS at idle, one 3+3 cluster | {one['rss_mib']['end']} MiB | "
+                     f"{OFFICIAL['rss_one_mib']} MiB |")
+        lines.append(f"| idle minute, one cluster: writes / EMQX requests / GETs / LISTs | "
+                     f"{one['writes_per_cluster_min']:g} / {one['emqx_per_cluster_min']:g} / "
+                     f"{one['gets_per_cluster_min']:g} / {one['lists_per_cluster_min']:g} | "
+                     f"{OFFICIAL['idle_writes_per_min']} / {OFFICIAL['idle_emqx_per_min']} / – / – |")
+        for size, row in many["sizes"].items():
+            idle = row["idle"]
+            lines.append(f"| {size} clusters (1 core each) created at once → all Ready, fast timing | "
+                         f"{row['all_ready_s']} s (median {row['ready']['p50']:.1f} s) | |")
+            lines.append(f"| operator RSS at idle, {size} clusters (max over {idle['window_s']:.0f} s) | "
+                         f"{idle['rss_mib']['end']} MiB ({idle['rss_mib']['max']}) | |")
+            lines.append(f"| per cluster per idle minute, {size} clusters: writes / EMQX requests / GETs / LISTs "
+                         f"| {idle['writes_per_cluster_min']:g} / {idle['emqx_per_cluster_min']:g} / "
+                         f"{idle['gets_per_cluster_min']:g} / {idle['lists_per_cluster_min']:g} | |")
+            restart = row["restart"]
+            lines.append(f"| operator restarted with {size} settled clusters: writes in {restart['window_s']:.0f} s "
+                         f"(every cluster passed after {restart['first_pass_all_s']} s) | "
+                         f"{sum(restart['writes'].values()):g} | |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phases", default="honest,many")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", default="50,100,500")
+    parser.add_argument("--idle-seconds", type=float, default=120)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    phases = args.phases.split(",")
+    results: dict[str, Any] = {"meta": {
+        "at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": source_hash(),
+        "cpus": os.cpu_count(), "load": loadavg()}}
+    if "honest" in phases:
+        results["honest"] = phase_honest(args.rounds)
+    if "many" in phases:
+        results["many"] = phase_many([int(s) for s in args.sizes.split(",") if s], args.idle_seconds)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""What the watches saw: owned objects and pods of every EMQX cluster, kept from kopf's events.
+
+observe.py reads a cluster's objects from here instead of listing them on every pass: one LIST per
+kind per pass and cluster would be most of the operator's API traffic with many clusters. Bodies
+are trimmed to what the operator reads (no managedFields, no pod volumes or env), which keeps the
+cache small.
+
+A cluster's objects of one kind are served from here only when
+- that kind's watch is live (kopf has delivered at least one of its events), and
+- observe has seeded them with a LIST of its own, less than `reseed_seconds` ago.
+The LIST-then-events seeding covers what a watch alone cannot promise: objects that existed before
+the operator's watch started, and deletions lost when a watch restarts from a fresh listing (kopf
+re-lists after "410 Gone" without DELETED events for what vanished meanwhile). Objects are ordered
+by resourceVersion, so an event or LIST older than what is cached never replaces it, and a deletion
+leaves a tombstone so that a late copy of the object (act's own write racing its DELETED event)
+does not bring it back. act.py puts what it applied in at once, so the next pass never re-applies
+an object only because its watch event has not arrived yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kubectl_emqx.domain.vocabulary import LABEL_INSTANCE
+
+Key = tuple[str, str, str]  # kind, namespace, name
+Group = tuple[str, str, str]  # kind, namespace, instance
+CACHED_KINDS = ("Pod", "ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
+RESEED_SECONDS = 300.0
+TOMBSTONES = 2048
+
+
+class ObjectCache:
+    def __init__(self, reseed_seconds: float = RESEED_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._groups: dict[Group, set[str]] = defaultdict(set)
+        self._seeded: dict[Group, float] = {}
+        self._tombstones: OrderedDict[Key, int] = OrderedDict()
+        self._live: set[str] = set()
+        self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
+        self._reseed = reseed_seconds
+        self._clock = clock
+
+    # watch events and act's writes ------------------------------------------------------------
+
+    def event(self, event_type: str | None, obj: dict[str, Any]) -> None:
+        """A kopf watch event (type None for the watch's initial listing)."""
+        kind = str(obj.get("kind") or "")
+        if kind not in CACHED_KINDS:
+            return
+        with self._lock:
+            self._live.add(kind)
+        if event_type == "DELETED":
+            meta = obj.get("metadata") or {}
+            self.delete(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), _rv(obj))
+        else:
+            self.put(obj)
+
+    def put(self, obj: dict[str, Any], kind: str | None = None) -> None:
+        kind = kind or str(obj.get("kind") or "")
+        meta = obj.get("metadata") or {}
+        instance = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        if kind not in CACHED_KINDS or not instance:
+            return
+        key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        rv = _rv(obj)
+        trimmed = trim(obj, kind)
+        with self._lock:
+            dead = self._tombstones.get(key)
+            if dead is not None and rv is not None and rv <= dead:
+                return  # a copy older than its deletion
+            old = self._objects.get(key)
+            old_rv = _rv(old) if old is not None else None
+            if old_rv is not None and rv is not None and old_rv > rv:
+                return  # older than what is cached
+            self._unindex(key, old)
+            self._objects[key] = trimmed
+            self._groups[(kind, key[1], instance)].add(key[2])
+
+    def delete(self, kind: str, namespace: str, name: str, rv: int | None = None) -> None:
+        key = (kind, namespace, name)
+        with self._lock:
+            old = self._objects.get(key)
+            old_rv = _rv(old) if old is not None else None
+            if old_rv is not None and rv is not None and old_rv > rv:
+                return  # a newer object of that name exists already
+            self._unindex(key, self._objects.pop(key, None))
+            if rv is not None:
+                self._tombstones[key] = rv
+                self._tombstones.move_to_end(key)
+                while len(self._tombstones) > TOMBSTONES:
+                    self._tombstones.popitem(last=False)
+
+    # observe ------------------------------------------------------------------------------------
+
+    def of_instance(self, kind: str, namespace: str, instance: str) -> list[dict[str, Any]] | None:
+        """The cluster's objects of a kind (copies), or None when observe should LIST them."""
+        group = (kind, namespace, instance)
+        with self._lock:
+            seeded = self._seeded.get(group)
+            if kind not in self._live or seeded is None or self._clock() - seeded > self._reseed:
+                return None
+            names = sorted(self._groups.get(group, ()))
+            return [copy.deepcopy(self._objects[(kind, namespace, name)]) for name in names]
+
+    def seed(self, kind: str, namespace: str, instance: str, items: Iterable[dict[str, Any]],
+             list_rv: int | None) -> None:
+        """What a LIST of the cluster's objects of `kind` returned (at resourceVersion `list_rv`)."""
+        items = list(items)
+        listed = {str((i.get("metadata") or {}).get("name") or "") for i in items}
+        for item in items:
+            self.put(item, kind)
+        group = (kind, namespace, instance)
+        with self._lock:
+            for name in list(self._groups.get(group, ())):
+                key = (kind, namespace, name)
+                cached_rv = _rv(self._objects.get(key))
+                if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
+                    self._unindex(key, self._objects.pop(key, None))  # gone before the LIST
+            self._seeded[group] = self._clock()
+
+    def resource_seen(self, namespace: str, name: str, marker: str) -> None:
+        """The EMQX resource's watch event: when its spec or metadata changed (`marker`: generation,
+        labels and annotations; status-only changes keep it), its objects are listed afresh on the next
+        pass. A user's `kubectl annotate` is thus also a way to make the operator look at everything
+        again (a permission restored, an object changed by hand)."""
+        with self._lock:
+            if self._resources.get((namespace, name)) == marker:
+                return
+            self._resources[(namespace, name)] = marker
+            for group in [g for g in self._seeded if g[1] == namespace and g[2] == name]:
+                del self._seeded[group]
+
+    def forget(self, namespace: str, instance: str) -> None:
+        """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
+        with self._lock:
+            self._resources.pop((namespace, instance), None)
+            for group in [g for g in self._seeded if g[1] == namespace and g[2] == instance]:
+                del self._seeded[group]
+                for name in self._groups.pop(group, set()):
+                    self._objects.pop((group[0], namespace, name), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+    def _unindex(self, key: Key, old: dict[str, Any] | None) -> None:
+        if old is None:
+            return
+        instance = ((old.get("metadata") or {}).get("labels") or {}).get(LABEL_INSTANCE) or ""
+        group = (key[0], key[1], instance)
+        names = self._groups.get(group)
+        if names is not None:
+            names.discard(key[2])
+            if not names and group not in self._seeded:
+                del self._groups[group]
+
+
+def _rv(obj: dict[str, Any] | None) -> int | None:
+    """An object's resourceVersion as a number. resourceVersions are opaque to clients, but the
+    API server's are etcd revisions; anything else makes ordering unknown (None)."""
+    try:
+        return int(((obj or {}).get("metadata") or {})["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+_CONTAINER_KEYS = ("name", "image", "ports")
+
+
+def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """A copy with only what the operator reads."""
+    kind = kind or obj.get("kind")
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    trimmed: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": kind, "metadata": copy.deepcopy(meta)}
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        trimmed["spec"] = {
+            "containers": [{k: copy.deepcopy(v) for k, v in c.items() if k in _CONTAINER_KEYS}
+                           for c in spec.get("containers") or []],
+            "readinessGates": copy.deepcopy(spec.get("readinessGates") or []),
+            "nodeName": spec.get("nodeName"),
+        }
+    elif kind in ("StatefulSet", "Deployment"):
+        template = spec.get("template") or {}
+        trimmed["spec"] = {
+            "replicas": spec.get("replicas"),
+            "template": {
+                "metadata": copy.deepcopy(template.get("metadata") or {}),
+                "spec": {"containers": [{k: copy.deepcopy(v) for k, v in c.items() if k in _CONTAINER_KEYS}
+                                        for c in (template.get("spec") or {}).get("containers") or []]},
+            },
+        }
+    else:
+        trimmed["spec"] = copy.deepcopy(spec)
+    for field in ("data", "status"):
+        if field in obj:
+            trimmed[field] = copy.deepcopy(obj[field])
+    return trimmed

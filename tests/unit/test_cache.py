@@ -1,0 +1,117 @@
+"""The watch cache observe reads instead of listing: ordering by resourceVersion, seeding, tombstones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emqx_operator.cache import ObjectCache, trim
+
+from kubectl_emqx.domain.vocabulary import LABEL_INSTANCE
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def obj(kind: str, name: str, rv: int, instance: str = "emqx", **extra: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": kind,
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv),
+                         "labels": {LABEL_INSTANCE: instance}}, **extra}
+
+
+def names(items: list[dict[str, Any]] | None) -> list[str] | None:
+    return None if items is None else [i["metadata"]["name"] for i in items]
+
+
+def seeded(clock: Clock | None = None) -> ObjectCache:
+    cache = ObjectCache(reseed_seconds=300, clock=clock or Clock())
+    cache.event(None, obj("Service", "emqx-dashboard", 5))  # the watch is live
+    cache.seed("Service", "ns", "emqx", [obj("Service", "emqx-dashboard", 5), obj("Service", "emqx-headless", 6)], 10)
+    return cache
+
+
+def test_nothing_is_served_before_the_watch_is_live_and_a_list_seeded_it() -> None:
+    cache = ObjectCache()
+    cache.seed("Service", "ns", "emqx", [obj("Service", "a", 1)], 1)
+    assert cache.of_instance("Service", "ns", "emqx") is None, "no event of the kind yet: the watch may not run"
+    cache.event("ADDED", obj("Service", "b", 2, instance="other"))
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["a"]
+    assert cache.of_instance("Service", "ns", "other") is None, "never listed: observe lists it"
+
+
+def test_events_keep_the_copy_current_and_older_copies_never_win() -> None:
+    cache = seeded()
+    cache.event("MODIFIED", obj("Service", "emqx-dashboard", 12, spec={"type": "NodePort"}))
+    cache.put(obj("Service", "emqx-dashboard", 11, spec={"type": "ClusterIP"}))  # a late copy
+    served = cache.of_instance("Service", "ns", "emqx")
+    assert served is not None and served[0]["spec"] == {"type": "NodePort"}
+    served[0]["spec"]["type"] = "changed by a reader"
+    assert cache.of_instance("Service", "ns", "emqx")[0]["spec"] == {"type": "NodePort"}, "readers get copies"
+
+
+def test_a_deletion_is_not_undone_by_a_late_copy() -> None:
+    cache = seeded()
+    cache.event("DELETED", obj("Service", "emqx-headless", 20))
+    cache.put(obj("Service", "emqx-headless", 19))  # act's answer arriving after the DELETED event
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard"]
+    cache.event("ADDED", obj("Service", "emqx-headless", 25))  # created again
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard", "emqx-headless"]
+
+
+def test_a_list_drops_what_vanished_before_it_but_keeps_what_came_after() -> None:
+    cache = seeded()
+    cache.event("ADDED", obj("Service", "emqx-listeners", 40))
+    cache.seed("Service", "ns", "emqx", [obj("Service", "emqx-dashboard", 5)], 30)
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard", "emqx-listeners"], \
+        "headless vanished before the list (rv 6 <= 30); listeners is newer than the list"
+
+
+def test_a_seed_expires_so_that_lost_deletions_cannot_last() -> None:
+    clock = Clock()
+    cache = seeded(clock)
+    clock.now += 299
+    assert cache.of_instance("Service", "ns", "emqx") is not None
+    clock.now += 2
+    assert cache.of_instance("Service", "ns", "emqx") is None
+
+
+def test_objects_of_other_clusters_and_kinds_stay_apart_and_forget_drops_a_cluster() -> None:
+    cache = seeded()
+    cache.event(None, obj("Pod", "other-core-0", 3, instance="other"))
+    cache.event(None, obj("Secret", "emqx-cookie", 3))
+    cache.put({"kind": "Pod", "metadata": {"name": "unlabelled", "namespace": "ns"}})
+    assert len(cache) == 3
+    cache.forget("ns", "emqx")
+    assert cache.of_instance("Service", "ns", "emqx") is None
+    assert len(cache) == 1
+
+
+def test_trim_keeps_what_the_operator_reads_only() -> None:
+    pod = obj("Pod", "emqx-core-0", 1, spec={
+        "containers": [{"name": "emqx", "image": "emqx:5.8.6", "ports": [{"containerPort": 18083}],
+                        "env": [{"name": "X", "value": "y" * 1000}]}],
+        "volumes": [{"name": "data"}], "readinessGates": [{"conditionType": "apps.emqx.io/on-serving"}],
+        "nodeName": "node-1"}, status={"phase": "Running"})
+    pod["metadata"]["managedFields"] = [{"manager": "kubelet"}]
+    pod["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "{}", "a": "b"}
+    small = trim(pod)
+    assert small["spec"] == {"containers": [{"name": "emqx", "image": "emqx:5.8.6",
+                                             "ports": [{"containerPort": 18083}]}],
+                             "readinessGates": [{"conditionType": "apps.emqx.io/on-serving"}], "nodeName": "node-1"}
+    assert small["metadata"]["annotations"] == {"a": "b"} and "managedFields" not in small["metadata"]
+    assert small["status"] == {"phase": "Running"}
+
+
+def test_a_change_to_the_resource_but_not_its_status_makes_the_next_pass_list_again() -> None:
+    cache = seeded()
+    cache.resource_seen("ns", "emqx", '[1, {}, {}]')
+    assert cache.of_instance("Service", "ns", "emqx") is None, "first sight of the resource"
+    cache.seed("Service", "ns", "emqx", [obj("Service", "emqx-dashboard", 5)], 10)
+    cache.resource_seen("ns", "emqx", '[1, {}, {}]')  # a status write of the operator's
+    assert cache.of_instance("Service", "ns", "emqx") is not None
+    cache.resource_seen("ns", "emqx", '[1, {}, {"test/poke": "1"}]')  # kubectl annotate
+    assert cache.of_instance("Service", "ns", "emqx") is None
