@@ -8,6 +8,7 @@ every write is counted (metrics, the no-churn tests and the benchmarks read the 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -111,14 +112,14 @@ class ClusterApi:
         return self.list_at(kind, namespace, label_selector)[0]
 
     def list_at(self, kind: str, namespace: str | None,
-                label_selector: str | None = None) -> tuple[list[dict[str, Any]], int | None]:
+                label_selector: str | None = None) -> tuple[builtins.list[dict[str, Any]], int | None]:
         """The items (each with its kind) and the list's resourceVersion (None if not a number)."""
         query = {"labelSelector": label_selector} if label_selector else None
         result = self.request("GET", resource_path(kind, namespace), query=query, kind=kind, verb="LIST")
         items = [dict(item, kind=item.get("kind") or kind) for item in result.get("items", [])]
         try:
-            version: int | None = int((result.get("metadata") or {}).get("resourceVersion"))
-        except (TypeError, ValueError):
+            version: int | None = int((result.get("metadata") or {})["resourceVersion"])
+        except (KeyError, TypeError, ValueError):
             version = None
         return items, version
 

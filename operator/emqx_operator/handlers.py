@@ -25,9 +25,10 @@ from kubectl_emqx.domain.vocabulary import GROUP, LABEL_INSTANCE, LABEL_MANAGED_
 
 INSTANCE_LABEL = LABEL_INSTANCE
 MANAGED_BY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
-# The kinds an EMQX cluster is made of, as kopf names them: (group/version, plural).
-WATCHED = (("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("apps/v1", "statefulsets"),
-           ("apps/v1", "deployments"), ("policy/v1", "poddisruptionbudgets"))
+# The kinds an EMQX cluster is made of, as kopf selects them (the handlers below say the same).
+WATCHED: tuple[tuple[str, str] | tuple[str, str, str], ...] = (
+    ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("apps", "v1", "statefulsets"),
+    ("apps", "v1", "deployments"), ("policy", "v1", "poddisruptionbudgets"))
 OWNED_CHANGE_DELAY = 0.2  # coalesces the burst of events one rollout step makes
 
 
@@ -50,8 +51,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.networking.request_timeout = 30
     settings.networking.error_backoffs = RetryForever()
     settings.scanning.disabled = True
-    for group_version, plural in WATCHED:  # server-side: only what the operator manages is sent
-        settings.watching.label_selectors[(*group_version.split("/"), plural)] = MANAGED_BY_SELECTOR
+    for selector in WATCHED:  # server-side: only what the operator manages is sent
+        settings.watching.label_selectors[selector] = MANAGED_BY_SELECTOR
     memo["scheduler_task"] = asyncio.create_task(runtime.state_of(memo).scheduler.run())
 
 
@@ -85,7 +86,16 @@ def emqx_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _trigger(memo, namespace, name)
 
 
-def _owned_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any) -> None:
+_OWNED: dict[str, Any] = {INSTANCE_LABEL: kopf.PRESENT}  # selected server-side by managed-by as well
+
+
+@kopf.on.event("v1", "pods", id="owned-pods", labels=_OWNED)
+@kopf.on.event("v1", "configmaps", id="owned-configmaps", labels=_OWNED)
+@kopf.on.event("v1", "services", id="owned-services", labels=_OWNED)
+@kopf.on.event("apps", "v1", "statefulsets", id="owned-statefulsets", labels=_OWNED)
+@kopf.on.event("apps", "v1", "deployments", id="owned-deployments", labels=_OWNED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", id="owned-poddisruptionbudgets", labels=_OWNED)
+def owned_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any) -> None:
     """A pod or owned object changed: keep its copy, and look at its cluster again (a pod turning
     Ready is the next step of a rollout; a deleted Service is put back at once)."""
     state = runtime.state_of(memo)
@@ -94,12 +104,6 @@ def _owned_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any
     instance = body.metadata.labels.get(INSTANCE_LABEL)
     if instance:
         _trigger(memo, body.metadata.namespace or "", instance, delay=OWNED_CHANGE_DELAY)
-
-
-for _group_version, _plural in WATCHED:
-    kopf.on.event(*_group_version.split("/"), _plural, id=f"owned-{_plural}",
-                  labels={INSTANCE_LABEL: kopf.PRESENT})(_owned_changed)
-emqx_pod_changed = _owned_changed
 
 
 @kopf.on.probe(id="scheduler_idle_seconds")

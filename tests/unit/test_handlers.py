@@ -36,7 +36,7 @@ def test_events_trigger_the_scheduler_from_the_memo() -> None:
     memo, scheduler = _memo(excluded=("solo-*",))
     handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "prod", "name": "a"}}), memo=memo)
     pod = {"metadata": {"namespace": "prod", "name": "a-core-0", "labels": {handlers.INSTANCE_LABEL: "a"}}}
-    handlers.emqx_pod_changed(body=kopf.Body(pod), memo=memo)
+    handlers.owned_changed(body=kopf.Body(pod), memo=memo)
     handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "solo-x", "name": "b"}}), memo=memo)
     assert scheduler.triggers == [("prod", "a", 0.0), ("prod", "a", 0.2)]
     assert 0 <= handlers.scheduler_alive(memo=memo) < 60
