@@ -6,7 +6,9 @@ are trimmed to what the operator reads (no managedFields, no pod volumes or env)
 cache small.
 
 A cluster's objects of one kind are served from here only when
-- that kind's watch is live (kopf has delivered at least one of its events), and
+- that kind's watch is live: kopf has delivered at least one of its events, or the operator has run
+  for `watch_grace_seconds` (kopf opens every watch at start-up; a kind with no objects anywhere sends
+  no event, and a watch that failed is bounded by the re-seeding), and
 - observe has seeded them with a LIST of its own, less than `reseed_seconds` ago.
 The LIST-then-events seeding covers what a watch alone cannot promise: objects that existed before
 the operator's watch started, and deletions lost when a watch restarts from a fresh listing (kopf
@@ -32,11 +34,13 @@ Key = tuple[str, str, str]  # kind, namespace, name
 Group = tuple[str, str, str]  # kind, namespace, instance
 CACHED_KINDS = ("Pod", "ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
 RESEED_SECONDS = 300.0
+WATCH_GRACE_SECONDS = 60.0
 TOMBSTONES = 2048
 
 
 class ObjectCache:
-    def __init__(self, reseed_seconds: float = RESEED_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, reseed_seconds: float = RESEED_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 watch_grace_seconds: float = WATCH_GRACE_SECONDS) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
         self._groups: dict[Group, set[str]] = defaultdict(set)
@@ -46,6 +50,7 @@ class ObjectCache:
         self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
         self._reseed = reseed_seconds
         self._clock = clock
+        self._all_live_at = clock() + watch_grace_seconds
 
     # watch events and act's writes ------------------------------------------------------------
 
@@ -104,7 +109,9 @@ class ObjectCache:
         group = (kind, namespace, instance)
         with self._lock:
             seeded = self._seeded.get(group)
-            if kind not in self._live or seeded is None or self._clock() - seeded > self._reseed:
+            now = self._clock()
+            live = kind in self._live or now >= self._all_live_at
+            if not live or seeded is None or now - seeded > self._reseed:
                 return None
             names = sorted(self._groups.get(group, ()))
             return [copy.deepcopy(self._objects[(kind, namespace, name)]) for name in names]
@@ -203,6 +210,8 @@ def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
                                         for c in (template.get("spec") or {}).get("containers") or []]},
             },
         }
+    elif kind in ("Service", "PodDisruptionBudget"):
+        return trimmed  # the operator reads their existence and the applied-hash annotation only
     else:
         trimmed["spec"] = copy.deepcopy(spec)
     for field in ("data", "status"):

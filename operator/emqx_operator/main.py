@@ -95,10 +95,30 @@ def identity(args: argparse.Namespace) -> str:
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
+def _memory_report_on_signal() -> None:
+    """With PYTHONTRACEMALLOC set (tracemalloc on from the start), SIGUSR2 logs where the memory is,
+    by source file: the figures in docs/internals.md ("Memory") come from it. Tracing costs memory and
+    time: a diagnosis tool, off unless asked for."""
+    import signal
+    import tracemalloc
+
+    def report(*_: Any) -> None:
+        snapshot = tracemalloc.take_snapshot()
+        stats = snapshot.statistics("filename")
+        total = sum(s.size for s in stats)
+        lines = [f"traced {total / 2**20:.1f} MiB in {len(stats)} files; largest:"]
+        lines += [f"  {s.size / 2**20:7.2f} MiB {s.count:8d} blocks  {s.traceback[0].filename}" for s in stats[:40]]
+        logging.getLogger("emqx_operator.memory").warning("\n".join(lines))
+
+    signal.signal(signal.SIGUSR2, report)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
+    if os.environ.get("PYTHONTRACEMALLOC"):
+        _memory_report_on_signal()
     # kopf uses the kubernetes client library when it can import it, and it costs ~40 MiB of RSS; the
     # operator talks to the API itself (kubeconn.py, cluster_api.py), so kopf gets the same
     # credentials through its login handler and never loads the library.

@@ -35,22 +35,29 @@ def seeded(clock: Clock | None = None) -> ObjectCache:
 
 
 def test_nothing_is_served_before_the_watch_is_live_and_a_list_seeded_it() -> None:
-    cache = ObjectCache()
+    clock = Clock()
+    cache = ObjectCache(clock=clock, watch_grace_seconds=60)
     cache.seed("Service", "ns", "emqx", [obj("Service", "a", 1)], 1)
+    cache.seed("Deployment", "ns", "emqx", [], 1)
     assert cache.of_instance("Service", "ns", "emqx") is None, "no event of the kind yet: the watch may not run"
     cache.event("ADDED", obj("Service", "b", 2, instance="other"))
     assert names(cache.of_instance("Service", "ns", "emqx")) == ["a"]
     assert cache.of_instance("Service", "ns", "other") is None, "never listed: observe lists it"
+    assert cache.of_instance("Deployment", "ns", "emqx") is None
+    clock.now += 61  # no Deployment anywhere sends no event; after the grace the empty list counts
+    cache.seed("Deployment", "ns", "emqx", [], 1)
+    assert cache.of_instance("Deployment", "ns", "emqx") == []
 
 
 def test_events_keep_the_copy_current_and_older_copies_never_win() -> None:
     cache = seeded()
-    cache.event("MODIFIED", obj("Service", "emqx-dashboard", 12, spec={"type": "NodePort"}))
-    cache.put(obj("Service", "emqx-dashboard", 11, spec={"type": "ClusterIP"}))  # a late copy
+    cache.event("MODIFIED", obj("Service", "emqx-dashboard", 12, status={"replicas": 2}))
+    cache.put(obj("Service", "emqx-dashboard", 11, status={"replicas": 1}))  # a late copy
     served = cache.of_instance("Service", "ns", "emqx")
-    assert served is not None and served[0]["spec"] == {"type": "NodePort"}
-    served[0]["spec"]["type"] = "changed by a reader"
-    assert cache.of_instance("Service", "ns", "emqx")[0]["spec"] == {"type": "NodePort"}, "readers get copies"
+    assert served is not None and served[0]["metadata"]["resourceVersion"] == "12"
+    served[0]["metadata"]["name"] = "changed by a reader"
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard", "emqx-headless"], \
+        "readers get copies"
 
 
 def test_a_deletion_is_not_undone_by_a_late_copy() -> None:
@@ -115,3 +122,9 @@ def test_a_change_to_the_resource_but_not_its_status_makes_the_next_pass_list_ag
     assert cache.of_instance("Service", "ns", "emqx") is not None
     cache.resource_seen("ns", "emqx", '[1, {}, {"test/poke": "1"}]')  # kubectl annotate
     assert cache.of_instance("Service", "ns", "emqx") is None
+
+
+def test_services_and_budgets_keep_their_metadata_only() -> None:
+    service = obj("Service", "emqx-dashboard", 1, spec={"ports": [{"port": 18083}]}, status={"loadBalancer": {}})
+    service["metadata"]["annotations"] = {"apps.emqx.io/applied-hash": "abc"}
+    assert trim(service) == {"apiVersion": "v1", "kind": "Service", "metadata": service["metadata"]}

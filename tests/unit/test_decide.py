@@ -532,6 +532,19 @@ def test_opensource_replicants_are_let_in_without_a_drain() -> None:
     cluster.converge(passes=80, seconds=11)
 
 
+@pytest.mark.parametrize(("connections", "expected"), [(0, 0), (3, 10)])
+def test_the_surge_waits_for_takeover_only_while_old_replicants_have_clients(connections: int, expected: int) -> None:
+    cluster = settled(image="emqx/emqx:5.7.1", cores=1, replicants=2)
+    cluster.connections = {n["node"]: connections for n in cluster.status["emqxNodes"]}
+    cluster.set_image("emqx/emqx:5.7.2")
+    plan = roll_until(cluster, lambda p: any(o["kind"] == "Deployment" and "5.7.2" in str(o) for o in p.apply))
+    deployment = next(o for o in plan.apply if o["kind"] == "Deployment")
+    assert deployment["spec"]["minReadySeconds"] == expected
+    cluster.converge(passes=80, seconds=11)
+    assert cluster.objects[("Deployment", "demo-replicant")]["spec"]["minReadySeconds"] == 10, \
+        "back to waitTakeover once no old replicant is left (a settled cluster keeps one value)"
+
+
 def test_scaling_replicants_up_opens_the_new_gates() -> None:
     cluster = settled(replicants=1)
     cluster.set_spec(replicantTemplate={"spec": {"replicas": 3}})

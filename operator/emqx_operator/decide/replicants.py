@@ -1,12 +1,14 @@
 """The replicants: their Deployment, held back until the cores are done, and paced (pure).
 
-Replicants keep the image and restart hash they run until every core runs the new template (from
-5.6 a replicant only works with a core of its own release). Then the Deployment surges (maxSurge 1,
-maxUnavailable 0); every new replicant carries the readiness gate `apps.emqx.io/on-serving`, which
-the operator opens once EMQX reports the node running and, while old replicants remain, only after
-the old replicant the Deployment removes next (marked by pod-deletion-cost) has been drained through
-evacuation where the edition allows it. Where it does not, `minReadySeconds` (= waitTakeover) gives
-its clients time to reconnect.
+Replicants keep the image and restart hash they run until every core runs the new template, or, on
+an upgrade to 5.6 or later, until one core runs the new release (decide/__init__.py says why).
+Then the Deployment surges (updateStrategy.maxSurge, default 1; maxUnavailable 0); every new
+replicant carries the readiness gate `apps.emqx.io/on-serving`, which the operator opens once EMQX
+reports the node running and, while old replicants remain, only after the old replicant the
+Deployment removes next (marked by pod-deletion-cost) has been drained through evacuation where the
+edition allows it. Where it does not, `minReadySeconds` (= waitTakeover) gives its clients time to
+reconnect; while a rollout finds no client on any old replicant it is 0 (and back to waitTakeover
+once the old ones are gone).
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def decide(facts: Facts, core_image: str, restart_hash: str, cores_done: bool) -
                 and annotations.get(ANNOTATION_RESTARTED_AT) == restarted_at
                 and not facts.restart_requested(pod, "replicant"))
 
+    old_pods = [p for p in replicant_pods if not current(p)]
+    if result.deployment is not None and old_pods and all(
+            int((facts.emqx_info(p) or {"connections": 1}).get("connections") or 0) == 0 for p in old_pods):
+        # waitTakeover gives clients of a replaced replicant time to reconnect elsewhere: with none
+        # connected to any old replicant (as EMQX reports them), the surge need not wait for it.
+        result.deployment["spec"]["minReadySeconds"] = 0
     _pace(facts, result, replicant_pods, current, desired, target)
     if cores_done and not result.patches and not result.calls:
         _restart_named(facts, result, replicant_pods, desired, target)
