@@ -85,6 +85,7 @@ def test_a_new_resource_gets_its_secrets_and_core_objects_but_no_replicants_yet(
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == "cr-uid" for o in plan.apply)
     assert all(w.body["metadata"]["ownerReferences"][0]["uid"] == "cr-uid" for w in plan.secrets)
     assert plan.status["phase"] == "Creating" and not plan.emqx_calls and plan.busy
+    assert cond(plan, "ConfigApplied")["reason"] == "NodesStarting", "nothing is restarted on creation"
 
 
 def test_a_settled_cluster_decides_nothing_new() -> None:

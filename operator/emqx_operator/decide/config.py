@@ -191,6 +191,8 @@ def finish(spec: EmqxSpec, plan_: ConfigPlan, emqx: EmqxView, old_status: dict[s
                 + ": before 5.0.23 settings changed through the Dashboard or API win over emqx.conf; change "
                 "them there too (or remove data/configs/cluster-override.conf)"))
         return status, (True, "AppliedByRestart", what + "the configuration is applied by a rolling restart")
+    if not rolled_out and not emqx.running():
+        return status, (False, "NodesStarting", "the nodes start with this configuration (emqx.conf in the ConfigMap)")
     if not rolled_out:
         return status, (False, "RollingRestart", "restarting nodes for node, rpc, cluster or dashboard port settings")
     message = _applied_message(old_status, generation)
