@@ -44,6 +44,8 @@ VERBS: dict[str, Verb] = {
     "scale": Verb("scale", "scale", "Change the number of core or replicant nodes", CLUSTER),
     "config": Verb("config", "config", "Show or change a cluster's EMQX configuration", CLUSTER),
     "upgrade": Verb("upgrade", "upgrade", "Change a cluster's EMQX image (or roll back)", CLUSTER),
+    "restart": Verb("restart", "restart", "Restart a cluster's nodes one at a time", CLUSTER),
+    "rebalance": Verb("rebalance", "rebalance", "Rebalance client connections across nodes", CLUSTER),
     "delete": Verb("delete", "delete", "Delete an EMQX cluster", CLUSTER),
     "install": Verb("operator", "install", "Install the EMQX operator and CRD", OPERATOR),
     "uninstall": Verb("operator", "uninstall", "Remove the EMQX operator", OPERATOR),

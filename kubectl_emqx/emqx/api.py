@@ -203,6 +203,20 @@ class EmqxApi:
                 return
             raise
 
+    def rebalance_start(self, coordinator: str, body: dict[str, Any]) -> None:
+        """POST /load_rebalance/{coordinator}/start. EMQX's refusals (nothing_to_balance,
+        already_started, Nodes unavailable, a bad body) are raised with its words."""
+        self._request("POST", f"/api/v5/load_rebalance/{quote(coordinator, safe='@')}/start", json_body=body)
+
+    def rebalance_stop(self, coordinator: str) -> None:
+        """POST /load_rebalance/{coordinator}/stop; a rebalance that already ended (not_started) is fine."""
+        try:
+            self._request("POST", f"/api/v5/load_rebalance/{quote(coordinator, safe='@')}/stop")
+        except EmqxApiError as exc:
+            if exc.status == 400 and "not_started" in exc.message:
+                return
+            raise
+
     def rebalance_global_status(self) -> dict[str, Any]:
         return dict(self._json("GET", "/api/v5/load_rebalance/global_status"))
 

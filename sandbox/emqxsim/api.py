@@ -162,6 +162,16 @@ class NodeApi:
         )
         add(f"{BASE}/load_rebalance/status", {"GET": self.local_status}, available=lambda params: rebalance)
         add(
+            f"{BASE}/load_rebalance/{{node}}/start",
+            {"POST": self.rebalance_start},
+            available=lambda params: rebalance,
+        )
+        add(
+            f"{BASE}/load_rebalance/{{node}}/stop",
+            {"POST": self.rebalance_stop},
+            available=lambda params: rebalance,
+        )
+        add(
             f"{BASE}/load_rebalance/{{node}}/evacuation/start",
             {"POST": self.evacuation_start},
             available=lambda params: rebalance,
@@ -191,6 +201,7 @@ class NodeApi:
                 if denied is not None:
                     return denied
             with self.world.lock:
+                self._advance_rebalances()
                 return handler(request, params)
         return not_found_page(accept)
 
@@ -486,16 +497,30 @@ class NodeApi:
 
     # ------------------------------------------------------------------ load_rebalance
 
+    def _advance_rebalances(self) -> None:
+        """Run the rebalance timers due by now (each coordinator's gen_statem, lazily)."""
+        now = self.node.clock.now()
+        for node in self.node.cluster.running():
+            if node.rebalance is not None and not node.rebalance.advance(now):
+                node.rebalance = None
+                log.warning("%s: node_rebalance_finished", node.name)
+
     def availability_check(self, request: Request, params: dict[str, str]) -> Response:
-        if self.node.evacuation is not None:
+        if self.node.agent_busy():
             return error_response(503, "NODE_EVACUATING", "Node Evacuating")
         return json_response(200, {})
 
     def global_status(self, request: Request, params: dict[str, str]) -> Response:
-        evacuations = [node.evacuation_item() for node in self.node.cluster.running() if node.evacuation is not None]
-        return json_response(200, {"evacuations": evacuations, "purges": [], "rebalances": []})
+        running = self.node.cluster.running()
+        evacuations = [node.evacuation_item() for node in running if node.evacuation is not None]
+        rebalances = [node.rebalance.status_entry() for node in running if node.rebalance is not None]
+        return json_response(200, {"evacuations": evacuations, "purges": [], "rebalances": rebalances})
 
     def local_status(self, request: Request, params: dict[str, str]) -> Response:
+        coordinator = self.node.rebalance_coordinator()
+        if self.node.evacuation is None and coordinator is not None and coordinator.rebalance is not None:
+            return json_response(200, {"status": "enabled", "process": "rebalance",
+                                       **coordinator.rebalance.donor_entry(self.node)})
         if self.node.evacuation is None:
             return json_response(200, {"status": "disabled"})
         item = self.node.evacuation_item()
@@ -594,7 +619,7 @@ class NodeApi:
             unavailable = [
                 name
                 for name in reversed(migrate_to)
-                if name not in cluster.nodes or cluster.nodes[name].evacuation is not None
+                if name not in cluster.nodes or cluster.nodes[name].agent_busy()
             ]
             if unavailable:
                 message = self._rebalance_message("Nodes unavailable: ~p", [Atom(name) for name in unavailable])
@@ -603,9 +628,114 @@ class NodeApi:
         if target.evacuation is not None:
             message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("already_started"))
             return error_response(400, "BAD_REQUEST", message)
+        if target.agent_busy():  # a rebalance donor: its eviction agent is taken
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("eviction_agent_busy"))
+            return error_response(400, "BAD_REQUEST", message)
         target.start_evacuation(options)
         assert target.evacuation is not None
         self.world.data_dirs[target.data_dir_key].evacuation = target.evacuation.persisted_options()
+        return json_response(200, {})
+
+    def _check_rebalance_body(self, body: dict[str, Any]) -> Response | None:
+        """fields(rebalance_start): the same checks as the evacuation body, plus the thresholds
+        (positive integers; relative ones numbers > 1.0) and `nodes` (a non-empty list)."""
+        image = self.node.spec.image
+        render = schema.Rendering(image.hocon_version)
+        fields = ["wait_health_check", "conn_evict_rate", "sess_evict_rate", "abs_conn_threshold",
+                  "rel_conn_threshold", "abs_sess_threshold", "rel_sess_threshold", "wait_takeover", "nodes"]
+        if image.at_least(versions.REBALANCE_RPC_TIMEOUTS):
+            fields.insert(fields.index("sess_evict_rate"), "conn_evict_rpc_timeout")
+            fields.insert(fields.index("abs_conn_threshold"), "sess_evict_rpc_timeout")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            return self._body_error(schema.unknown_fields("root", unknown, fields, list(body), image.hocon_version))
+        for name in fields:
+            if name not in body:
+                continue
+            value, path = body[name], f"root.{name}"
+            if name in ("conn_evict_rate", "sess_evict_rate", "abs_conn_threshold", "abs_sess_threshold"):
+                if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                    return self._body_error(render.type_mismatch(path, "pos_integer()", value, None))
+            elif name in ("rel_conn_threshold", "rel_sess_threshold"):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    return self._body_error(render.type_mismatch(path, "number()", value, None))
+                if value <= 1.0:
+                    return self._body_error(schema.validation_error(path, Atom("returned_false"), value))
+            elif name in ("wait_health_check", "wait_takeover", "conn_evict_rpc_timeout", "sess_evict_rpc_timeout"):
+                if parse_duration(value) is None:
+                    kind = "timeout_duration_ms" if name.endswith("rpc_timeout") else "timeout_duration_s"
+                    return self._body_error(
+                        render.type_mismatch(path, f"emqx_schema:{kind}()", value, "Not a valid duration"))
+            elif name == "nodes":
+                if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+                    return self._body_error(render.type_mismatch(path, "[binary()]", value, None))
+                if not value:
+                    return self._body_error(schema.validation_error(path, Atom("returned_false"), []))
+        return None
+
+    def rebalance_start(self, request: Request, params: dict[str, str]) -> Response:
+        from .rebalance import DEFAULTS, Rebalance, split
+
+        cluster = self.node.cluster
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
+        if not isinstance(body, dict):
+            return error_response(400, "BAD_REQUEST", "expected a JSON object")
+        refused = self._check_rebalance_body(body)
+        if refused is not None:
+            return refused
+        coordinator = cluster.nodes.get(params["node"])
+        if coordinator is None:
+            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
+        opts = dict(DEFAULTS)
+        for key, value in body.items():
+            if key in ("wait_health_check", "wait_takeover"):
+                opts[key] = parse_duration(value)
+            elif key.endswith("rpc_timeout"):
+                opts[key] = int((parse_duration(value) or 0) * 1000) if isinstance(value, str) else value
+            elif key != "nodes":
+                opts[key] = value
+        names = list(body.get("nodes") or [node.name for node in cluster.running()])
+        if "nodes" in body:
+            invalid = [name for name in reversed(names) if name not in self.world.known_node_names]
+            if invalid:
+                message = self._rebalance_message("Invalid nodes: ~p", [Binary(name) for name in invalid])
+                return error_response(400, "BAD_REQUEST", message)
+            unavailable = [name for name in reversed(names)
+                           if name not in cluster.nodes or cluster.nodes[name].agent_busy()]
+            if unavailable:
+                message = self._rebalance_message("Nodes unavailable: ~p", [Atom(name) for name in unavailable])
+                return error_response(400, "NOT_FOUND", message)
+        if coordinator.rebalance is not None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(coordinator.name), Atom("already_started"))
+            return error_response(400, "BAD_REQUEST", message)
+        nodes = [cluster.nodes[name] for name in dict.fromkeys(names) if name in cluster.nodes]
+        parts = split(nodes, opts)
+        if parts is None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(coordinator.name),
+                                              Atom("nothing_to_balance"))
+            return error_response(400, "BAD_REQUEST", message)
+        donors, recipients = parts
+        now = self.node.clock.now()
+        coordinator.rebalance = Rebalance(
+            coordinator, opts, donors, recipients, "wait_health_check", now + float(opts["wait_health_check"]),
+            rpc_timeouts=coordinator.spec.image.at_least(versions.REBALANCE_RPC_TIMEOUTS),
+            initial={node.name: node.current_counts() for node in nodes},
+        )
+        log.warning("%s: node_rebalance_enabled, donors %s, recipients %s", coordinator.name, donors, recipients)
+        return json_response(200, {})
+
+    def rebalance_stop(self, request: Request, params: dict[str, str]) -> Response:
+        target = self.node.cluster.nodes.get(params["node"])
+        if target is None:
+            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
+        if target.rebalance is None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("not_started"))
+            return error_response(400, "BAD_REQUEST", message)
+        target.rebalance = None
+        log.warning("%s: node_rebalance_stopped", target.name)
         return json_response(200, {})
 
     def evacuation_stop(self, request: Request, params: dict[str, str]) -> Response:
