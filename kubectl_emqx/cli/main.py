@@ -46,6 +46,8 @@ VERBS: dict[str, Verb] = {
     "upgrade": Verb("upgrade", "upgrade", "Change a cluster's EMQX image (or roll back)", CLUSTER),
     "restart": Verb("restart", "restart", "Restart a cluster's nodes one at a time", CLUSTER),
     "rebalance": Verb("rebalance", "rebalance", "Rebalance client connections across nodes", CLUSTER),
+    "backup": Verb("backup", "backup", "Export a cluster's configuration and built-in data", CLUSTER),
+    "restore": Verb("backup", "restore", "Import a backup into a cluster", CLUSTER),
     "delete": Verb("delete", "delete", "Delete an EMQX cluster", CLUSTER),
     "install": Verb("operator", "install", "Install the EMQX operator and CRD", OPERATOR),
     "uninstall": Verb("operator", "uninstall", "Remove the EMQX operator", OPERATOR),

@@ -321,6 +321,14 @@ def data_backup_refusal(edition: str, version: Version) -> str | None:
             "export|import` inside a node, from 5.1.0)")
 
 
+def api_key_backup_restricted(edition: str, version: Version) -> bool:
+    """e5.8.11, e5.9.3, e5.10.4 (emqx_mgmt_api_data_backup.erl, fix 17169): a caller with an API key
+    exports without API keys and dashboard users, and may not import an archive holding them."""
+    if edition != ENTERPRISE and version < UNIFIED_EDITION_SINCE:
+        return False
+    return (5, 8, 11) <= version < (5, 9, 0) or (5, 9, 3) <= version < (5, 10, 0) or version >= (5, 10, 4)
+
+
 def backup_importable(archive_edition: str, archive_version: str, edition: str, version: Version) -> str | None:
     """EMQX's import rules (emqx_mgmt_data_backup.erl check_edition/check_version): an Enterprise
     archive never goes into Opensource, and one from a newer major.minor never goes in (the patch

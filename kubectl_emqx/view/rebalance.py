@@ -77,6 +77,7 @@ class Preview:
     recipients: tuple[str, ...]
     counts: dict[str, int]
     nothing_to_balance: str | None  # why EMQX would answer nothing_to_balance, as far as status shows
+    observed_at: str = ""  # when the operator last read the counts (status.emqxNodesObservedAt)
 
     def lines(self, strategy: dict[str, Any]) -> list[str]:
         shown = {**DEFAULTS, **strategy}
@@ -85,11 +86,13 @@ class Preview:
         lines = [f"coordinator: {self.coordinator}", f"nodes: {', '.join(self.nodes)}",
                  f"options: {options}"]
         spread = ", ".join(f"{node} {self.counts.get(node, 0)}" for node in self.nodes)
-        lines.append(f"connections now (status.emqxNodes): {spread}")
+        when = f", as of {self.observed_at}" if self.observed_at else ""
+        lines.append(f"connections (status.emqxNodes{when}; EMQX counts again at the start): {spread}")
         if self.nothing_to_balance:
-            lines.append(f"EMQX would answer nothing_to_balance: {self.nothing_to_balance}")
+            lines.append(f"with these counts EMQX would answer nothing_to_balance: {self.nothing_to_balance}")
         else:
-            lines.append(f"donors: {', '.join(self.donors)}; recipients: {', '.join(self.recipients)}")
+            lines.append(f"with these counts: donors {', '.join(self.donors)}; "
+                         f"recipients {', '.join(self.recipients)}")
         return lines
 
 
@@ -118,7 +121,8 @@ def preview(body: dict[str, Any], strategy: dict[str, Any]) -> Preview | None:
         if conn and sess:
             why = (f"the donors' averages are within the thresholds (connections {_avg(counts, donors):.0f} vs "
                    f"{_avg(counts, recipients):.0f}, abs {shown['absConnThreshold']}, rel {shown['relConnThreshold']})")
-    return Preview(str(cores[0]["node"]), tuple(counts), donors, recipients, counts, why)
+    observed = str((body.get("status") or {}).get("emqxNodesObservedAt") or "")
+    return Preview(str(cores[0]["node"]), tuple(counts), donors, recipients, counts, why, observed)
 
 
 def _avg(counts: dict[str, int], nodes: tuple[str, ...]) -> float:
