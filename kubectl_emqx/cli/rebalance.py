@@ -105,9 +105,14 @@ def rebalance(name: str | None, stop: bool, filename: str | None, dry_run: bool,
             click.echo(f"  {line}")
         return
     current = view.running(body)
+    if current is not None and wait and not strategy and not filename:
+        info(f"{where}: following the rebalance asked at {current['at']}")
+        follow(api, name, namespace, current["at"], timeout)
+        return
     if current is not None:
         raise errors.PluginError(f"{where}: a rebalance asked at {current['at']} is still {view.progress_line(current)}"
-                                 f"; stop it first with `kubectl emqx rebalance {name} -n {namespace} --stop`")
+                                 f"; follow it with `kubectl emqx rebalance {name} -n {namespace} --wait`, or stop "
+                                 f"it with `kubectl emqx rebalance {name} -n {namespace} --stop`")
     from kubectl_emqx.domain.vocabulary import format_time, parse_time, utc_now
 
     now = utc_now().replace(microsecond=0)
@@ -120,7 +125,7 @@ def rebalance(name: str | None, stop: bool, filename: str | None, dry_run: bool,
     patch_guarded(api, body, lambda current: {"spec": {"rebalance": _request(current, at, strategy)}})
     info(f"{where}: rebalance asked for at {at}")
     if preview is not None:
-        for line in preview.lines(strategy):
+        for line in preview.lines(strategy, counts=False):  # EMQX counts the connections itself
             info(f"  {line}")
     if wait:
         follow(api, name, namespace, at, timeout)

@@ -60,6 +60,14 @@ def restart(name: str, role: str, nodes: tuple[str, ...], dry_run: bool, force: 
         for line in the_plan.lines():
             click.echo(f"  {line}")
         return
+    from kubectl_emqx.view import rebalance as rebalance_view
+
+    balancing = rebalance_view.running(body)
+    if balancing is not None:
+        raise errors.PluginError(
+            f"{namespace}/{name}: a rebalance is under way ({rebalance_view.progress_line(balancing)}); it uses "
+            f"the nodes' eviction agents that a restart drains nodes with: stop it first with "
+            f"`kubectl emqx rebalance {name} -n {namespace} --stop`, or wait for it")
     running = restart_view.in_progress(body)
     if running and not force:
         raise errors.PluginError(f"{namespace}/{name}: {running}; follow it with `kubectl emqx status {name} -n "

@@ -79,12 +79,14 @@ class Preview:
     nothing_to_balance: str | None  # why EMQX would answer nothing_to_balance, as far as status shows
     observed_at: str = ""  # when the operator last read the counts (status.emqxNodesObservedAt)
 
-    def lines(self, strategy: dict[str, Any]) -> list[str]:
+    def lines(self, strategy: dict[str, Any], counts: bool = True) -> list[str]:
         shown = {**DEFAULTS, **strategy}
         options = ", ".join(f"{key} {shown[key]}" + ("" if key in strategy else " (EMQX's default)")
                             for key in REBALANCE_FIELDS)
         lines = [f"coordinator: {self.coordinator}", f"nodes: {', '.join(self.nodes)}",
                  f"options: {options}"]
+        if not counts:
+            return lines
         spread = ", ".join(f"{node} {self.counts.get(node, 0)}" for node in self.nodes)
         when = f", as of {self.observed_at}" if self.observed_at else ""
         lines.append(f"connections (status.emqxNodes{when}; EMQX counts again at the start): {spread}")

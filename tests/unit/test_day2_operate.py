@@ -173,3 +173,24 @@ def test_release_gates_of_backup_and_rebalance() -> None:
                   if versions.api_key_backup_restricted(versions.ENTERPRISE, v)]
     assert restricted == [(5, 8, 11), (5, 9, 3), (5, 10, 4)]
     assert not versions.api_key_backup_restricted(versions.OPENSOURCE, (5, 8, 9))
+
+
+def test_rebalance_wait_follows_the_running_one_to_emqxs_end_and_fails_on_a_refusal() -> None:
+    body = emqx(image="emqx/emqx-enterprise:5.8.0", replicants=0)
+    for node in body["status"]["emqxNodes"]:
+        node["edition"] = "Enterprise"
+    at = "2026-01-01T00:00:05Z"
+    body["spec"]["rebalance"] = {"at": at}
+    body["status"]["rebalance"] = {"at": at, "phase": "Processing", "message": "wait_health_check: 1 donor(s)"}
+    fake = fake_with(body)
+    fake.script_watch({"rebalance": {"message": "evicting_conns: 1 donor(s) -> 2 recipient(s)"}},
+                      {"rebalance": {"phase": "Completed", "message": "EMQX finished the rebalance"}})
+    result = run(fake, "rebalance", "demo", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "following the rebalance asked at 2026-01-01T00:00:05Z" in result.stderr
+    assert "rebalance Processing: evicting_conns" in result.stderr and "rebalance Completed" in result.stderr
+    assert not fake.writes  # following writes nothing
+    fake = fake_with(body)
+    fake.script_watch({"rebalance": {"phase": "Failed", "message": "EMQX refused the rebalance: HTTP 400 x"}})
+    failed = run(fake, "rebalance", "demo", "--wait")
+    assert failed.exit_code == 3 and "rebalance failed: EMQX refused the rebalance: HTTP 400 x" in failed.stderr

@@ -903,3 +903,19 @@ def test_a_rebalance_whose_coordinator_restarted_failed() -> None:
     assert cluster.status["rebalance"]["phase"] == "Failed"
     assert "restarted" in cluster.status["rebalance"]["message"]
     assert any(e.type == "Warning" and e.reason == "RebalanceFailed" for e in plan.events)
+
+
+def test_a_restart_shows_as_restarting_throughout_and_stays_done_after() -> None:
+    cluster = settled()
+    restart(cluster, role="cores")
+    phases = set()
+    for _ in range(60):
+        cluster.step(seconds=11)
+        phases.add(cluster.status["phase"])
+        if cluster.status["restart"]["phase"] == "Done":
+            break
+    assert phases <= {"Restarting", "Ready"}, phases  # never ConfigPending while a core comes back
+    cluster.set_spec(config={"data": "node.process_limit = 1000000"})  # a restart key: a rolling restart
+    plan = cluster.step()
+    assert cond(plan, "Ready")["status"] == "False"
+    assert plan.status["restart"]["phase"] == "Done"  # a later change is no restart request

@@ -191,10 +191,15 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
             events.append(Event("Normal", "UpgradeCompleted", f"every node runs {spec.image} (was {previous})"))
     elif old_status.get("previousImage"):
         status["previousImage"] = old_status["previousImage"]
+    restart_running = False
     if spec.restart is not None:
         restarting = core.rolling or replicant.rolling or bool(core.deletions or replicant.deletions)
+        before = old_status.get("restart") or {}
+        # Done stays Done for its request: a later change (a config, a scale) is no restart.
+        done = (before.get("at") == spec.restart.at and before.get("phase") == "Done") or (ready and not restarting)
+        restart_running = not done
         status["restart"] = {"at": spec.restart.at, "role": spec.restart.role, "nodes": list(spec.restart.nodes),
-                             "phase": "Restarting" if restarting or not ready else "Done"}
+                             "phase": "Done" if done else "Restarting"}
     release = config.running_release(spec, emqx)
     balance = rebalance.decide(facts, bool(ready), release.edition, release.version)
     if balance.condition is None:
@@ -217,7 +222,7 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     the_phase = phase(ready=ready, stalled=bool(stalled or blocked), refused=bool(violations),
                       creating=not previous, upgrading=bool(previous) and image_changing,
                       scaling=len(world.core_pods) != desired_cores or replicant.count != desired_replicants,
-                      rolling=core.rolling or replicant.rolling, config_pending=not config_ok,
+                      rolling=core.rolling or replicant.rolling or restart_running, config_pending=not config_ok,
                       emqx_ok=emqx.answered)
     events.extend(conditions.events)
     status.update(phase=str(the_phase), message=message, conditions=conditions.items)
