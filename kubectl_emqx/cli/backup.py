@@ -205,10 +205,9 @@ def _emqx_errors() -> tuple[type[BaseException], ...]:
 
 
 def cluster_release(body: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
-    """What the cluster runs: EMQX's word when every node agrees, else the spec's image."""
-    from kubectl_emqx.cli.rebalance import _release
+    from kubectl_emqx.view.release import running_release
 
-    return _release(body)
+    return running_release(body)
 
 
 def open_session(name: str, auth: str, timeout: float | None, api: Any = None, body: Any = None) -> Session:

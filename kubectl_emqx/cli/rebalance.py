@@ -92,7 +92,9 @@ def rebalance(name: str | None, stop: bool, filename: str | None, dry_run: bool,
     if stop:
         _stop(api, body, where, wait, timeout)
         return
-    edition, version = _release(body)
+    from kubectl_emqx.view.release import running_release
+
+    edition, version = running_release(body)
     from kubectl_emqx.domain import versions
 
     refusal = versions.rebalance_refusal(edition, version)
@@ -176,22 +178,6 @@ def _read_manifest(filename: str) -> tuple[str, dict[str, Any]]:
         return view.from_manifest(document)
     except view.ManifestError as exc:
         raise click.BadParameter(f"{filename}: {exc}", param_hint="-f") from None
-
-
-def _release(body: dict[str, Any]) -> tuple[str, tuple[int, int, int]]:
-    """What the cluster runs: EMQX's own word when every node agrees, else the spec's image."""
-    from kubectl_emqx.domain import spec, versions
-
-    reported = {(str(n.get("edition") or ""), str(n.get("version") or ""))
-                for n in (body.get("status") or {}).get("emqxNodes") or [] if n.get("node_status") == "running"}
-    image = spec.normalize(body).image_info
-    if len(reported) == 1:
-        edition, text = next(iter(reported))
-        try:
-            return (edition if edition in versions.EDITIONS else image.edition), versions.parse_version(text)
-        except ValueError:
-            pass
-    return image.edition, image.version
 
 
 def follow(api: Any, name: str, namespace: str, at: str, timeout: float | None) -> dict[str, Any]:

@@ -274,3 +274,32 @@ def test_restore_refusals_name_the_versions(
     garbage.write_bytes(b"not an archive")
     assert_one_line_error(plugin("restore", "ce", "-n", namespace, "-f", str(garbage), "--yes"),
                           "not a gzip tar archive")
+
+
+def test_backup_needs_the_secret_and_says_so_then_works_with_the_documented_rules(
+    plugin: PluginRunner, api_client: Any, kubeconfig: str, namespace: str, operator: Any, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    from kubectl_emqx.domain import install
+    from tests.install_helpers import service_account_kubeconfig
+
+    create_emqx(api_client, namespace, cr("sec", image="emqx/emqx:5.8.9", cores=1, replicants=0))
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    client.CoreV1Api(api_client).create_namespaced_service_account(namespace, {"metadata": {"name": "bob"}})
+    rbac.create_namespaced_role(namespace, install.user_role(namespace, "ops", dashboard=True))
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "bob-ops"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ops"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bob", "namespace": namespace}]})
+    bob = ["--kubeconfig", service_account_kubeconfig(api_client, kubeconfig, namespace, "bob", tmp_path)]
+    wait_ready(api_client, namespace, "sec")
+    wait_for(lambda: plugin("status", "sec", *bob).code == 0, 30, "bob's Role to take effect")
+    refused = plugin("backup", "sec", *bob, "-f", str(tmp_path / "sec.tar.gz"))
+    assert_one_line_error(refused, f"you may not get secrets/sec-bootstrap-api-key in namespace {namespace}",
+                          "backup and restore read the operator's API key", "kubectl emqx install --help")
+    rbac.patch_namespaced_role("ops", namespace, install.user_role(namespace, "ops", backup=True))
+    wait_for(lambda: plugin.run("auth", "can-i", "get", "secrets", *bob).stdout.strip() == "yes", 30,
+             "bob's new Role to apply")
+    made = plugin("backup", "sec", *bob, "-f", str(tmp_path / "sec.tar.gz"))
+    assert made.code == 0, made.describe()
