@@ -75,7 +75,10 @@ def install(values_files: tuple[str, ...], watch_namespaces: tuple[str, ...], im
     persistentvolumeclaims, statefulsets, deployments, replicasets and poddisruptionbudgets;
     dashboard adds get and create on pods/portforward. Optional: list on secrets (report names their keys;
     get for dashboard --show-password) and list on deployments cluster-wide (report and version
-    find the operator). Changing clusters needs create, patch and delete on emqxes.apps.emqx.io.
+    find the operator). Changing clusters (restart and rebalance too) needs create, patch and delete
+    on emqxes.apps.emqx.io. backup and restore talk to EMQX through pods/portforward (get, create)
+    and need get on the secrets NAME-bootstrap-api-key (the operator's API key and the dashboard
+    password; resourceNames can narrow it to those).
 
     \b
     Examples:

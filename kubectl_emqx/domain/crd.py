@@ -63,6 +63,40 @@ def _integer(**extra: Any) -> dict[str, Any]:
     return {"type": "integer", "format": "int32", **extra}
 
 
+def _rebalance() -> dict[str, Any]:
+    relative = {
+        "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$",
+        "x-kubernetes-validations": [{"rule": "double(self) > 1.0", "message": "must be greater than 1.0"}],
+    }
+    return _object(
+        {
+            "at": _string(format="date-time", description=(
+                "When the rebalance was asked for (RFC 3339); a new value starts a new one "
+                "(`kubectl emqx rebalance` sets it).")),
+            "stop": {"type": "boolean", "description": "End the running rebalance (`kubectl emqx rebalance --stop`)."},
+            "strategy": _object(
+                {
+                    "connEvictRate": _integer(minimum=1, description="Connections evicted per second per donor."),
+                    "sessEvictRate": _integer(minimum=1, description="Sessions evicted per second per donor."),
+                    "waitTakeover": _integer(minimum=0, description="Seconds between connection and session eviction."),
+                    "waitHealthCheck": _integer(
+                        minimum=0, description="Seconds for load balancers to see the donors unavailable."),
+                    "absConnThreshold": _integer(minimum=1, description="Balanced when donor average <= "
+                                                 "recipient average + this many connections."),
+                    "relConnThreshold": {**relative, "description": "Balanced when donor average <= recipient "
+                                         "average x this (a decimal string > 1.0, e.g. \"1.1\")."},
+                    "absSessThreshold": _integer(minimum=1, description="As absConnThreshold, for sessions."),
+                    "relSessThreshold": {**relative, "description": "As relConnThreshold, for sessions."},
+                },
+                description="EMQX's rebalance options (the official operator's rebalanceStrategy fields); "
+                "EMQX's defaults apply to those left out.",
+            ),
+        },
+        description="A connection rebalance across the nodes that serve clients (Enterprise, and every build "
+        "from 5.9).",
+    )
+
+
 def _string_map() -> dict[str, Any]:
     return {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -302,6 +336,7 @@ def spec_schema() -> dict[str, Any]:
                 },
                 description="A rolling restart request.",
             ),
+            "rebalance": _rebalance(),
             "coreTemplate": _node_template("core", 1, DEFAULT_CORES),
             # No schema default: the operator picks one that the image can run (spec.default_replicants).
             "replicantTemplate": _node_template("replicant", 0, None),

@@ -153,14 +153,23 @@ USER_OPTIONAL_RULES: tuple[Rule, ...] = (
          "cluster-wide (a ClusterRole): version and report find the operator's Deployment"),
 )
 USER_WRITE_RULES: tuple[Rule, ...] = (
-    Rule(GROUP, (PLURAL,), ("create", "patch", "delete"), "create, scale, config set|edit|apply, upgrade, delete"),
+    Rule(GROUP, (PLURAL,), ("create", "patch", "delete"),
+         "create, scale, config set|edit|apply, upgrade, restart, rebalance, delete"),
+)
+# backup and restore reach EMQX through a port-forward (USER_DASHBOARD_RULES) with the operator's
+# API key or the dashboard password, both in the Secret NAME-bootstrap-api-key.
+USER_BACKUP_RULES: tuple[Rule, ...] = (
+    Rule("", ("secrets",), ("get",),
+         "backup and restore read NAME-bootstrap-api-key (the operator's API key, the dashboard password)"),
 )
 
 
 def user_role(namespace: str, name: str = "emqx-user", *, dashboard: bool = True,
-              write: bool = False) -> dict[str, Any]:
-    """A Role granting the plugin's verbs in `namespace`: reading, the dashboard and optionally changes."""
-    rules = [*USER_READ_RULES, *(USER_DASHBOARD_RULES if dashboard else ()), *(USER_WRITE_RULES if write else ())]
+              write: bool = False, backup: bool = False) -> dict[str, Any]:
+    """A Role granting the plugin's verbs in `namespace`: reading, the dashboard and optionally
+    changes and backup/restore."""
+    rules = [*USER_READ_RULES, *(USER_DASHBOARD_RULES if dashboard or backup else ()),
+             *(USER_WRITE_RULES if write else ()), *(USER_BACKUP_RULES if backup else ())]
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": name, "namespace": namespace},
             "rules": [rule.as_policy_rule() for rule in rules]}

@@ -113,6 +113,47 @@ class RestartRequest:
         return self.role == "all" or self.role == ("cores" if role == "core" else "replicants")
 
 
+# spec.rebalance.strategy field -> the key of EMQX's POST /load_rebalance/{node}/start body
+# (emqx_node_rebalance_api.erl fields(rebalance_start)); the names are the official operator's
+# Rebalance.spec.rebalanceStrategy ones.
+REBALANCE_FIELDS: dict[str, str] = {
+    "connEvictRate": "conn_evict_rate",
+    "sessEvictRate": "sess_evict_rate",
+    "waitTakeover": "wait_takeover",
+    "waitHealthCheck": "wait_health_check",
+    "absConnThreshold": "abs_conn_threshold",
+    "relConnThreshold": "rel_conn_threshold",
+    "absSessThreshold": "abs_sess_threshold",
+    "relSessThreshold": "rel_sess_threshold",
+}
+REBALANCE_RELATIVE = ("relConnThreshold", "relSessThreshold")
+
+
+@dataclass(frozen=True)
+class RebalanceRequest:
+    """spec.rebalance: one connection rebalance across the nodes that serve clients (EMQX's
+    /load_rebalance/{coordinator}/start). `at` is the request (a new value is a new rebalance);
+    `stop` ends the running one; `strategy` holds only what the user set (EMQX's defaults apply
+    to the rest), as given (relative thresholds are strings, as in the official operator)."""
+
+    at: str
+    stop: bool = False
+    strategy: tuple[tuple[str, Any], ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        """The start body: the strategy in EMQX's keys (relative thresholds as numbers)."""
+        body: dict[str, Any] = {}
+        for key, value in self.strategy:
+            if key in REBALANCE_RELATIVE:
+                try:
+                    body[REBALANCE_FIELDS[key]] = float(value)
+                except (TypeError, ValueError):
+                    continue
+            elif key in REBALANCE_FIELDS:
+                body[REBALANCE_FIELDS[key]] = value
+        return body
+
+
 @dataclass(frozen=True)
 class SecretKeyRef:
     secret_name: str
@@ -157,6 +198,7 @@ class EmqxSpec:
     revision_history_limit: int
     update_strategy: UpdateStrategy
     restart: RestartRequest | None
+    rebalance: RebalanceRequest | None
     core: NodeTemplate
     replicant: NodeTemplate
     dashboard_service: ServiceTemplate
@@ -320,6 +362,15 @@ def _restart(value: Any) -> RestartRequest | None:
     return RestartRequest(str(value["at"]), str(value.get("role") or "all"), nodes)
 
 
+def _rebalance(value: Any) -> RebalanceRequest | None:
+    value = _mapping(value)
+    if not value.get("at"):
+        return None
+    strategy = _mapping(value.get("strategy"))
+    kept = tuple((key, strategy[key]) for key in REBALANCE_FIELDS if strategy.get(key) is not None)
+    return RebalanceRequest(str(value["at"]), value.get("stop") is True, kept)
+
+
 def _secret_key_ref(value: Any) -> SecretKeyRef | None:
     value = _mapping(value)
     if not value:
@@ -379,6 +430,7 @@ def normalize(body: Mapping[str, Any], namespace: str | None = None) -> EmqxSpec
         revision_history_limit=_int(spec.get("revisionHistoryLimit"), DEFAULT_REVISION_HISTORY_LIMIT),
         update_strategy=_update_strategy(spec.get("updateStrategy")),
         restart=_restart(spec.get("restart")),
+        rebalance=_rebalance(spec.get("rebalance")),
         core=_node_template(spec.get("coreTemplate"), DEFAULT_CORES, core=True),
         replicant=_node_template(spec.get("replicantTemplate"), default_replicants(image), core=False),
         dashboard_service=_service_template(spec.get("dashboardServiceTemplate")),

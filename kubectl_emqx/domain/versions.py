@@ -289,6 +289,65 @@ def supports_evacuation(edition: str, version: Version) -> bool:
     return version >= UNIFIED_EDITION_SINCE or (edition == ENTERPRISE and version >= (5, 0, 4))
 
 
+def supports_rebalance(edition: str, version: Version) -> bool:
+    """Connection rebalance (POST /load_rebalance/{node}/start): the same emqx_node_rebalance app as
+    evacuation, an Enterprise business app before 5.9 (apps/emqx_machine/priv/reboot_lists.eterm)."""
+    return supports_evacuation(edition, version)
+
+
+def rebalance_refusal(edition: str, version: Version) -> str | None:
+    """Why this EMQX cannot rebalance (None when it can)."""
+    if supports_rebalance(edition, version):
+        return None
+    return (f"EMQX {edition} {format_version(version)} has no connection rebalance: it comes with Enterprise "
+            "from 5.0.4 and with every build from 5.9.0")
+
+
+# The data backup HTTP API (emqx_mgmt_api_data_backup.erl): POST /data/export, /data/files, /data/import.
+DATA_BACKUP_API_SINCE: Version = (5, 4, 0)
+# POST /data/export takes a body (table_sets, root_keys) from 5.8.2; before, it has none.
+DATA_EXPORT_BODY_SINCE: Version = (5, 8, 2)
+
+
+def supports_data_backup_api(version: Version) -> bool:
+    return version >= DATA_BACKUP_API_SINCE
+
+
+def data_backup_refusal(edition: str, version: Version) -> str | None:
+    if supports_data_backup_api(version):
+        return None
+    return (f"EMQX {edition} {format_version(version)} has no data backup API (POST /api/v5/data/export and "
+            f"/data/import arrived in {format_version(DATA_BACKUP_API_SINCE)}; before, only `emqx ctl data "
+            "export|import` inside a node, from 5.1.0)")
+
+
+def api_key_backup_restricted(edition: str, version: Version) -> bool:
+    """e5.8.11, e5.9.3, e5.10.4 (emqx_mgmt_api_data_backup.erl, fix 17169): a caller with an API key
+    exports without API keys and dashboard users, and may not import an archive holding them."""
+    if edition != ENTERPRISE and version < UNIFIED_EDITION_SINCE:
+        return False
+    return (5, 8, 11) <= version < (5, 9, 0) or (5, 9, 3) <= version < (5, 10, 0) or version >= (5, 10, 4)
+
+
+def backup_importable(archive_edition: str, archive_version: str, edition: str, version: Version) -> str | None:
+    """EMQX's import rules (emqx_mgmt_data_backup.erl check_edition/check_version): an Enterprise
+    archive never goes into Opensource, and one from a newer major.minor never goes in (the patch
+    is not compared). Returns the refusal, or None."""
+    if archive_edition not in ("ce", "ee"):
+        return f"the archive's META.hocon names edition {archive_edition!r}, neither ce nor ee"
+    if archive_edition == "ee" and edition == OPENSOURCE and version < UNIFIED_EDITION_SINCE:
+        return "the archive comes from EMQX Enterprise; EMQX does not import it into Opensource"
+    parts = archive_version.split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return f"the archive's META.hocon has an unreadable version {archive_version!r}"
+    if major > version[0] or (major == version[0] and minor > version[1]):
+        return (f"the archive comes from EMQX {archive_version}, newer than the cluster's "
+                f"{format_version(version)}; EMQX imports only archives of its own or an older minor release")
+    return None
+
+
 def replicant_needs_same_version_core(version: Version) -> bool:
     """From 5.6.0 a replicant only works when some core runs the same release: upgrade cores first."""
     return version >= (5, 6, 0)

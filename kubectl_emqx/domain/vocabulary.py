@@ -239,6 +239,7 @@ class ConditionType(enum.StrEnum):
     UPGRADE_ALLOWED = "UpgradeAllowed"
     UPGRADE_STALLED = "UpgradeStalled"
     FORBIDDEN = "Forbidden"
+    REBALANCE_ALLOWED = "RebalanceAllowed"  # only while spec.rebalance asks for one
 
 
 # RFC 3339 timestamps (as Kubernetes writes them: UTC, whole seconds, "Z") -------------------------

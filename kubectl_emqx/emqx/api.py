@@ -45,6 +45,8 @@ class Reply:
     status: int
     reason: str
     text: str
+    content: bytes = b""  # the raw body, where the transport keeps it (a backup download needs it)
+    headers: dict[str, str] | None = None
 
 
 class TransportError(Exception):
@@ -72,7 +74,8 @@ def httpx_transport(client: Any = None) -> tuple[Transport, Callable[[], None]]:
             response = session.request(method, url, headers=headers, content=body, timeout=timeout)
         except httpx.HTTPError as exc:
             raise TransportError(type(exc).__name__, str(exc) or "request failed") from exc
-        return Reply(response.status_code, response.reason_phrase, response.text)
+        return Reply(response.status_code, response.reason_phrase, response.text, response.content,
+                     {k.lower(): v for k, v in response.headers.items()})
 
     def close() -> None:
         if owned:
@@ -127,6 +130,7 @@ class EmqxApi:
     def _request(
         self, method: str, path: str, *, auth: bool = True, headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None, content: str | None = None, json_body: Any = None,
+        content_bytes: bytes | None = None,
     ) -> Reply:
         url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
         sent = dict(headers or {})
@@ -136,6 +140,8 @@ class EmqxApi:
             sent.setdefault("Content-Type", "application/json")
         elif content is not None:
             body = content.encode()
+        elif content_bytes is not None:
+            body = content_bytes
         if auth:
             sent["Authorization"] = self._authorization()
         reply = self._raw(method, url, sent, body)
@@ -203,8 +209,56 @@ class EmqxApi:
                 return
             raise
 
+    def rebalance_start(self, coordinator: str, body: dict[str, Any]) -> None:
+        """POST /load_rebalance/{coordinator}/start. EMQX's refusals (nothing_to_balance,
+        already_started, Nodes unavailable, a bad body) are raised with its words."""
+        self._request("POST", f"/api/v5/load_rebalance/{quote(coordinator, safe='@')}/start", json_body=body)
+
+    def rebalance_stop(self, coordinator: str) -> None:
+        """POST /load_rebalance/{coordinator}/stop; a rebalance that already ended (not_started) is fine."""
+        try:
+            self._request("POST", f"/api/v5/load_rebalance/{quote(coordinator, safe='@')}/stop")
+        except EmqxApiError as exc:
+            if exc.status == 400 and "not_started" in exc.message:
+                return
+            raise
+
     def rebalance_global_status(self) -> dict[str, Any]:
         return dict(self._json("GET", "/api/v5/load_rebalance/global_status"))
+
+    # --- data backup (5.4.0+: emqx_mgmt_api_data_backup.erl) -------------------------------------------
+
+    def data_export(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        """POST /data/export (a body only from 5.8.2): {filename, size, created_at, node} of the new
+        archive, written on the serving node."""
+        if body is None:
+            return dict(json.loads(self._request("POST", "/api/v5/data/export").text))
+        return dict(self._json("POST", "/api/v5/data/export", json_body=body))
+
+    def data_download(self, filename: str, node: str | None = None) -> bytes:
+        params = {"node": node} if node else None
+        reply = self._request("GET", f"/api/v5/data/files/{quote(filename, safe='')}", params=params)
+        return reply.content or reply.text.encode("latin-1")
+
+    def data_upload(self, filename: str, data: bytes) -> None:
+        """POST /data/files, multipart with the file in the part named `filename`; stored on the serving node."""
+        boundary = "kubectl-emqx-" + base64.b32encode(filename.encode()[:15]).decode().rstrip("=").lower()
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="filename"; filename="{filename}"\r\n'
+                "Content-Type: application/gzip\r\n\r\n").encode()
+        payload = head + data + f"\r\n--{boundary}--\r\n".encode()
+        self._request("POST", "/api/v5/data/files", content_bytes=payload,
+                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    def data_import(self, filename: str, node: str | None = None) -> None:
+        """POST /data/import: synchronous; 204, or 400 naming what failed (what succeeded stays applied)."""
+        body: dict[str, Any] = {"filename": filename}
+        if node:
+            body["node"] = node
+        self._request("POST", "/api/v5/data/import", json_body=body)
+
+    def data_delete(self, filename: str, node: str | None = None) -> None:
+        params = {"node": node} if node else None
+        self._request("DELETE", f"/api/v5/data/files/{quote(filename, safe='')}", params=params)
 
 
 def _error_from(reply: Reply, url: str) -> EmqxApiError:

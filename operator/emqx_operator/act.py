@@ -22,6 +22,8 @@ from emqx_operator.model import (
     ForceLeave,
     Outcome,
     Plan,
+    RebalanceStart,
+    RebalanceStop,
     World,
 )
 from emqx_operator.observe import access_for
@@ -97,6 +99,10 @@ def _describe(call: EmqxCall) -> str:
         return f"evacuating {call.node} to {', '.join(call.body.get('migrate_to') or [])}"
     if isinstance(call, EvacuationStop):
         return f"ended the evacuation of {call.node}"
+    if isinstance(call, RebalanceStart):
+        return f"started a rebalance coordinated by {call.coordinator} over {', '.join(call.body.get('nodes') or [])}"
+    if isinstance(call, RebalanceStop):
+        return f"stopped the rebalance coordinated by {call.coordinator}"
     return f"loaded the configuration ({call.mode} mode, for {call.target})"
 
 
@@ -112,6 +118,10 @@ def _call(client: EmqxApi | None, call: EmqxCall) -> CallError | None:
             client.evacuation_stop(call.node)
         elif isinstance(call, ConfigPut):
             client.put_config_hocon(call.text, mode=call.mode, ignore_readonly=call.ignore_readonly)
+        elif isinstance(call, RebalanceStart):
+            client.rebalance_start(call.coordinator, dict(call.body))
+        elif isinstance(call, RebalanceStop):
+            client.rebalance_stop(call.coordinator)
     except EmqxApiError as exc:
         return CallError(exc.status, exc.code, exc.message)
     return None

@@ -62,6 +62,9 @@ class EmqxView:
     # node -> evacuation state from GET /load_rebalance/global_status; None when not read this pass
     # or when the edition has no such API.
     evacuations: Mapping[str, str] | None = None
+    # rebalances[] of GET /load_rebalance/global_status (EMQX's entries as given) while spec.rebalance
+    # is pending or running; None when not read this pass.
+    rebalances: tuple[Obj, ...] | None = None
     # GET /api/v5/configs when read this pass (HOCON, or JSON before 5.1.1), else None.
     live_config: str | None = None
     live_config_format: str = "hocon"  # "hocon" or "json"
@@ -113,7 +116,18 @@ class ConfigPut:
     target: str  # "<edition> <version>" the body is meant for (the rejected memory keys on it)
 
 
-EmqxCall = ForceLeave | EvacuationStart | EvacuationStop | ConfigPut
+@dataclass(frozen=True)
+class RebalanceStart:
+    coordinator: str  # the node that runs the rebalance (POST /load_rebalance/{coordinator}/start)
+    body: Obj
+
+
+@dataclass(frozen=True)
+class RebalanceStop:
+    coordinator: str
+
+
+EmqxCall = ForceLeave | EvacuationStart | EvacuationStop | ConfigPut | RebalanceStart | RebalanceStop
 
 
 @dataclass(frozen=True)

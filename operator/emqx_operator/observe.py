@@ -2,8 +2,9 @@
 EMQX's own view of its cluster as data (EmqxView), read through a ready core.
 
 What EMQX is asked depends on what the pass needs: `GET /nodes` always; the evacuation status
-while a rollout may move; the live configuration when the applied one changed, and otherwise at
-most every few minutes (decide/config.py says when).
+while a rollout may move, the rebalance status while spec.rebalance is pending or running; the
+live configuration when the applied one changed, and otherwise at most every few minutes
+(decide/config.py says when).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ClusterApi
 from emqx_operator.decide import config as config_rules
 from emqx_operator.decide import pods
+from emqx_operator.decide import rebalance as rebalance_rules
 from emqx_operator.decide import secrets as secret_rules
 from emqx_operator.emqx_clients import Access, ClientPool
 from emqx_operator.model import EmqxError, EmqxView, World
@@ -159,14 +161,20 @@ def _addresses(spec: EmqxSpec, world_: World, options: Options) -> list[tuple[Ac
 
 def _extras(spec: EmqxSpec, view: EmqxView, client: Any, image: str, old_status: dict[str, Any],
             now: datetime.datetime, generation: int) -> EmqxView:
-    evacuations = None
-    if _rollout_may_move(view, old_status, generation):
+    evacuations, rebalances = None, None
+    want_evacuations = _rollout_may_move(view, old_status, generation)
+    want_rebalances = rebalance_rules.status_due(spec.rebalance, old_status) and any(
+        _has_evacuation(n) for n in view.nodes or ())
+    if want_evacuations or want_rebalances:
         try:
             status = client.rebalance_global_status()
-            evacuations = {str(e.get("node")): str(e.get("state")) for e in status.get("evacuations") or []}
+            if want_evacuations:
+                evacuations = {str(e.get("node")): str(e.get("state")) for e in status.get("evacuations") or []}
+            if want_rebalances:
+                rebalances = tuple(dict(e) for e in status.get("rebalances") or [])
         except EmqxApiError as exc:
             if exc.status != 404:
-                log.warning("%s/%s: evacuation status unavailable: %s", spec.namespace, spec.name, exc)
+                log.warning("%s/%s: rebalance status unavailable: %s", spec.namespace, spec.name, exc)
     live, live_format = None, "hocon"
     if config_rules.live_read_due(old_status, now):
         version = versions.parse_image(image).version
@@ -175,8 +183,8 @@ def _extras(spec: EmqxSpec, view: EmqxView, client: Any, image: str, old_status:
             live = client.get_config_hocon() if live_format == "hocon" else client.get_config_json()
         except EmqxApiError as exc:
             log.warning("%s/%s: could not read the live configuration: %s", spec.namespace, spec.name, exc)
-    return EmqxView(nodes=view.nodes, address=view.address, evacuations=evacuations, live_config=live,
-                    live_config_format=live_format)
+    return EmqxView(nodes=view.nodes, address=view.address, evacuations=evacuations, rebalances=rebalances,
+                    live_config=live, live_config_format=live_format)
 
 
 def _rollout_may_move(view: EmqxView, old_status: dict[str, Any], generation: int) -> bool:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import configmodel, schema, versions
+from . import backup, configmodel, schema, versions
 from .erlterm import Atom, Binary, Charlist, best_effort_json, format_deep_0p, format_p
 from .node import SimNode
 from .world import World
@@ -120,6 +120,8 @@ class NodeApi:
                 re.escape(path)
                 .replace(re.escape("{node}"), "(?P<node>[^/]+)")
                 .replace(re.escape("{root}"), "(?P<root>[^/]+)")
+                .replace(re.escape("{filename}"), "(?P<filename>[^/]+)")
+                .replace(re.escape("{name}"), "(?P<name>[^/]+)")
             )
             self.routes.append(Route(re.compile(f"^{regex}$"), handlers, auth, available or (lambda params: True)))
 
@@ -147,8 +149,16 @@ class NodeApi:
             {"GET": self.get_config_root, "PUT": self.put_config_root},
             available=lambda params: params["root"] in per_root_endpoints,
         )
-        add(f"{BASE}/api_key", {"GET": self.get_api_keys})
+        add(f"{BASE}/api_key", {"GET": self.get_api_keys, "POST": self.create_api_key})
+        add(f"{BASE}/api_key/{{name}}", {"DELETE": self.delete_api_key})
         add(f"{BASE}/listeners", {"GET": self.get_listeners})
+        backups = backup.DATA_BACKUP_API.open(image)
+        add(f"{BASE}/data/export", {"POST": self.data_export}, available=lambda params: backups)
+        add(f"{BASE}/data/import", {"POST": self.data_import}, available=lambda params: backups)
+        add(f"{BASE}/data/files", {"GET": self.data_files_list, "POST": self.data_upload},
+            available=lambda params: backups)
+        add(f"{BASE}/data/files/{{filename}}", {"GET": self.data_download, "DELETE": self.data_delete},
+            available=lambda params: backups)
         add(
             f"{BASE}/load_rebalance/availability_check",
             {"GET": self.availability_check},
@@ -161,6 +171,16 @@ class NodeApi:
             available=lambda params: rebalance,
         )
         add(f"{BASE}/load_rebalance/status", {"GET": self.local_status}, available=lambda params: rebalance)
+        add(
+            f"{BASE}/load_rebalance/{{node}}/start",
+            {"POST": self.rebalance_start},
+            available=lambda params: rebalance,
+        )
+        add(
+            f"{BASE}/load_rebalance/{{node}}/stop",
+            {"POST": self.rebalance_stop},
+            available=lambda params: rebalance,
+        )
         add(
             f"{BASE}/load_rebalance/{{node}}/evacuation/start",
             {"POST": self.evacuation_start},
@@ -191,6 +211,7 @@ class NodeApi:
                 if denied is not None:
                     return denied
             with self.world.lock:
+                self._advance_rebalances()
                 return handler(request, params)
         return not_found_page(accept)
 
@@ -484,18 +505,215 @@ class NodeApi:
         ]
         return json_response(200, keys)
 
+    def create_api_key(self, request: Request, params: dict[str, str]) -> Response:
+        """POST /api_key (emqx_mgmt_api_api_keys.erl@v5.8.9): the secret is shown once, in this answer."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
+        name = str((body or {}).get("name") or "")
+        cluster = self.node.cluster
+        if not name or any(record["name"] == name for record in cluster.api_keys.values()):
+            return error_response(400, "BAD_REQUEST", "Name Already Exists" if name else "name is required")
+        api_key, secret = secrets.token_hex(8), secrets.token_urlsafe(24)
+        record = {"name": name, "api_key": api_key, "api_secret": secret, "enable": bool(body.get("enable", True)),
+                  "role": str(body.get("role") or "administrator"), "desc": str(body.get("desc") or ""),
+                  "expired_at": "infinity", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
+        cluster.api_keys[api_key] = record
+        self.world.persist_cluster(cluster)
+        return json_response(200, dict(record))
+
+    def delete_api_key(self, request: Request, params: dict[str, str]) -> Response:
+        cluster = self.node.cluster
+        found = next((key for key, record in cluster.api_keys.items() if record["name"] == params["name"]), None)
+        if found is None:
+            return error_response(404, "NOT_FOUND", "Name NOT FOUND")
+        del cluster.api_keys[found]
+        self.world.persist_cluster(cluster)
+        return Response(204)
+
+    # ------------------------------------------------------------------ data backup (5.4.0+)
+
+    @staticmethod
+    def _api_key_caller(request: Request) -> bool:
+        return request.header("authorization").lower().startswith("basic ")
+
+    def data_export(self, request: Request, params: dict[str, str]) -> Response:
+        node, image = self.node, self.node.spec.image
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
+        body = body if isinstance(body, dict) and image.at_least(backup.EXPORT_BODY) else {}
+        known_sets = sorted([*backup.TABLE_SETS, *backup.OTHER_TABLE_SETS])
+        sets = body.get("table_sets")
+        if self._api_key_caller(request) and backup.api_key_restricted(image):
+            sets = [name for name in (sets if sets is not None else known_sets)
+                    if name not in backup.SENSITIVE_TABLE_SETS]
+        root_keys = body.get("root_keys")
+        if root_keys is not None and image.at_least(backup.EXPORT_ROOT_KEYS_CHECKED):
+            unknown = sorted(set(root_keys) - set(node.running_config))
+            if unknown:
+                return error_response(400, "BAD_REQUEST", "Invalid root keys: " + ", ".join(unknown))
+        if sets is not None:
+            invalid = sorted(set(sets) - set(known_sets))
+            if invalid:
+                return error_response(400, "BAD_REQUEST", "Invalid table sets: " + ", ".join(invalid))
+        data_dir = self.world.backup_dir(node)
+        config = dict(data_dir.cluster_hocon)
+        if root_keys is not None:
+            config = {key: value for key, value in config.items() if key in set(root_keys)}
+        cluster = node.cluster
+        tables = {"emqx_app": {name: dict(record) for name, record in cluster.api_keys.items()},
+                  "emqx_admin": dict(cluster.admins)}
+        wanted = {backup.TABLE_SETS[name] for name in (sets if sets is not None else backup.TABLE_SETS)
+                  if name in backup.TABLE_SETS}
+        name = backup.file_name()
+        content = backup.build_archive(name, image, config, {t: v for t, v in tables.items() if t in wanted})
+        now = time.time()
+        data_dir.backups[name] = (content, now)
+        return json_response(200, self._file_info(name, len(content), now, node.name))
+
+    @staticmethod
+    def _file_info(name: str, size: int, ctime: float, node: str) -> dict[str, Any]:
+        return {"filename": name, "size": size, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                                                             time.gmtime(ctime)),
+                "created_at_sec": int(ctime), "node": node}
+
+    def _file_node(self, query_or_body: dict[str, Any]) -> SimNode | Response:
+        """safe_parse_node/1: `node` must be a running node (else 400), default the serving node."""
+        wanted = query_or_body.get("node")
+        if wanted is None:
+            return self.node
+        found = self.node.cluster.nodes.get(str(wanted))
+        if found is None:
+            return error_response(400, "BAD_REQUEST", f"Unknown node: {wanted}")
+        return found
+
+    def data_files_list(self, request: Request, params: dict[str, str]) -> Response:
+        try:
+            page, limit = int(request.query.get("page", 1)), int(request.query.get("limit", 100))
+        except ValueError:
+            return error_response(400, "BAD_REQUEST", "page_limit_invalid")
+        files = []
+        for node in self.node.cluster.running():
+            for name, (content, ctime) in self.world.backup_dir(node).backups.items():
+                files.append(self._file_info(name, len(content), ctime, node.name))
+        files.sort(key=lambda item: (item["created_at_sec"], item["filename"]), reverse=True)
+        start = (page - 1) * limit
+        return json_response(200, {"data": files[start:start + limit],
+                                   "meta": {"page": page, "limit": limit, "count": len(files),
+                                            "hasnext": start + limit < len(files)}})
+
+    def data_download(self, request: Request, params: dict[str, str]) -> Response:
+        holder = self._file_node(request.query)
+        if isinstance(holder, Response):
+            return holder
+        found = self.world.backup_dir(holder).backups.get(params["filename"])
+        if found is None:
+            return error_response(404, "NOT_FOUND", "backup file not found")
+        octet = backup.DOWNLOAD_OCTET_STREAM.open(self.node.spec.image)
+        return Response(200, found[0], "application/octet-stream" if octet else "application/json")
+
+    def data_delete(self, request: Request, params: dict[str, str]) -> Response:
+        holder = self._file_node(request.query)
+        if isinstance(holder, Response):
+            return holder
+        if self.world.backup_dir(holder).backups.pop(params["filename"], None) is None:
+            return error_response(404, "NOT_FOUND", "backup file not found")
+        return Response(204)
+
+    def data_upload(self, request: Request, params: dict[str, str]) -> Response:
+        part = _multipart_file(request, "filename")
+        if part is None:
+            return error_response(400, "BAD_REQUEST", "Missing required parameter: filename")
+        name, content = part
+        backups = self.world.backup_dir(self.node).backups
+        if name in backups:
+            return error_response(400, "BAD_REQUEST", f'Backup file "{name}" already exists')
+        backups[name] = (content, time.time())
+        try:
+            backup.read_archive(name, content, self.node.spec.image)
+        except backup.BackupError as exc:
+            if backup.INVALID_UPLOAD_DELETED.open(self.node.spec.image):
+                backups.pop(name, None)
+            return error_response(400, "BAD_REQUEST", str(exc))
+        return Response(204)
+
+    def data_import(self, request: Request, params: dict[str, str]) -> Response:
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
+        if not isinstance(body, dict) or not body.get("filename"):
+            return error_response(400, "BAD_REQUEST", "filename: required_field")
+        holder = self._file_node(body)
+        if isinstance(holder, Response):
+            return holder
+        name = str(body["filename"])
+        image = self.node.spec.image
+        if self._api_key_caller(request) and backup.api_key_restricted(image):
+            local = self.world.backup_dir(self.node).backups.get(name)
+            if local is None:
+                return error_response(400, "BAD_REQUEST", "backup file not found")
+            try:
+                restricted = backup.sensitive_sets(backup.read_archive(name, local[0], image))
+            except backup.BackupError as exc:
+                return error_response(400, "BAD_REQUEST", str(exc))
+            if restricted:
+                return error_response(403, "FORBIDDEN", "API key import refused: backup contains restricted "
+                                                        "tables: " + ", ".join(restricted))
+        cluster = self.node.cluster
+        core = holder if holder.role == "core" else (self.node if self.node.role == "core" else
+                                                      next(iter(cluster.cores()), None))
+        if core is None:
+            return error_response(500, "SERVICE_UNAVAILABLE(no core)", "no core node")
+        found = self.world.backup_dir(holder).backups.get(name)
+        if found is None:
+            return error_response(400, "BAD_REQUEST", "backup file not found")
+        self.world.backup_dir(core).backups.setdefault(name, found)  # maybe_copy
+        try:
+            archive = backup.read_archive(name, found[0], core.spec.image)
+        except backup.BackupError as exc:
+            return error_response(400, "BAD_REQUEST", str(exc))
+        roots = backup.merged_roots(core.spec.image, core.running_config, archive.cluster_hocon or {})
+        errors = []
+        for root, value in list(roots.items()):
+            problem = configmodel.check_root_update(core.spec.image, root, value)
+            if problem is not None:
+                errors.append(f"Failed to import the following config path: \"{root}\", reason: {problem}\n")
+                del roots[root]
+        rebind = self.world.import_backup(cluster, roots, archive.tables)
+        response = Response(204) if not errors else error_response(400, "BAD_REQUEST", "".join(errors))
+        response.after.append(self._rebinder(rebind))
+        return response
+
     # ------------------------------------------------------------------ load_rebalance
 
+    def _advance_rebalances(self) -> None:
+        """Run the rebalance timers due by now (each coordinator's gen_statem, lazily)."""
+        now = self.node.clock.now()
+        for node in self.node.cluster.running():
+            if node.rebalance is not None and not node.rebalance.advance(now):
+                node.rebalance = None
+                log.warning("%s: node_rebalance_finished", node.name)
+
     def availability_check(self, request: Request, params: dict[str, str]) -> Response:
-        if self.node.evacuation is not None:
+        if self.node.agent_busy():
             return error_response(503, "NODE_EVACUATING", "Node Evacuating")
         return json_response(200, {})
 
     def global_status(self, request: Request, params: dict[str, str]) -> Response:
-        evacuations = [node.evacuation_item() for node in self.node.cluster.running() if node.evacuation is not None]
-        return json_response(200, {"evacuations": evacuations, "purges": [], "rebalances": []})
+        running = self.node.cluster.running()
+        evacuations = [node.evacuation_item() for node in running if node.evacuation is not None]
+        rebalances = [node.rebalance.status_entry() for node in running if node.rebalance is not None]
+        return json_response(200, {"evacuations": evacuations, "purges": [], "rebalances": rebalances})
 
     def local_status(self, request: Request, params: dict[str, str]) -> Response:
+        coordinator = self.node.rebalance_coordinator()
+        if self.node.evacuation is None and coordinator is not None and coordinator.rebalance is not None:
+            return json_response(200, {"status": "enabled", "process": "rebalance",
+                                       **coordinator.rebalance.donor_entry(self.node)})
         if self.node.evacuation is None:
             return json_response(200, {"status": "disabled"})
         item = self.node.evacuation_item()
@@ -594,7 +812,7 @@ class NodeApi:
             unavailable = [
                 name
                 for name in reversed(migrate_to)
-                if name not in cluster.nodes or cluster.nodes[name].evacuation is not None
+                if name not in cluster.nodes or cluster.nodes[name].agent_busy()
             ]
             if unavailable:
                 message = self._rebalance_message("Nodes unavailable: ~p", [Atom(name) for name in unavailable])
@@ -603,9 +821,114 @@ class NodeApi:
         if target.evacuation is not None:
             message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("already_started"))
             return error_response(400, "BAD_REQUEST", message)
+        if target.agent_busy():  # a rebalance donor: its eviction agent is taken
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("eviction_agent_busy"))
+            return error_response(400, "BAD_REQUEST", message)
         target.start_evacuation(options)
         assert target.evacuation is not None
         self.world.data_dirs[target.data_dir_key].evacuation = target.evacuation.persisted_options()
+        return json_response(200, {})
+
+    def _check_rebalance_body(self, body: dict[str, Any]) -> Response | None:
+        """fields(rebalance_start): the same checks as the evacuation body, plus the thresholds
+        (positive integers; relative ones numbers > 1.0) and `nodes` (a non-empty list)."""
+        image = self.node.spec.image
+        render = schema.Rendering(image.hocon_version)
+        fields = ["wait_health_check", "conn_evict_rate", "sess_evict_rate", "abs_conn_threshold",
+                  "rel_conn_threshold", "abs_sess_threshold", "rel_sess_threshold", "wait_takeover", "nodes"]
+        if image.at_least(versions.REBALANCE_RPC_TIMEOUTS):
+            fields.insert(fields.index("sess_evict_rate"), "conn_evict_rpc_timeout")
+            fields.insert(fields.index("abs_conn_threshold"), "sess_evict_rpc_timeout")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            return self._body_error(schema.unknown_fields("root", unknown, fields, list(body), image.hocon_version))
+        for name in fields:
+            if name not in body:
+                continue
+            value, path = body[name], f"root.{name}"
+            if name in ("conn_evict_rate", "sess_evict_rate", "abs_conn_threshold", "abs_sess_threshold"):
+                if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                    return self._body_error(render.type_mismatch(path, "pos_integer()", value, None))
+            elif name in ("rel_conn_threshold", "rel_sess_threshold"):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    return self._body_error(render.type_mismatch(path, "number()", value, None))
+                if value <= 1.0:
+                    return self._body_error(schema.validation_error(path, Atom("returned_false"), value))
+            elif name in ("wait_health_check", "wait_takeover", "conn_evict_rpc_timeout", "sess_evict_rpc_timeout"):
+                if parse_duration(value) is None:
+                    kind = "timeout_duration_ms" if name.endswith("rpc_timeout") else "timeout_duration_s"
+                    return self._body_error(
+                        render.type_mismatch(path, f"emqx_schema:{kind}()", value, "Not a valid duration"))
+            elif name == "nodes":
+                if not (isinstance(value, list) and all(isinstance(item, str) for item in value)):
+                    return self._body_error(render.type_mismatch(path, "[binary()]", value, None))
+                if not value:
+                    return self._body_error(schema.validation_error(path, Atom("returned_false"), []))
+        return None
+
+    def rebalance_start(self, request: Request, params: dict[str, str]) -> Response:
+        from .rebalance import DEFAULTS, Rebalance, split
+
+        cluster = self.node.cluster
+        try:
+            body = json.loads(request.body or b"{}")
+        except json.JSONDecodeError:
+            return error_response(400, "BAD_REQUEST", "Invalid json message received")
+        if not isinstance(body, dict):
+            return error_response(400, "BAD_REQUEST", "expected a JSON object")
+        refused = self._check_rebalance_body(body)
+        if refused is not None:
+            return refused
+        coordinator = cluster.nodes.get(params["node"])
+        if coordinator is None:
+            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
+        opts = dict(DEFAULTS)
+        for key, value in body.items():
+            if key in ("wait_health_check", "wait_takeover"):
+                opts[key] = parse_duration(value)
+            elif key.endswith("rpc_timeout"):
+                opts[key] = int((parse_duration(value) or 0) * 1000) if isinstance(value, str) else value
+            elif key != "nodes":
+                opts[key] = value
+        names = list(body.get("nodes") or [node.name for node in cluster.running()])
+        if "nodes" in body:
+            invalid = [name for name in reversed(names) if name not in self.world.known_node_names]
+            if invalid:
+                message = self._rebalance_message("Invalid nodes: ~p", [Binary(name) for name in invalid])
+                return error_response(400, "BAD_REQUEST", message)
+            unavailable = [name for name in reversed(names)
+                           if name not in cluster.nodes or cluster.nodes[name].agent_busy()]
+            if unavailable:
+                message = self._rebalance_message("Nodes unavailable: ~p", [Atom(name) for name in unavailable])
+                return error_response(400, "NOT_FOUND", message)
+        if coordinator.rebalance is not None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(coordinator.name), Atom("already_started"))
+            return error_response(400, "BAD_REQUEST", message)
+        nodes = [cluster.nodes[name] for name in dict.fromkeys(names) if name in cluster.nodes]
+        parts = split(nodes, opts)
+        if parts is None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(coordinator.name),
+                                              Atom("nothing_to_balance"))
+            return error_response(400, "BAD_REQUEST", message)
+        donors, recipients = parts
+        now = self.node.clock.now()
+        coordinator.rebalance = Rebalance(
+            coordinator, opts, donors, recipients, "wait_health_check", now + float(opts["wait_health_check"]),
+            rpc_timeouts=coordinator.spec.image.at_least(versions.REBALANCE_RPC_TIMEOUTS),
+            initial={node.name: node.current_counts() for node in nodes},
+        )
+        log.warning("%s: node_rebalance_enabled, donors %s, recipients %s", coordinator.name, donors, recipients)
+        return json_response(200, {})
+
+    def rebalance_stop(self, request: Request, params: dict[str, str]) -> Response:
+        target = self.node.cluster.nodes.get(params["node"])
+        if target is None:
+            return error_response(404, "NOT_FOUND", f"Node not found: {params['node']}")
+        if target.rebalance is None:
+            message = self._rebalance_message("error on node ~p: ~p", Atom(target.name), Atom("not_started"))
+            return error_response(400, "BAD_REQUEST", message)
+        target.rebalance = None
+        log.warning("%s: node_rebalance_stopped", target.name)
         return json_response(200, {})
 
     def evacuation_stop(self, request: Request, params: dict[str, str]) -> Response:
@@ -618,6 +941,24 @@ class NodeApi:
         target.stop_evacuation()
         self.world.data_dirs[target.data_dir_key].evacuation = None
         return json_response(200, {})
+
+
+def _multipart_file(request: Request, field: str) -> tuple[str, bytes] | None:
+    """(client file name, content) of the multipart/form-data part named `field`."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    content_type = request.header("content-type")
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n"
+                                                  + request.body)
+    if not message.is_multipart():
+        return None
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == field and part.get_filename():
+            return str(part.get_filename()), bytes(part.get_payload(decode=True) or b"")
+    return None
 
 
 # ---------------------------------------------------------------------- HTTP

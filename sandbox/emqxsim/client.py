@@ -62,7 +62,8 @@ class SimClient:
     def nodes(self) -> list[dict[str, Any]]:
         """One summary per EMQX pod the simulator tracks: pod, ip, image, state (pending|waiting|failed|
         hung|running|stopped|crashed), reason (why it is not running), node, role, version, edition,
-        port, cluster, evacuation state, the pod's Ready condition as last observed, joining (a fresh
+        port, cluster, evacuation state, sessions and live_connections (after any evacuation or rebalance
+        progress), the pod's Ready condition as last observed, joining (a fresh
         core still alone), degraded (a replicant without upstream), exit_code of the last EMQX exit
         and restart_count."""
         result: list[dict[str, Any]] = self._call("GET", "/nodes")

@@ -14,6 +14,7 @@ from .hocon import ConfigDict
 from .nodespec import NodeSpec
 
 if TYPE_CHECKING:
+    from .rebalance import Rebalance
     from .world import ClusterState
 
 
@@ -122,6 +123,8 @@ class SimNode:
     sessions: int = 0
     live_connections: int = 0
     evacuation: Evacuation | None = None
+    # the rebalance this node coordinates (emqx_node_rebalance's gen_statem: memory only)
+    rebalance: Rebalance | None = None
     alive: bool = True
     server: Any = None
     # license.key in effect (5.9+: "default" is the single-node community licence)
@@ -163,6 +166,17 @@ class SimNode:
             return self.sessions, self.live_connections
         _, connected, sessions = self.evacuation.progress(self.clock.now(), bool(self.cluster.recipients_for(self)))
         return sessions, connected
+
+    def rebalance_coordinator(self) -> SimNode | None:
+        """The coordinator of a running rebalance this node is a donor of (its agent is enabled)."""
+        for other in self.cluster.running():
+            if other.rebalance is not None and self.name in other.rebalance.donors:
+                return other
+        return None
+
+    def agent_busy(self) -> bool:
+        """The eviction agent is enabled (an evacuation, or a rebalance donor): unavailable for another."""
+        return self.evacuation is not None or self.rebalance_coordinator() is not None
 
     def evacuation_state(self) -> str:
         if self.evacuation is None:

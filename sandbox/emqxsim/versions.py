@@ -381,6 +381,7 @@ EVACUATION_API = Gate((5, 9, 0), (5, 0, 4))
 WAIT_HEALTH_CHECK = Gate((5, 9, 0), (5, 1, 0))
 WAIT_TAKEOVER_DURATION = Gate((5, 9, 0), (5, 1, 1))  # timeout_duration_s (0 and "10s" allowed); pos_integer before
 REBALANCE_MESSAGES_FLAT = Gate((5, 9, 0), (5, 1, 0))  # binfmt; io_lib deep lists rendered with ~0p before
+REBALANCE_RPC_TIMEOUTS = Gate((5, 9, 0), (5, 9, 0))  # conn/sess_evict_rpc_timeout in the start body and status
 EVACUATION_RESUME = Gate((5, 7, 0))  # #12871: a node with data/.evacuation starts (and resumes)
 MAX_PACKET_VALIDATOR = Gate((5, 1, 6), (5, 2, 0))  # validate_packet_size (256M)
 MAX_PACKET_VALIDATOR_V2 = Gate((5, 8, 5))  # validate_max_packet_size (268435455)

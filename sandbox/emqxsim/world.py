@@ -74,6 +74,8 @@ class DataDir:
     admins: dict[str, str] = field(default_factory=dict)
     members: set[str] = field(default_factory=set)
     evacuation: dict[str, Any] | None = None
+    # data/backup/*.tar.gz: name -> (content, ctime)
+    backups: dict[str, tuple[bytes, float]] = field(default_factory=dict)
     release: versions.Version | None = None
     # data/configs/cluster-override.conf (written by releases before 5.0.23 / e5.0.3; later releases
     # keep using it, and its precedence, when they find it) or cluster.hocon.
@@ -191,6 +193,8 @@ class PodRecord:
             "port": spec.dashboard_port if spec else None,
             "cluster": node.cluster.name if node else None,
             "evacuation": node.evacuation_state() if node else None,
+            "sessions": node.current_counts()[0] if node else None,
+            "live_connections": node.current_counts()[1] if node else None,
             "ready": self.observed_ready,
             "joining": bool(node and node.cluster.standalone),
             "degraded": bool(node and node.degraded),
@@ -1003,6 +1007,27 @@ class World:
                     node.spec.dashboard_port = new_port
                     rebind.append(node)
         return rebind
+
+    def import_backup(self, cluster: ClusterState, roots: ConfigDict, tables: Mapping[str, Any]) -> list[SimNode]:
+        """Data import: each root a cluster-wide config update (replace, as emqx_conf:update/3 of the
+        merged root), then the tables restored with keep_tables (archive records win, others stay)."""
+        rebind: list[SimNode] = []
+        with self.lock:
+            for root, value in roots.items():
+                rebind += self.apply_config(cluster, {root: value}, "replace")
+            for name, record in (tables.get("emqx_app") or {}).items():
+                cluster.api_keys[name] = dict(record)
+            for name, password in (tables.get("emqx_admin") or {}).items():
+                cluster.admins[name] = str(password)
+            self._persist_cluster(cluster)
+        return rebind
+
+    def persist_cluster(self, cluster: ClusterState) -> None:
+        with self.lock:
+            self._persist_cluster(cluster)
+
+    def backup_dir(self, node: SimNode) -> DataDir:
+        return self.data_dirs[node.data_dir_key]
 
     # ------------------------------------------------------------------ faults and control
 

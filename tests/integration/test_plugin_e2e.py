@@ -117,7 +117,8 @@ def test_completion_through_kubectl(plugin: PluginRunner, api_client: Any, names
     """kubectl (>= 1.26) completes `kubectl emqx ...` by running kubectl_complete-emqx from PATH."""
     verbs = [line.split("\t")[0] for line in plugin.complete("emqx", "")]
     assert verbs == ["create", "list", "status", "dashboard", "logs", "report", "scale", "config", "upgrade",
-                     "delete", "install", "uninstall", "version", "completion"]
+                     "restart", "rebalance", "backup", "restore", "delete", "install", "uninstall", "version",
+                     "completion"]
     assert plugin.complete("emqx", "sc") == ["scale\tChange the number of core or replicant nodes"]
 
     names = ["orders", "ops", "telemetry"]

@@ -355,7 +355,7 @@ BAD_FLAGS = [
     (("status", "demo", "-o", "xml"), ("'xml' is not one of 'json', 'yaml'",)),
     (("list", "--request-timeout", "soon"), ("'soon' is not a duration",)),
     (("status",), ("Missing argument 'NAME'", "kubectl emqx status --help")),
-    (("stauts", "demo"), ("unknown command 'stauts'. Did you mean status?",)),
+    (("stauts", "demo"), ("unknown command 'stauts'. Did you mean status",)),
     (("upgrade", "demo"), ("give either --image IMAGE or --rollback",)),
 ]
 

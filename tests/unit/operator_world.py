@@ -30,6 +30,8 @@ from emqx_operator.model import (
     ForceLeave,
     Outcome,
     Plan,
+    RebalanceStart,
+    RebalanceStop,
     World,
 )
 
@@ -69,6 +71,8 @@ class Cluster:
     connections: dict[str, int] = field(default_factory=dict)  # node -> connections
     evacuations: dict[str, str] = field(default_factory=dict)  # node -> state
     stopped_cores: list[str] = field(default_factory=list)  # departed nodes EMQX still lists
+    rebalances: list[dict[str, Any]] = field(default_factory=list)  # global_status rebalances[]
+    uptime_ms: dict[str, int] = field(default_factory=dict)  # node -> uptime EMQX reports (default 1 h)
     emqx_error: EmqxError | None = None
     failures: dict[type, CallError] = field(default_factory=dict)  # EMQX call type -> its answer
     calls: list[EmqxCall] = field(default_factory=list)
@@ -123,13 +127,14 @@ class Cluster:
             nodes.append({"node": node, "node_status": "running",
                           "role": pod["metadata"]["labels"][LABEL_DB_ROLE],
                           "version": versions.format_version(info.version), "edition": info.edition,
-                          "connections": self.connections.get(node, 0)})
+                          "connections": self.connections.get(node, 0),
+                          "uptime": self.uptime_ms.get(node, 3_600_000)})
         nodes += [{"node": node, "node_status": "stopped", "role": "core"} for node in self.stopped_cores]
         if not any(n["node_status"] == "running" and n["role"] == CORE for n in nodes):
             return EmqxView()
         evacuations = {n: s for n, s in self.evacuations.items() if any(x["node"] == n for x in nodes)}
         return EmqxView(nodes=tuple(sorted(nodes, key=lambda n: n["node"])), address="http://10.0.0.1:18083",
-                        evacuations=evacuations)
+                        evacuations=evacuations, rebalances=tuple(copy.deepcopy(self.rebalances)))
 
     # --- passes --------------------------------------------------------------------------------------
 
@@ -205,6 +210,15 @@ class Cluster:
                 self.stopped_cores = [n for n in self.stopped_cores if n != call.node]
             elif isinstance(call, ConfigPut):
                 pass
+            elif isinstance(call, RebalanceStart):  # EMQX: donors = at least the average, in wait_health_check
+                nodes = list(call.body["nodes"])
+                average = sum(self.connections.get(n, 0) for n in nodes) / len(nodes)
+                donors = [n for n in nodes if self.connections.get(n, 0) >= average]
+                self.rebalances = [{"node": call.coordinator, "coordinator_node": call.coordinator,
+                                    "state": "wait_health_check", "donors": donors,
+                                    "recipients": [n for n in nodes if n not in donors]}]
+            elif isinstance(call, RebalanceStop):
+                self.rebalances = []
         for patch in plan.pod_patches:
             pod = self.pods.get(patch.name)
             if pod is None:

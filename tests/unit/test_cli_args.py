@@ -31,7 +31,7 @@ from tests.unit.cli_helpers import emqx, fake_with, run
         (["list", "--color", "sometimes"], "'sometimes' is not one of 'auto', 'always', 'never'"),
         (["list", "--request-timeout", "soon"], "'soon' is not a duration"),
         (["scale", "replicants", "demo", "2", "--timeout", "1 hour"], "is not a duration"),
-        (["stauts", "demo"], "unknown command 'stauts'. Did you mean status?"),
+        (["stauts", "demo"], "unknown command 'stauts'. Did you mean status"),
     ],
 )
 def test_bad_arguments_exit_2_and_write_nothing(args: list[str], message: str) -> None:

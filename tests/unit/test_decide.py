@@ -21,6 +21,8 @@ from emqx_operator.model import (
     ForceLeave,
     Outcome,
     Plan,
+    RebalanceStart,
+    RebalanceStop,
 )
 
 from kubectl_emqx.domain.builders import SecretValues
@@ -809,3 +811,146 @@ def test_a_restart_of_named_nodes_restarts_only_those_once() -> None:
     assert others <= set(cluster.pods)
     for _ in range(3):
         assert not cluster.step().pod_deletions
+
+
+def test_a_named_replicant_being_restarted_keeps_the_cluster_restarting_not_ready() -> None:
+    cluster = settled()
+    victim = cluster.replicant_pods()[0]
+    cluster.not_ready.add(victim)  # it must wait: every replicant is to be ready before one goes
+    cluster.step()
+    cluster.not_ready.discard(victim)
+    restart(cluster, nodes=[victim])
+    plan = cluster.decide()
+    assert plan.status["phase"] == "Restarting" and cond(plan, "Ready")["status"] == "False"
+    assert plan.status["restart"]["phase"] == "Restarting"
+    cluster.converge(passes=40)
+    assert cluster.status["restart"]["phase"] == "Done" and victim in cluster.deleted
+
+
+# --- rebalance (spec.rebalance) ----------------------------------------------------------------------------
+
+
+def rebalance(cluster: Cluster, **request: Any) -> None:
+    cluster.now += datetime.timedelta(seconds=5)
+    cluster.set_spec(rebalance={"at": cluster.now.strftime("%Y-%m-%dT%H:%M:%SZ"), **request})
+
+
+def test_rebalance_is_refused_where_the_edition_has_none_and_nothing_is_sent() -> None:
+    cluster = settled(image="emqx/emqx:5.7.2")
+    rebalance(cluster)
+    plan = cluster.step()
+    assert not calls(plan, RebalanceStart)
+    allowed = cond(plan, "RebalanceAllowed")
+    assert allowed["status"] == "False" and allowed["reason"] == "RebalanceUnsupported"
+    assert "Opensource 5.7.2" in allowed["message"] and "5.9.0" in allowed["message"]
+    assert plan.status["rebalance"]["phase"] == "Refused"
+    assert any(e.type == "Warning" and e.reason == "RebalanceUnsupported" for e in plan.events)
+    assert cond(plan, "Ready")["status"] == "True"  # the cluster itself is fine
+    cluster.set_spec(rebalance=None)
+    plan = cluster.step()
+    assert "rebalance" not in plan.status and not cond(plan, "RebalanceAllowed")
+
+
+def test_rebalance_starts_once_ready_on_the_replicants_coordinated_by_the_first_core_and_completes() -> None:
+    cluster = settled(image=f"{EE}:5.8.0")
+    for pod in cluster.replicant_pods():
+        cluster.connections[cluster.node(cluster.pod(pod))] = 0
+    busy = cluster.node(cluster.pod(cluster.replicant_pods()[0]))
+    cluster.connections[busy] = 3000
+    rebalance(cluster, strategy={"connEvictRate": 10, "relConnThreshold": "1.5", "absConnThreshold": 5})
+    plan = cluster.step()
+    [start] = calls(plan, RebalanceStart)
+    replicants = sorted(cluster.node(cluster.pod(p)) for p in cluster.replicant_pods())
+    assert start.coordinator == cluster.node(cluster.pod("demo-core-0"))
+    assert start.body == {"conn_evict_rate": 10, "abs_conn_threshold": 5, "rel_conn_threshold": 1.5,
+                          "nodes": replicants}
+    assert cluster.status["rebalance"]["phase"] == "Processing"
+    assert any(e.reason == "RebalanceStarted" for e in plan.events)
+    plan = cluster.step()
+    assert not calls(plan, RebalanceStart)  # started once
+    progress = cluster.status["rebalance"]["progress"]
+    assert progress["donors"] == [busy] and cluster.status["rebalance"]["message"].startswith("wait_health_check")
+    assert plan.busy
+    cluster.rebalances = []  # EMQX finished: it lists the rebalance no more
+    plan = cluster.step()
+    assert cluster.status["rebalance"]["phase"] == "Completed"
+    assert any(e.reason == "RebalanceCompleted" for e in plan.events)
+    for _ in range(3):
+        assert not cluster.step().emqx_calls
+
+
+def test_rebalance_waits_while_a_rollout_runs() -> None:
+    cluster = settled(image=f"{EE}:5.7.2")
+    start_upgrade(cluster, f"{EE}:5.8.0")
+    rebalance(cluster)
+    plan = cluster.step()
+    assert not calls(plan, RebalanceStart)
+    assert cluster.status["rebalance"]["phase"] == "Pending"
+    assert "Ready" in cluster.status["rebalance"]["message"]
+    roll_until(cluster, lambda plan: bool(calls(plan, RebalanceStart)), passes=200, seconds=11)
+
+
+@pytest.mark.parametrize(("status", "message", "phase", "words"), [
+    (400, "error on node 'emqx@x': nothing_to_balance", "Completed", "nothing to balance"),
+    (400, "Nodes unavailable: ['emqx@x']", "Failed", "Nodes unavailable"),
+    (400, "error on node 'emqx@x': already_started", "Processing", "already"),
+    (503, "RPC error on node", "Pending", "did not answer"),
+])
+def test_emqx_answers_to_a_rebalance_start(status: int, message: str, phase: str, words: str) -> None:
+    cluster = settled(image=f"{EE}:5.8.0", replicants=0)
+    cluster.failures[RebalanceStart] = CallError(status, "BAD_REQUEST", message)
+    rebalance(cluster)
+    plan = cluster.step()
+    assert calls(plan, RebalanceStart)
+    assert cluster.status["rebalance"]["phase"] == phase
+    assert words in cluster.status["rebalance"]["message"]
+    if phase == "Failed":
+        assert message in cluster.status["rebalance"]["message"]  # EMQX's own words
+        assert not cluster.step().emqx_calls  # a verdict is not retried
+    if phase == "Pending":
+        del cluster.failures[RebalanceStart]
+        assert calls(cluster.step(), RebalanceStart)
+
+
+def test_stopping_a_running_rebalance_asks_its_coordinator() -> None:
+    cluster = settled(image=f"{EE}:5.8.0", replicants=0)
+    cluster.connections[cluster.node(cluster.pod("demo-core-2"))] = 900
+    rebalance(cluster)
+    cluster.step()
+    at = cluster.body["spec"]["rebalance"]["at"]
+    cluster.set_spec(rebalance={"at": at, "stop": True})
+    plan = cluster.step()
+    [stop] = calls(plan, RebalanceStop)
+    assert stop.coordinator == cluster.node(cluster.pod("demo-core-0"))
+    assert cluster.status["rebalance"]["phase"] == "Stopped" and not cluster.rebalances
+    assert not cluster.step().emqx_calls
+
+
+def test_a_rebalance_whose_coordinator_restarted_failed() -> None:
+    cluster = settled(image=f"{EE}:5.8.0", replicants=0)
+    rebalance(cluster)
+    cluster.step()
+    coordinator = cluster.node(cluster.pod("demo-core-0"))
+    cluster.step(seconds=30)
+    cluster.rebalances = []
+    cluster.uptime_ms[coordinator] = 1000  # it booted a second ago
+    plan = cluster.step()
+    assert cluster.status["rebalance"]["phase"] == "Failed"
+    assert "restarted" in cluster.status["rebalance"]["message"]
+    assert any(e.type == "Warning" and e.reason == "RebalanceFailed" for e in plan.events)
+
+
+def test_a_restart_shows_as_restarting_throughout_and_stays_done_after() -> None:
+    cluster = settled()
+    restart(cluster, role="cores")
+    phases = set()
+    for _ in range(60):
+        cluster.step(seconds=11)
+        phases.add(cluster.status["phase"])
+        if cluster.status["restart"]["phase"] == "Done":
+            break
+    assert phases <= {"Restarting", "Ready"}, phases  # never ConfigPending while a core comes back
+    cluster.set_spec(config={"data": "node.process_limit = 1000000"})  # a restart key: a rolling restart
+    plan = cluster.step()
+    assert cond(plan, "Ready")["status"] == "False"
+    assert plan.status["restart"]["phase"] == "Done"  # a later change is no restart request

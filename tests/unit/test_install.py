@@ -260,7 +260,7 @@ def test_install_help_documents_what_plugin_users_need() -> None:
 
     text = " ".join(CliRunner().invoke(cli, ["install", "--help"], prog_name="kubectl emqx").output.split())
     rules = [*install.USER_READ_RULES, *install.USER_DASHBOARD_RULES, *install.USER_OPTIONAL_RULES,
-             *install.USER_WRITE_RULES]
+             *install.USER_WRITE_RULES, *install.USER_BACKUP_RULES]
     for rule in rules:
         for resource in rule.resources:
             name = f"{resource}.{rule.api_group}" if rule.api_group == install.GROUP else resource

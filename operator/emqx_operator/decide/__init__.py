@@ -8,6 +8,7 @@ Secret must be created). The concerns are split by module:
   cores.py       the core StatefulSet and the next step of a rolling replacement
   replicants.py  the replicant Deployment, held back until the cores are done, and paced
   evacuation.py  draining a node before it goes
+  rebalance.py   spec.rebalance: EMQX's connection rebalance, started, followed and stopped
   status.py      conditions, phase, message and the per-node waits
 
 `settle()` folds what the EMQX calls answered (act.py makes them) into the status.
@@ -18,10 +19,21 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from emqx_operator.decide import config, cores, pods, replicants, secrets
+from emqx_operator.decide import config, cores, pods, rebalance, replicants, secrets
 from emqx_operator.decide.facts import Facts
 from emqx_operator.decide.status import RECOVER, Conditions, pending_nodes, phase, upgrade_phase, with_pod_names
-from emqx_operator.model import ConfigPut, EmqxView, EvacuationStart, Event, ForceLeave, Outcome, Plan, World
+from emqx_operator.model import (
+    ConfigPut,
+    EmqxView,
+    EvacuationStart,
+    Event,
+    ForceLeave,
+    Outcome,
+    Plan,
+    RebalanceStart,
+    RebalanceStop,
+    World,
+)
 from kubectl_emqx.domain import builders, hocon, validation, versions
 from kubectl_emqx.domain.builders import SecretValues
 from kubectl_emqx.domain.spec import EmqxSpec
@@ -105,8 +117,9 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     replicants_ready = replicant.settled and len(replicant.on_target) == desired_replicants
     extra_running = len(running) - desired_cores - desired_replicants
     image_changing = current_image != spec.image
-    ready = (emqx.answered and core.done and replicants_ready and extra_running <= 0 and not violations
-             and not core.departed and config_ok and not blocked)
+    # A replicant spec.restart names is not current while it runs (its Deployment is settled meanwhile).
+    ready = (emqx.answered and core.done and replicants_ready and not replicant.rolling and extra_running <= 0
+             and not violations and not core.departed and config_ok and not blocked)
     target_version = versions.format_version(versions.parse_image(core_image).version)
     conditions.set(C.CORES_READY, core.done, "CoresRunning" if core.done else "CoresNotReady",
                    f"{len(core.on_target)}/{desired_cores} cores running {core_image}")
@@ -179,10 +192,24 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
             events.append(Event("Normal", "UpgradeCompleted", f"every node runs {spec.image} (was {previous})"))
     elif old_status.get("previousImage"):
         status["previousImage"] = old_status["previousImage"]
+    restart_running = False
     if spec.restart is not None:
         restarting = core.rolling or replicant.rolling or bool(core.deletions or replicant.deletions)
+        before = old_status.get("restart") or {}
+        # Done stays Done for its request: a later change (a config, a scale) is no restart.
+        done = (before.get("at") == spec.restart.at and before.get("phase") == "Done") or (ready and not restarting)
+        restart_running = not done
         status["restart"] = {"at": spec.restart.at, "role": spec.restart.role, "nodes": list(spec.restart.nodes),
-                             "phase": "Restarting" if restarting or not ready else "Done"}
+                             "phase": "Done" if done else "Restarting"}
+    release = config.running_release(spec, emqx)
+    balance = rebalance.decide(facts, bool(ready), release.edition, release.version)
+    if balance.condition is None:
+        conditions.drop(C.REBALANCE_ALLOWED)
+    else:
+        conditions.set_with_event(C.REBALANCE_ALLOWED, *balance.condition, bad_when=False)
+    if balance.status is not None:
+        status["rebalance"] = balance.status
+    events.extend(balance.events)
     waiting = {pod: ("core", reason) for pod, reason in core.waiting.items()}
     waiting.update({pod: ("replicant", reason) for pod, reason in replicant.waiting.items()})
     if waiting and not ready:
@@ -196,7 +223,7 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     the_phase = phase(ready=ready, stalled=bool(stalled or blocked), refused=bool(violations),
                       creating=not previous, upgrading=bool(previous) and image_changing,
                       scaling=len(world.core_pods) != desired_cores or replicant.count != desired_replicants,
-                      rolling=core.rolling or replicant.rolling, config_pending=not config_ok,
+                      rolling=core.rolling or replicant.rolling or restart_running, config_pending=not config_ok,
                       emqx_ok=emqx.answered)
     events.extend(conditions.events)
     status.update(phase=str(the_phase), message=message, conditions=conditions.items)
@@ -204,15 +231,16 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         secrets=secret_plan.writes,
         apply=tuple(objects),
         delete=tuple(deletions),
-        emqx_calls=tuple(core.calls + replicant.calls + ([config_plan.put] if config_plan.put else [])),
+        emqx_calls=tuple(core.calls + replicant.calls + ([config_plan.put] if config_plan.put else [])
+                         + balance.calls),
         pod_patches=tuple(replicant.patches),
         pod_deletions=tuple(core.deletions + replicant.deletions),
         status=status,
         events=tuple(events),
         # Look again soon while things move; a verdict (stall, refusal, rejected config) waits for a
         # new spec, and an EMQX outage for the resync period (pod events still trigger passes).
-        busy=not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"
-                                or emqx.error is not None),
+        busy=(not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"
+                                 or emqx.error is not None)) or balance.busy,
     )
 
 
@@ -241,6 +269,13 @@ def settle(plan: Plan, outcome: Outcome, old_status: dict[str, Any], now: dateti
                 upgrade.pop("departedCores")
     if status.get("upgrade") is not None:
         status["upgrade"] = upgrade
+    for call in plan.emqx_calls:
+        if isinstance(call, RebalanceStart | RebalanceStop) and status.get("rebalance") is not None:
+            error = outcome.error(call)
+            status["rebalance"], more = rebalance.settled(status["rebalance"], call, error, format_time(now))
+            if error is not None and isinstance(call, RebalanceStart):
+                events = [e for e in events if e.reason != "RebalanceStarted"]
+            events.extend(more)
     return status, tuple(events)
 
 
@@ -377,6 +412,8 @@ def _why_not_ready(facts: Facts, violations: list[Any], stalled: str, blocked: l
     if len(replicant.on_target) != spec.replicant.replicas or not replicant.settled:
         return ("WaitingForReplicants",
                 f"{len(replicant.on_target)}/{spec.replicant.replicas} replicants running {replicant.image}")
+    if replicant.rolling:
+        return "RollingReplicants", "restarting replicants one at a time"
     if extra_running > 0:
         return "WaitingForScaleDown", f"{extra_running} node(s) above the desired count still running"
     if core.departed:

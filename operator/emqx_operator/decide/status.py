@@ -19,7 +19,7 @@ VOLATILE_NODE_FIELDS = frozenset({
 })
 STATUS_REFRESH_SECONDS = 300.0
 OWNED_STATUS_KEYS = ("emqxNodes", "emqxNodesObservedAt", "upgrade", "config", "pendingNodes", "previousImage",
-                     "currentImage", "restart")
+                     "currentImage", "restart", "rebalance")
 RECOVER = "`kubectl emqx upgrade {name} --rollback`"
 
 
