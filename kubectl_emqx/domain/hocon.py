@@ -96,13 +96,17 @@ def _line_and_column(text: str, offset: int) -> tuple[int, int]:
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-def parse(text: str) -> Config:
+def parse(text: str, *, remember: bool = True) -> Config:
     """HOCON text -> plain dict. Raises HoconError (with line and column) for invalid input.
 
     Substitutions (`${VAR}`) are kept as the literal string "${VAR}": EMQX resolves them from its
     own environment, which the operator does not share. Results are cached by text (the operator
-    parses the same configuration on every pass, and pyhocon rebuilds its grammar each time).
+    parses the same configuration on every pass, and pyhocon rebuilds its grammar each time);
+    `remember=False` for text read once in a while, such as EMQX's whole live configuration, whose
+    trees would crowd out the small ones that are parsed on every pass.
     """
+    if not remember:
+        return copy.deepcopy(_parse_cached.__wrapped__(text))
     return copy.deepcopy(_parse_cached(text))
 
 

@@ -391,3 +391,10 @@ def test_importing_modules_does_not_import_pyhocon() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_text_read_once_in_a_while_is_parsed_without_filling_the_cache() -> None:
+    text = "node.name = \"emqx@10.0.0.1\"\nlisteners.tcp.default.bind = \"0.0.0.0:1883\"\n# a live config\n"
+    before = hocon._parse_cached.cache_info().currsize
+    assert hocon.parse(text, remember=False) == hocon.parse(text)
+    assert hocon._parse_cached.cache_info().currsize == before + 1  # only the remembered parse

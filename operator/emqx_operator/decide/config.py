@@ -238,7 +238,7 @@ def parse_live(emqx: EmqxView) -> dict[str, Any] | None:
         if emqx.live_config_format == "json":
             data = json.loads(emqx.live_config)
             return dict(data) if isinstance(data, dict) else None
-        return hocon.parse(emqx.live_config)
+        return hocon.parse(emqx.live_config, remember=False)
     except (ValueError, hocon.HoconError):
         return None
 
