@@ -123,7 +123,9 @@ def _parse_cached(text: str) -> Config:
         match = _INCLUDE_STATEMENT.search(text)
         line, column = _line_and_column(text, match.start(1)) if match else (1, 1)
         raise HoconError("include is not supported; put the settings into this configuration", line, column) from None
-    except (ConfigException, RecursionError) as error:
+    except RecursionError:
+        raise HoconError("nested too deeply (more than about 40 levels of objects or arrays)", 1, 1) from None
+    except ConfigException as error:
         raise HoconError(str(error), 1, 1) from None
     if not isinstance(tree, Mapping):
         raise HoconError("the configuration must be an object, not a list", 1, 1)
