@@ -68,6 +68,7 @@ class ClusterApi:
         self._lock = threading.Lock()
         self.writes: Counter[str] = Counter()
         self.reads: Counter[str] = Counter()
+        self.dry_runs: Counter[str] = Counter()  # validated by the API server, nothing written
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, http: Http | None = None) -> ClusterApi:
@@ -81,7 +82,7 @@ class ClusterApi:
         content_type: str = "application/json", kind: str = "",
     ) -> Any:
         url = self.connection.server + path + ("?" + urlencode(query) if query else "")
-        counter = self.reads if method == "GET" else self.writes
+        counter = self.reads if method == "GET" else self.dry_runs if (query or {}).get("dryRun") else self.writes
         with self._lock:
             counter[f"{method} {kind or path.rsplit('/', 2)[-2]}"] += 1
         headers = {"Accept": "application/json", **self.connection.headers()}
@@ -114,8 +115,10 @@ class ClusterApi:
 
     # writes ----------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None, lookup: bool = True) -> bool:
-        """Server-side apply `obj` unless the live object already carries its hash. True if written."""
+    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None, lookup: bool = True,
+              dry_run: bool = False) -> bool:
+        """Server-side apply `obj` unless the live object already carries its hash. True if written
+        (`dry_run`: validated by the API server, all admission included, and not written)."""
         meta = obj["metadata"]
         desired_hash = object_hash(obj)
         if existing is None and lookup:
@@ -126,17 +129,17 @@ class ClusterApi:
                 return False
         body = json.loads(json.dumps(obj))
         body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = desired_hash
+        query = {"fieldManager": FIELD_MANAGER, "force": "true", **({"dryRun": "All"} if dry_run else {})}
         self.request(
-            "PATCH", resource_path(obj["kind"], meta.get("namespace"), meta["name"]), body=body,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            "PATCH", resource_path(obj["kind"], meta.get("namespace"), meta["name"]), body=body, query=query,
             content_type="application/apply-patch+yaml", kind=obj["kind"],
         )
         return True
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
         return dict(self.request("POST", resource_path(obj["kind"], meta.get("namespace")), body=obj,
-                                 kind=obj["kind"]))
+                                 query={"dryRun": "All"} if dry_run else None, kind=obj["kind"]))
 
     def merge_patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any],
                     subresource: str = "") -> dict[str, Any]:

@@ -50,7 +50,7 @@ class Reconciler:
             if exc.forbidden:
                 self._report_forbidden(namespace, name, exc)
                 return 30.0
-            if exc.status == 422:
+            if exc.status in (400, 422):  # an object built from the spec is invalid (or cannot be decoded)
                 self._report_refused(namespace, name, exc)
                 return self.options.resync_seconds
             raise

@@ -70,3 +70,53 @@ def test_a_live_change_is_ready_only_with_emqx_conf_holding_it() -> None:
     cluster.converge(passes=3)
     assert "debug" in cluster.objects[("ConfigMap", "demo-configs")]["data"]["emqx.conf"]
     assert writes_nothing(cluster), "nothing is written once Ready"
+
+
+class RecordingApi:
+    """Just enough of ClusterApi for act.carry_out: records every call; refuses dry runs of one kind."""
+
+    def __init__(self, refuse_kind: str) -> None:
+        self.refuse_kind = refuse_kind
+        self.calls: list[tuple[str, str, bool]] = []
+
+    def _call(self, verb: str, obj: dict[str, Any], dry_run: bool) -> None:
+        from emqx_operator.cluster_api import ApiError
+
+        self.calls.append((verb, obj["kind"], dry_run))
+        if dry_run and obj["kind"] == self.refuse_kind:
+            raise ApiError(422, "Invalid", f'{obj["kind"]} "x" is invalid: spec.template.metadata.labels: Invalid value',
+                           "PATCH", "/apis/apps/v1/namespaces/ns/statefulsets/x")
+
+    def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        self._call("create", obj, dry_run)
+        return obj
+
+    def apply(self, obj: dict[str, Any], existing: Any = None, lookup: bool = True, dry_run: bool = False) -> bool:
+        self._call("apply", obj, dry_run)
+        return True
+
+
+def test_a_spec_kubernetes_refuses_writes_nothing_not_even_the_secrets() -> None:
+    """A pod label Kubernetes refuses (the CRD keeps template labels opaque): the pass wrote the
+    Secrets, the ConfigMap and the headless Service, then the StatefulSet was refused, leaving half a
+    cluster behind. Every object is now validated (dry run) before the first write."""
+    import pytest
+    from emqx_operator import act
+    from emqx_operator.cluster_api import ApiError
+    from emqx_operator.emqx_clients import ClientPool
+
+    cluster = Cluster(extra_spec={"coreTemplate": {"metadata": {"labels": {"bad key!": "x"}},
+                                                   "spec": {"replicas": 3}}})
+    plan = cluster.decide()
+    assert plan.secrets and plan.apply
+    api = RecordingApi("StatefulSet")
+    with pytest.raises(ApiError):
+        act.carry_out(api, ClientPool(5.0), cluster.spec, cluster.world(), "", plan)  # type: ignore[arg-type]
+    assert api.calls and all(dry_run for _, _, dry_run in api.calls), api.calls
+    fine = RecordingApi("Nothing")
+    act.carry_out(fine, ClientPool(5.0), cluster.spec, cluster.world(), "", plan)  # type: ignore[arg-type]
+    written = [(verb, kind) for verb, kind, dry_run in fine.calls if not dry_run]
+    checked = [(verb, kind) for verb, kind, dry_run in fine.calls if dry_run]
+    assert written == checked and ("apply", "StatefulSet") in written, "each write validated once, before all"
+    first_write = next(i for i, call in enumerate(fine.calls) if not call[2])
+    assert all(call[2] for call in fine.calls[:first_write]) and len(fine.calls[:first_write]) == len(written)
