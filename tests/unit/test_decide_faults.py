@@ -84,7 +84,8 @@ class RecordingApi:
 
         self.calls.append((verb, obj["kind"], dry_run))
         if dry_run and obj["kind"] == self.refuse_kind:
-            raise ApiError(422, "Invalid", f'{obj["kind"]} "x" is invalid: spec.template.metadata.labels: Invalid value',
+            message = f'{obj["kind"]} "x" is invalid: spec.template.metadata.labels: Invalid value'
+            raise ApiError(422, "Invalid", message,
                            "PATCH", "/apis/apps/v1/namespaces/ns/statefulsets/x")
 
     def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
@@ -120,3 +121,15 @@ def test_a_spec_kubernetes_refuses_writes_nothing_not_even_the_secrets() -> None
     assert written == checked and ("apply", "StatefulSet") in written, "each write validated once, before all"
     first_write = next(i for i, call in enumerate(fine.calls) if not call[2])
     assert all(call[2] for call in fine.calls[:first_write]) and len(fine.calls[:first_write]) == len(written)
+
+
+def test_emqx_answering_through_another_core_is_no_change_worth_a_write() -> None:
+    """EMQXReachable said which core answered ("EMQX answered at http://<ip>:18083"): when another
+    core answered (the first one busy joining, slow, or replaced), a settled cluster wrote its status
+    and posted an Event, and again when the first one answered once more."""
+    cluster = settled()
+    assert writes_nothing(cluster)
+    cluster.address = "http://10.0.0.2:18083"
+    plan = cluster.decide()
+    assert changed_key(cluster.status, dict(plan.status), cluster.now) is None
+    assert not plan.events

@@ -61,7 +61,8 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     if emqx.error is not None:
         conditions.set_with_event(C.EMQX_REACHABLE, False, emqx.error.reason, emqx.error.message)
     elif emqx.answered:
-        conditions.set_with_event(C.EMQX_REACHABLE, True, "APIAnswered", f"EMQX answered at {emqx.address}")
+        # Not which core answered: that changes with load and rollouts, and is no news worth a write.
+        conditions.set_with_event(C.EMQX_REACHABLE, True, "APIAnswered", "EMQX's API answers")
 
     # --- guard rails before anything moves ---------------------------------------------------------
     live_sts = world.first("StatefulSet")
