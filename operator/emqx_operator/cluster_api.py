@@ -50,6 +50,11 @@ class ApiError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def transient(self) -> bool:
+        """The API server did not answer, or is overloaded or starting: worth a retry, not a traceback."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
 
 def object_hash(obj: dict[str, Any]) -> str:
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
