@@ -61,7 +61,7 @@ class Reconciler:
             METRICS.observe_reconcile(namespace, name, time.monotonic() - started, result)
 
     def forget(self, namespace: str, name: str) -> None:
-        METRICS.set_phase(namespace, name, None)
+        METRICS.forget_resource(namespace, name)
         self.pool.forget(namespace, name)
 
     def _reconcile(self, namespace: str, name: str) -> float:
