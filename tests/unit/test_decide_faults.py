@@ -133,3 +133,17 @@ def test_emqx_answering_through_another_core_is_no_change_worth_a_write() -> Non
     plan = cluster.decide()
     assert changed_key(cluster.status, dict(plan.status), cluster.now) is None
     assert not plan.events
+
+
+def test_the_pass_after_an_upgrade_became_ready_writes_nothing() -> None:
+    """UpgradeAllowed said "<old> -> <new> passes the version policy" in the pass that wrote Ready
+    (currentImage was still the old image) and "no upgrade pending" in the next: a status write after
+    every upgrade and rollback had settled."""
+    for target in ("emqx/emqx-enterprise:5.7.2", "emqx/emqx-enterprise:5.8.0"):
+        cluster = settled(image="emqx/emqx-enterprise:5.7.1" if target.endswith("5.7.2") else
+                          "emqx/emqx-enterprise:5.7.2")
+        cluster.set_image(target)
+        cluster.converge(passes=200, seconds=11)
+        assert cluster.status["currentImage"] == target
+        assert cond(cluster.status, "UpgradeAllowed")["message"] == "no upgrade pending"
+        assert writes_nothing(cluster)

@@ -83,9 +83,6 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         conditions.set(C.UPGRADE_ALLOWED, False, "UpgradePolicy", message)
         core_image = pods.container_image(live_sts) or current_image
     else:
-        conditions.set(C.UPGRADE_ALLOWED, True, "PolicyPassed",
-                       "no upgrade pending" if current_image == spec.image
-                       else f"{current_image} -> {spec.image} passes the version policy")
         core_image = spec.image
 
     # --- what runs -----------------------------------------------------------------------------------
@@ -109,6 +106,10 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     image_changing = current_image != spec.image
     ready = (emqx.answered and core.done and replicants_ready and extra_running <= 0 and not violations
              and not core.departed and config_ok and not config_plan.file_pending and not blocked)
+    if not violations:  # judged once `ready` is known: the pass that reaches Ready says no upgrade is pending
+        conditions.set(C.UPGRADE_ALLOWED, True, "PolicyPassed",
+                       "no upgrade pending" if current_image == spec.image or ready
+                       else f"{current_image} -> {spec.image} passes the version policy")
     target_version = versions.format_version(versions.parse_image(core_image).version)
     conditions.set(C.CORES_READY, core.done, "CoresRunning" if core.done else "CoresNotReady",
                    f"{len(core.on_target)}/{desired_cores} cores running {core_image}")
