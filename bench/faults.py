@@ -321,7 +321,19 @@ class Recorder:
                 continue
             for key in sorted(set(status) | set(before)):
                 old, new = before.get(key), status.get(key)
-                if old == new:
+                if old == new or key == "emqxNodesObservedAt":
+                    continue
+                if key in ("conditions", "emqxNodes") and isinstance(old, list) and isinstance(new, list):
+                    id_key = "type" if key == "conditions" else "node"
+                    olds = {str(i.get(id_key)): i for i in old}
+                    for item in new:
+                        was = olds.get(str(item.get(id_key))) or {}
+                        fields = sorted(k for k in set(item) | set(was) if item.get(k) != was.get(k)
+                                        and k not in ("lastTransitionTime", "uptime", "load1", "load5", "load15",
+                                                      "memory_used", "process_used"))
+                        if fields:
+                            changes.append(f"{key}[{item.get(id_key)}].{{{','.join(fields)}}}: "
+                                           f"{json.dumps({k: item.get(k) for k in fields})[:160]}")
                     continue
                 if isinstance(old, dict) and isinstance(new, dict):
                     inner = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
