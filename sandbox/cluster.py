@@ -148,6 +148,11 @@ class Component:
     pid: int
     log: str
     port: int | None = None
+    # How it was started, so that restart_component() can start it again exactly so: the command,
+    # the environment it added to this process's, and its working directory.
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
 
 
 @dataclass
@@ -256,14 +261,11 @@ class ControlPlane:
         self.logs = directory / "logs"
         self.components: list[Component] = []
 
-    def _spawn(self, name: str, argv: list[str], port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], port: int | None = None) -> None:
         log_path = self.logs / f"{name}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env, cwd=self.dir,
-            )
-        self.components.append(Component(name, proc.pid, str(log_path), port))
+        comp = Component(name, 0, str(log_path), port, argv=list(argv), cwd=str(self.dir))
+        comp.pid = _launch(comp)
+        self.components.append(comp)
 
     def _check_alive(self, name: str) -> None:
         comp = next(c for c in self.components if c.name == name)
@@ -286,7 +288,7 @@ class ControlPlane:
                 raise SandboxError(f"{name} not healthy at {url} after {timeout:.0f}s; see {comp.log}")
             time.sleep(0.2)
 
-    def start(self, bin_dir: Path, api_port: int | None = None) -> SandboxState:
+    def start(self, bin_dir: Path, api_port: int | None = None, audit: bool = False) -> SandboxState:
         pod_cidr = os.environ.get(POD_CIDR_ENV) or f"127.{random.randint(16, 250)}.0.0/16"
         self.logs.mkdir(parents=True, exist_ok=True)
         make_pki(self.pki)
@@ -326,6 +328,7 @@ class ControlPlane:
             "--allow-privileged=true", "--profiling=false",
             # logs/port-forward go to kwok at the fake nodes' InternalIP, whose cert our CA signed.
             "--kubelet-preferred-address-types=InternalIP", f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            *(self._audit_flags() if audit else []),
         ], api_port)
         state.save()
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
@@ -377,6 +380,38 @@ class ControlPlane:
             self._wait_http(name, f"https://127.0.0.1:{port}/healthz", 60, _insecure_context())
         self._wait_http("kwok", f"http://{NODE_IP}:{kwok_port}/healthz", 60)
         return state
+
+
+    def _audit_flags(self) -> list[str]:
+        policy = self.dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.logs / AUDIT_LOG}", "--audit-log-format=json",
+                "--audit-log-maxsize=0", "--audit-log-mode=blocking"]
+
+
+# The audit log (`up(audit=True)`): one JSON line per write request, with its user and object, when
+# the response was sent. Benchmarks read it to count what a given identity wrote, and when.
+AUDIT_LOG = "audit.log"
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
+
+
+def _launch(comp: Component) -> int:
+    """Start a component's process (in a session of its own, output appended to its log)."""
+    env = {**os.environ, **comp.env} if comp.env else None
+    with open(comp.log, "ab") as log:
+        proc = subprocess.Popen(
+            comp.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env, cwd=comp.cwd,
+        )
+    return proc.pid
 
 
 def _insecure_context() -> ssl.SSLContext:
@@ -482,14 +517,10 @@ def seed_cluster(state: SandboxState) -> None:
 
 def start_helper(state: SandboxState, name: str, module: str, *args: str) -> Component:
     log_path = Path(state.directory) / "logs" / f"{name}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--kubeconfig", state.kubeconfig, *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
-        )
-    comp = Component(name, proc.pid, str(log_path))
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    comp = Component(name, 0, str(log_path), argv=[sys.executable, "-m", module, "--kubeconfig", state.kubeconfig,
+                                                   *args], env=env)
+    comp.pid = _launch(comp)
     state.components.append(comp)
     state.save()
     return comp
@@ -500,9 +531,11 @@ def up(
     with_provisioner: bool = True,
     directory: Path | None = None,
     probe_timing: str | None = None,
+    audit: bool = False,
 ) -> SandboxState:
     """Start a sandbox (or return the running one). `probe_timing` is the simulated kubelet's timing
-    (honest|fast); None: $EMQX_SIM_PROBE_TIMING, else honest."""
+    (honest|fast); None: $EMQX_SIM_PROBE_TIMING, else honest. `audit`: the API server logs every write
+    to logs/audit.log (AUDIT_POLICY)."""
     directory = directory or state_dir()
     existing = SandboxState.load(directory)
     if existing is not None:
@@ -519,7 +552,7 @@ def up(
     directory.mkdir(parents=True)
     plane = ControlPlane(directory)
     try:
-        state = plane.start(bin_dir)
+        state = plane.start(bin_dir, audit=audit)
         seed_cluster(state)
         if with_provisioner:
             start_helper(state, "provisioner", "sandbox.provisioner", "--root", str(directory / "volumes"))
@@ -528,13 +561,17 @@ def up(
             state.sim_control_url = f"http://127.0.0.1:{port}"
             timing = ["--probe-timing", probe_timing] if probe_timing else []
             start_helper(state, "emqx-simulator", "sandbox.emqxsim", "--control-addr", f"127.0.0.1:{port}",
-                         "--pod-logs", str(directory / "podlogs"), *timing)
+                         "--pod-logs", str(directory / "podlogs"), "--state-file", str(directory / SIM_STATE_FILE),
+                         *timing)
             _wait_simulator(state)
         state.save()
     except BaseException:
         stop_components(plane.components)
         raise
     return state
+
+
+SIM_STATE_FILE = "emqxsim-data.pickle"  # the simulated nodes' data directories, kept across its restarts
 
 
 def _wait_simulator(state: SandboxState, timeout: float = 30) -> None:
@@ -587,3 +624,126 @@ def status() -> list[tuple[str, str, str]]:
     if state is None:
         return []
     return [(c.name, "running" if _pid_alive(c.pid) else "DEAD", c.log) for c in state.components]
+
+
+# ---------------------------------------------------------------------------------------------- faults
+
+
+def stop_component(state: SandboxState, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> None:
+    """Stop one component (its whole process group) with `sig`, SIGKILL after `timeout` seconds."""
+    comp = _component(state, name)
+    try:
+        os.killpg(comp.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    deadline = time.monotonic() + timeout
+    while _pid_alive(comp.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _pid_alive(comp.pid):
+        try:
+            os.killpg(comp.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        while _pid_alive(comp.pid):
+            time.sleep(0.05)
+
+
+def start_component(state: SandboxState, name: str, timeout: float = 120) -> Component:
+    """Start a stopped component again with the command it was first started with (the same ports,
+    data directories and flags), and wait until it is healthy."""
+    comp = _component(state, name)
+    if _pid_alive(comp.pid):
+        raise SandboxError(f"{name} is still running (pid {comp.pid})")
+    if not comp.argv:
+        raise SandboxError(f"{name} was started before the sandbox recorded commands: run `python -m sandbox down`")
+    comp.pid = _launch(comp)
+    state.save()
+    wait_healthy(state, name, timeout)
+    return comp
+
+
+def restart_component(state: SandboxState, name: str, downtime: float = 0.0,
+                      sig: signal.Signals = signal.SIGTERM, timeout: float = 120) -> Component:
+    """Restart one component as an outage would: etcd keeps its data directory, kube-apiserver its
+    flags and port, the EMQX simulator its control port and the nodes' data directories (every
+    simulated node reboots: the new simulator boots every pod's container again). `downtime`: seconds
+    between the stop and the start. Returns the component with its new pid."""
+    stop_component(state, name, sig)
+    if downtime > 0:
+        time.sleep(downtime)
+    return start_component(state, name, timeout)
+
+
+def _component(state: SandboxState, name: str) -> Component:
+    comp = next((c for c in state.components if c.name == name), None)
+    if comp is None:
+        raise SandboxError(f"no component {name!r} in the sandbox at {state.directory}")
+    return comp
+
+
+def wait_healthy(state: SandboxState, name: str, timeout: float = 120) -> None:
+    """Wait until a component answers its health endpoint (or, without one, is alive)."""
+    comp = _component(state, name)
+    pki = Path(state.directory) / "pki"
+    context: ssl.SSLContext | None = None
+    if name == "etcd":
+        url = f"http://127.0.0.1:{comp.port}/health"
+    elif name == "kube-apiserver":
+        url, context = f"https://127.0.0.1:{comp.port}/readyz", ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    elif name in ("kube-controller-manager", "kube-scheduler"):
+        url, context = f"https://127.0.0.1:{comp.port}/healthz", _insecure_context()
+    elif name == "kwok":
+        url = f"http://{NODE_IP}:{comp.port}/healthz"
+    elif name == "emqx-simulator":
+        url = state.sim_control_url + "/healthz"
+    else:
+        url = ""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not _pid_alive(comp.pid):
+            raise SandboxError(f"{name} exited after a restart; see {comp.log}{_tail(Path(comp.log))}")
+        if not url:
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise SandboxError(f"{name} not healthy at {url} {timeout:.0f}s after a restart; see {comp.log}")
+        time.sleep(0.1)
+
+
+def client_kubeconfig(state: SandboxState, user: str, path: Path, groups: tuple[str, ...] = ("system:masters",),
+                      server: str | None = None) -> Path:
+    """A kubeconfig for a user of its own (a client certificate the sandbox CA signs, CN=`user`,
+    O=each group), e.g. to tell one process's requests apart in the audit log; `server` replaces the
+    API server's URL (a proxy in front of it). The key stays in the file (0600)."""
+    import base64
+
+    pki = Path(state.directory) / "pki"
+    with tempfile.TemporaryDirectory(prefix="sandbox-user-") as scratch:
+        work = Path(scratch)
+        shutil.copy(pki / "client.ext", work / "client.ext")
+        subject = "".join(f"/O={group}" for group in groups) + f"/CN={user}"
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", "user.key", "-out", "user.csr",
+                 cwd=work)
+        _openssl("x509", "-req", "-in", "user.csr", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
+                 "-CAcreateserial", "-CAserial", str(work / "ca.srl"), "-days", "30", "-extfile", "client.ext",
+                 "-out", "user.crt", cwd=work)
+        cert, key = (work / "user.crt").read_bytes(), (work / "user.key").read_bytes()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {
+            "server": server or f"https://127.0.0.1:{state.api_port}",
+            "certificate-authority-data": base64.b64encode((pki / "ca.crt").read_bytes()).decode()}}],
+        "users": [{"name": user, "user": {"client-certificate-data": base64.b64encode(cert).decode(),
+                                          "client-key-data": base64.b64encode(key).decode()}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": user, "namespace": "default"}}],
+        "current-context": "sandbox",
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)
+    return path

@@ -170,6 +170,7 @@ class SoloOperator:
         self.sandbox, self.namespace, self.extra_args = sandbox, namespace, extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.handle: OperatorHandle | None = None
+        self.live_port = 0  # its liveness endpoint: http://127.0.0.1:<live_port>/healthz
         self.starts = 0
 
     def start(self) -> OperatorHandle:
@@ -181,6 +182,7 @@ class SoloOperator:
             extra_args=["-n", self.namespace, "--resync-seconds", "2", *self.extra_args],
         )
         self.proc = proc
+        self.live_port = live_port
         operator_process.wait_live(comp, live_port)
         self.handle = OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics")
         return self.handle

@@ -18,10 +18,6 @@ from kubectl_emqx.kube import errors
 DEFAULT_IMAGE = "emqx/emqx:5.7.2"
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# The longest derived name (NAME-bootstrap-api-key) must stay a valid object name, and pod names of
-# the core StatefulSet (NAME-core-N) must fit a DNS label.
-MAX_NAME_LENGTH = 52
 
 
 def _storage_size(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -83,12 +79,10 @@ def create(
       kubectl emqx create my-emqx --image emqx/emqx-enterprise:5.8.9 --set license.key=...
       kubectl emqx create my-emqx --storage-class standard --storage-size 10Gi --dry-run -o yaml
     """
-    if not _DNS_LABEL.match(name) or len(name) > MAX_NAME_LENGTH:
-        raise click.BadParameter(
-            f"{name!r}: use lowercase letters, digits and '-', start and end with a letter or digit, "
-            f"at most {MAX_NAME_LENGTH} characters",
-            param_hint="NAME",
-        )
+    from kubectl_emqx.domain.validation import name_errors
+
+    for problem in name_errors(name):
+        raise click.BadParameter(f"{name!r}: {problem.message}; {problem.fix}", param_hint="NAME")
     if config_file is not None and settings:
         raise click.UsageError("use either --config-file or --set, not both")
     from kubectl_emqx.domain import builders

@@ -14,10 +14,20 @@ from kubectl_emqx.domain.spec import (
     DEFAULT_CLUSTER_DOMAIN,
     DEFAULT_CORES,
     DEFAULT_REPLICANTS,
+    MAX_CONFIG_BYTES,
     RESTART_ROLES,
     UPDATE_STRATEGY_TYPES,
 )
-from kubectl_emqx.domain.vocabulary import CRD_NAME, GROUP, KIND, PLURAL, SINGULAR, VERSION
+from kubectl_emqx.domain.vocabulary import (
+    CRD_NAME,
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    NAME_PATTERN,
+    PLURAL,
+    SINGULAR,
+    VERSION,
+)
 
 # A container image reference: [registry[:port]/]path[:tag][@digest]. RE2 syntax (no lookarounds).
 IMAGE_PATTERN = (
@@ -31,6 +41,7 @@ API_KEY_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
 # EMQX reads the bootstrap file as key:secret lines.
 API_SECRET_PATTERN = r"^[^:\r\n]+$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+ENV_NAME_PATTERN = r"^[ -<>-~]+$"  # printable ASCII without '='
 
 
 def _object(properties: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -129,8 +140,11 @@ def _image_pull_policy() -> dict[str, Any]:
 
 
 def _env_var() -> dict[str, Any]:
+    # Kubernetes takes printable ASCII but '=' in a pod's variable names (RelaxedEnvironmentVariableValidation);
+    # refused here, a bad name would stop the StatefulSet, not the resource.
     return _object(
-        {"name": _string(minLength=1), "value": _string(), "valueFrom": _opaque_object()},
+        {"name": _string(minLength=1, maxLength=1024, pattern=ENV_NAME_PATTERN), "value": _string(),
+         "valueFrom": _opaque_object()},
         required=["name"],
     )
 
@@ -304,11 +318,11 @@ def spec_schema() -> dict[str, Any]:
             "config": _object(
                 {
                     "mode": _string(enum=list(CONFIG_MODES), default="Merge"),
-                    "data": _string(description="HOCON, like etc/emqx.conf."),
+                    "data": _string(maxLength=MAX_CONFIG_BYTES, description="HOCON, like etc/emqx.conf."),
                 },
                 default={},
             ),
-            "bootstrapConfig": _string(description="v2alpha1 form of spec.config.data."),
+            "bootstrapConfig": _string(maxLength=MAX_CONFIG_BYTES, description="v2alpha1 form of spec.config.data."),
             "clusterDomain": _string(
                 default=DEFAULT_CLUSTER_DOMAIN,
                 pattern=DNS_NAME_PATTERN,
@@ -370,6 +384,22 @@ def openapi_schema() -> dict[str, Any]:
             "status": _opaque_object("Written by the operator; see docs/internals.md."),
         },
         required=["spec"],
+        **{
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
+                    "message": "metadata.name must be a DNS label: lower-case letters, digits and '-', starting and "
+                               "ending with a letter or digit, no dots (it names the Services NAME-headless, "
+                               "NAME-dashboard and NAME-listeners)",
+                },
+                {
+                    "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                    "message": f"metadata.name may have at most {MAX_NAME_LENGTH} characters: the core StatefulSet "
+                               "NAME-core labels its pods with its name and a 10-character hash, and a label value "
+                               "has at most 63",
+                },
+            ]
+        },
     )
 
 

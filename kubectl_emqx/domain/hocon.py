@@ -127,7 +127,9 @@ def _parse_cached(text: str) -> Config:
         match = _INCLUDE_STATEMENT.search(text)
         line, column = _line_and_column(text, match.start(1)) if match else (1, 1)
         raise HoconError("include is not supported; put the settings into this configuration", line, column) from None
-    except (ConfigException, RecursionError) as error:
+    except RecursionError:
+        raise HoconError("nested too deeply (more than about 40 levels of objects or arrays)", 1, 1) from None
+    except ConfigException as error:
         raise HoconError(str(error), 1, 1) from None
     if not isinstance(tree, Mapping):
         raise HoconError("the configuration must be an object, not a list", 1, 1)
@@ -147,6 +149,8 @@ def _keep_substitutions_literal(tree: Any) -> None:
 def _describe_parse_error(error: Any) -> str:
     message = str(getattr(error, "msg", "") or "syntax error")
     found = error.line[error.col - 1 : error.col] if error.line and 0 < error.col <= len(error.line) else ""
+    if message.startswith("Expected {") or len(message) > 160:  # pyparsing printing its grammar
+        return f"unexpected {found!r}" if found else "syntax error"
     if message.startswith("Expected end of text"):
         # pyparsing gives up at the first character no statement can start with.
         if not found:
@@ -330,7 +334,10 @@ def split_path(path: str) -> list[str]:
         bare = match.group(2).strip() if match and match.group(2) is not None else None
         if not match or bare == "":
             raise ValueError(f"not a configuration path: {path!r} (expected e.g. mqtt.max_packet_size)")
-        segments.append(bare if bare is not None else json.loads(f'"{match.group(1)}"'))
+        segment = bare if bare is not None else json.loads(f'"{match.group(1)}"')
+        if any(ord(char) < 32 or ord(char) == 127 for char in segment):
+            raise ValueError(f"not a configuration path: {path!r} holds a control character")
+        segments.append(segment)
         position = match.end()
         if position == len(path):
             return segments

@@ -6,6 +6,7 @@ The plugin refuses to write a resource that has such errors; the operator report
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from kubectl_emqx.domain.versions import (
     needs_license_for_cluster,
     replicants_allowed,
 )
-from kubectl_emqx.domain.vocabulary import OPERATOR_API_KEY_NAME
+from kubectl_emqx.domain.vocabulary import MAX_NAME_LENGTH, NAME_PATTERN, OPERATOR_API_KEY_NAME
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,27 @@ def validate(spec: EmqxSpec, cookie: str | None = None) -> list[SpecError]:
     """Domain rules the CRD schema cannot express. Empty list: the spec can be deployed.
     `cookie`: the cluster's node cookie (the operator knows it), checked against node.cookie."""
     errors: list[SpecError] = []
+    errors += name_errors(spec.name)
     errors += _image_errors(spec)
     errors += _config_errors(spec)
     errors += _topology_errors(spec)
     errors += _api_key_errors(spec)
     errors += owned_key_errors(spec, cookie)
     return errors
+
+
+def name_errors(name: str) -> list[SpecError]:
+    """The resource's name must leave every derived name valid (vocabulary.MAX_NAME_LENGTH)."""
+    if re.fullmatch(NAME_PATTERN, name) is None:
+        return [SpecError("metadata.name", name, "the name must be a DNS label: lower-case letters, digits and '-', "
+                          "starting and ending with a letter or digit (it names the Services NAME-headless, "
+                          "NAME-dashboard and NAME-listeners)", "choose a name such as my-emqx")]
+    if len(name) > MAX_NAME_LENGTH:
+        return [SpecError("metadata.name", name, f"the name has {len(name)} characters, at most {MAX_NAME_LENGTH} "
+                          f"work: the core StatefulSet {name}-core labels its pods with its name and a 10-character "
+                          "hash, and a label value has at most 63", f"choose a name of at most {MAX_NAME_LENGTH} "
+                          "characters")]
+    return []
 
 
 # Settings the pods set through their environment, which EMQX reads over emqx.conf: a value in the
@@ -192,6 +208,11 @@ def _config_errors(spec: EmqxSpec) -> list[SpecError]:
     errors = []
     if spec.config_mode not in CONFIG_MODES:
         errors.append(SpecError("spec.config.mode", spec.config_mode, "unknown config mode", "use Merge or Replace"))
+    if spec.config_problem is not None and spec.config_problem.line == 0:
+        errors.append(SpecError(config_field, f"{len(spec.config_text.encode())} bytes", spec.config_problem.message,
+                                "keep the configuration to what differs from EMQX's defaults (certificates and "
+                                "large files belong in Secrets mounted through extraVolumes)"))
+        return errors
     if spec.config_problem is not None:
         problem = spec.config_problem
         errors.append(

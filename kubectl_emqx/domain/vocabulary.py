@@ -103,6 +103,14 @@ class ObjectNames:
     replicant_pdb: str
 
 
+# The longest resource name whose derived names all work: the core StatefulSet NAME-core labels its
+# pods controller-revision-hash=NAME-core-<10-char hash>, a label value (at most 63 bytes), so the
+# StatefulSet name may have at most 52 characters (Kubernetes refuses the pods otherwise), and NAME
+# at most 47. Services NAME-headless/-dashboard/-listeners must be DNS labels: no dots in NAME.
+MAX_NAME_LENGTH = 63 - len("-") - 10 - len("-core")
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
 def object_names(name: str) -> ObjectNames:
     """The names of everything an EMQX resource named `name` owns (docs/internals.md)."""
     return ObjectNames(

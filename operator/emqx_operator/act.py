@@ -1,9 +1,11 @@
 """act: carry a Plan out. The one module that writes to Kubernetes or to EMQX.
 
-Order: Secrets, owned objects (server-side apply, skipped when the live object carries the same
-hash), deletions of objects no longer wanted, EMQX calls, pod patches, and last pod deletions (a
-deletion that depends on an EMQX call happens only when that call succeeded). The outcome of EMQX
-calls goes back to decide.settle(); Kubernetes errors propagate to the reconciler.
+Order: a dry run of every Secret and owned object the pass creates or changes (Kubernetes validates
+them all before the first write, so a spec it refuses writes nothing), then Secrets, owned objects
+(server-side apply, skipped when the live object carries the same hash), deletions of objects no
+longer wanted, EMQX calls, pod patches, and last pod deletions (a deletion that depends on an EMQX
+call happens only when that call succeeded). The outcome of EMQX calls goes back to
+decide.settle(); Kubernetes errors propagate to the reconciler.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
               cache: ObjectCache | None = None) -> Outcome:
     namespace = spec.namespace
     remember = cache.put if cache is not None else (lambda obj: None)
+    validate_first(api, world, plan)
     for write in plan.secrets:
         if write.create:
             try:
@@ -90,6 +93,26 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
             if answer.get("kind") == "Pod":
                 remember(answer)  # terminating now: the next pass must not pick it again
     return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted))
+
+
+def validate_first(api: ClusterApi, world: World, plan: Plan) -> None:
+    """Have the API server validate (dryRun=All) every object this pass would write, before writing
+    any: what the CRD keeps opaque (labels, probes, volumes, Service specs...) can still be refused,
+    and a refusal must not leave half a cluster behind (Secrets and a ConfigMap without their
+    StatefulSet). The ApiError (422) goes to the reconciler, which reports it as Valid=False. An
+    object already as applied is skipped, so a settled pass costs nothing."""
+    for write in plan.secrets:
+        try:
+            if write.create:
+                api.create(dict(write.body), dry_run=True)
+            else:
+                api.apply(dict(write.body), lookup=False, dry_run=True)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+    for obj in plan.apply:
+        live = world.live(obj["kind"], obj["metadata"]["name"])
+        api.apply(dict(obj), existing=dict(live) if live is not None else None, lookup=False, dry_run=True)
 
 
 def _describe(call: EmqxCall) -> str:

@@ -51,6 +51,11 @@ class ApiError(Exception):
     def conflict(self) -> bool:
         return self.status == 409
 
+    @property
+    def transient(self) -> bool:
+        """The API server did not answer, or is overloaded or starting: worth a retry, not a traceback."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
 
 def object_hash(obj: dict[str, Any]) -> str:
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
@@ -69,6 +74,7 @@ class ClusterApi:
         self._lock = threading.Lock()
         self.writes: Counter[str] = Counter()
         self.reads: Counter[str] = Counter()
+        self.dry_runs: Counter[str] = Counter()  # validated by the API server, nothing written
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, http: Http | None = None) -> ClusterApi:
@@ -82,7 +88,7 @@ class ClusterApi:
         content_type: str = "application/json", kind: str = "", verb: str = "",
     ) -> Any:
         url = self.connection.server + path + ("?" + urlencode(query) if query else "")
-        counter = self.reads if method == "GET" else self.writes
+        counter = self.reads if method == "GET" else self.dry_runs if (query or {}).get("dryRun") else self.writes
         with self._lock:
             counter[f"{verb or method} {kind or path.rsplit('/', 2)[-2]}"] += 1
         headers = {"Accept": "application/json", **self.connection.headers()}
@@ -125,10 +131,11 @@ class ClusterApi:
 
     # writes ----------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None,
-              lookup: bool = True) -> dict[str, Any] | None:
+    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None, lookup: bool = True,
+              dry_run: bool = False) -> dict[str, Any] | None:
         """Server-side apply `obj` unless the live object already carries its hash. The object the
-        API server returned if written, else None."""
+        API server returned if written, else None (`dry_run`: validated by the API server, all
+        admission included, not written, and None)."""
         meta = obj["metadata"]
         desired_hash = object_hash(obj)
         if existing is None and lookup:
@@ -139,17 +146,17 @@ class ClusterApi:
                 return None
         body = json.loads(json.dumps(obj))
         body["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = desired_hash
+        query = {"fieldManager": FIELD_MANAGER, "force": "true", **({"dryRun": "All"} if dry_run else {})}
         written = self.request(
-            "PATCH", resource_path(obj["kind"], meta.get("namespace"), meta["name"]), body=body,
-            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            "PATCH", resource_path(obj["kind"], meta.get("namespace"), meta["name"]), body=body, query=query,
             content_type="application/apply-patch+yaml", kind=obj["kind"],
         )
-        return dict(written or body)
+        return None if dry_run else dict(written or body)
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
         return dict(self.request("POST", resource_path(obj["kind"], meta.get("namespace")), body=obj,
-                                 kind=obj["kind"]))
+                                 query={"dryRun": "All"} if dry_run else None, kind=obj["kind"]))
 
     def merge_patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any],
                     subresource: str = "") -> dict[str, Any]:

@@ -18,6 +18,7 @@ series, no *_created series.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -90,6 +91,17 @@ class Metrics:
 
     def set_leader(self, leading: bool) -> None:
         self._leader.set(1 if leading else 0)
+
+    def forget_resource(self, namespace: str, name: str) -> None:
+        """The resource is gone: drop its series (they would otherwise accumulate with every resource
+        ever reconciled, a slow leak where clusters come and go)."""
+        self.set_phase(namespace, name, None)
+        for result in ("ok", "error"):
+            with contextlib.suppress(KeyError):
+                self._reconciles.remove(namespace, name, result)
+        for metric in (self._errors, self._duration):
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, name)
 
     def forget_clusters(self) -> None:
         """Clusters are no longer managed by this process (it lost the lead); counters stay."""

@@ -53,7 +53,7 @@ class Reconciler:
             if exc.forbidden:
                 self._report_forbidden(namespace, name, exc)
                 return 30.0
-            if exc.status == 422:
+            if exc.status in (400, 422):  # an object built from the spec is invalid (or cannot be decoded)
                 self._report_refused(namespace, name, exc)
                 return self.options.resync_seconds
             raise
@@ -64,7 +64,7 @@ class Reconciler:
             METRICS.observe_reconcile(namespace, name, time.monotonic() - started, result)
 
     def forget(self, namespace: str, name: str) -> None:
-        METRICS.set_phase(namespace, name, None)
+        METRICS.forget_resource(namespace, name)
         self.pool.forget(namespace, name)
         if self.cache is not None:
             self.cache.forget(namespace, name)

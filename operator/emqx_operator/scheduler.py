@@ -84,12 +84,15 @@ class Scheduler:
         try:
             delay = await asyncio.to_thread(self._reconcile, namespace, name)
             self._failures.pop(key, None)
-        except Exception:  # a bug or an unexpected API failure must not stop the queue
+        except Exception as exc:  # a bug or an unexpected API failure must not stop the queue
             self.errors += 1
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             delay = min(self._error_backoff * 2 ** (failures - 1), self._max_backoff)
-            log.exception("reconcile of %s/%s failed; retrying in %.0fs", namespace, name, delay)
+            if getattr(exc, "transient", False):  # the API server away or overloaded: one line, no traceback
+                log.warning("reconcile of %s/%s failed: %s; retrying in %.0fs", namespace, name, exc, delay)
+            else:
+                log.exception("reconcile of %s/%s failed; retrying in %.0fs", namespace, name, delay)
         finally:
             self.reconciles += 1
             self._running.discard(key)

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pod-logs", help="write container logs (CRI format) under this directory")
     parser.add_argument("--ready-file", help="write the control API URL here once serving")
+    parser.add_argument("--state-file", help="keep the nodes' data directories here across restarts of the simulator")
     parser.add_argument(
         "--join-delay",
         type=float,
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kubeconfig, host, port, args.retry_interval, timing, log_root,
         join_delay=(min(0.1, args.join_delay), args.join_delay),
         join_restart=args.join_restart,
+        state_file=Path(args.state_file) if args.state_file else None,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: simulator.request_stop())

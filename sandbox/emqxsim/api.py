@@ -1069,7 +1069,7 @@ class NodeHttpServer:
             body=body,
         )
         if not request.header(PROBE_HEADER):
-            self.world.count_request(node.name, request.method, request.path)
+            self.world.count_request(node.name, request.method, request.path, node.spec.pod.namespace)
         fault = self.world.take_fault(node, request.path)
         if fault is not None:
             deadline = time.monotonic() + fault.delay

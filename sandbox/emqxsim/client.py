@@ -104,10 +104,11 @@ class SimClient:
     def clear_boot_log(self) -> None:
         self._call("DELETE", "/boot-log")
 
-    def request_counts(self, node: str | None = None) -> dict[str, Any]:
+    def request_counts(self, node: str | None = None, namespace: str | None = None) -> dict[str, Any]:
         """Management API requests received (readiness probes excluded). With `node`:
-        {"total": n, "by_endpoint": {"GET /api/v5/nodes": n, ...}}; without: that per node name."""
-        params = {"node": node} if node is not None else None
+        {"total": n, "by_endpoint": {"GET /api/v5/nodes": n, ...}}; with `namespace`: the same summed
+        over every pod of that namespace (replaced ones included); without: per node name."""
+        params = {"node": node} if node is not None else {"namespace": namespace} if namespace is not None else None
         result: dict[str, Any] = self._call("GET", "/requests", params=params)
         return result
 
@@ -124,14 +125,17 @@ class SimClient:
         path_prefix: str = "/api/v5/",
         count: int | None = None,
         drop: bool = False,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Make matching requests to `node` (all nodes if None) wait `delay` seconds, then answer
         `status` (401 with EMQX's BAD_API_KEY_OR_SECRET body, 5xx with an error body; None = answer
         normally after the delay) or close the connection unanswered (`drop`). Applies to paths
         starting with `path_prefix` (use "/status" to fail readiness) for `count` requests or until
-        cleared. Returns the fault with its id."""
+        cleared. `namespace`: only pods of that namespace (those that appear later too); with node None,
+        every one of them. Returns the fault with its id."""
         body = {
             "node": node,
+            "namespace": namespace,
             "status": status,
             "delay": delay,
             "path_prefix": path_prefix,
@@ -149,9 +153,11 @@ class SimClient:
         result: list[dict[str, Any]] = self._call("GET", "/faults")
         return result
 
-    def clear_faults(self, node: str | None = None) -> None:
-        """Remove all faults, or those targeted at `node` (as it was named in fail_api)."""
-        self._call("DELETE", "/faults", params={"node": node} if node is not None else None)
+    def clear_faults(self, node: str | None = None, namespace: str | None = None) -> None:
+        """Remove all faults, those targeted at `node` (as it was named in fail_api), or those scoped
+        to `namespace`."""
+        params = {"node": node} if node is not None else {"namespace": namespace} if namespace is not None else None
+        self._call("DELETE", "/faults", params=params)
 
     def stop(self, node: str) -> dict[str, Any]:
         """Stop the node gracefully; it stays down (pod Running, not Ready) until start() or the pod is

@@ -11,11 +11,12 @@ the documented Python side; the routes are:
     GET    /containers?node=N            the EMQX container of a pod as the kubelet would see it: phase,
                                          reason, restart_count, last_termination (exit_code, message,
                                          log_tail, times), log (what EMQX printed)
-    GET    /requests[?node=N]            per-node request counts ("METHOD /path" -> n, plus "total")
+    GET    /requests[?node=N|namespace=NS]  per-node request counts ("METHOD /path" -> n, plus "total"), or
+                                         one node's, or those of every pod of a namespace
     DELETE /requests
     GET    /faults
-    POST   /faults                       {"node", "status", "delay", "path_prefix", "count", "drop"}
-    DELETE /faults[?node=N]
+    POST   /faults                       {"node", "namespace", "status", "delay", "path_prefix", "count", "drop"}
+    DELETE /faults[?node=N|namespace=NS]
     POST   /nodes/stop                   {"node"}
     POST   /nodes/crash                  {"node", "restart_after"}
     POST   /nodes/start                  {"node"}
@@ -33,7 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -119,6 +120,11 @@ class ControlApi:
         return self.world.container_view(node)
 
     def request_counts(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        namespace = query.get("namespace")
+        if namespace is not None:
+            with self.world.lock:
+                counter: Mapping[str, int] = self.world.namespace_requests.get(namespace) or {}
+                return {"total": sum(counter.values()), "by_endpoint": dict(counter)}
         with self.world.lock:
             counts = {
                 name: {"total": sum(counter.values()), "by_endpoint": dict(counter)}
@@ -134,6 +140,7 @@ class ControlApi:
     def reset_requests(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         with self.world.lock:
             self.world.request_counts.clear()
+            self.world.namespace_requests.clear()
         return {}
 
     def add_fault(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
@@ -150,11 +157,12 @@ class ControlApi:
             path_prefix=str(body.get("path_prefix") or "/api/v5/"),
             count=body.get("count"),
             drop=bool(body.get("drop")),
+            namespace=body.get("namespace"),
         )
         return fault.as_dict()
 
     def clear_faults(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-        self.world.clear_faults(query.get("node"))
+        self.world.clear_faults(query.get("node"), query.get("namespace"))
         return {}
 
     def set_connections(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

@@ -423,6 +423,8 @@ class Kubelet:
             pk = self.pods.get(view.uid)
             if pk is None:
                 pk = self.pods[view.uid] = kubelet.PodKubelet(view.uid, view.namespace, view.name, self.timing)
+                pk.adopt(next((c for c in (view.pod.get("status") or {}).get("containerStatuses") or []
+                               if c.get("name") == kubelet.EMQX_CONTAINER), None), view.image)
                 if self.log_root is not None:
                     self.logs[view.uid] = ContainerLogs(self.log_root, view.namespace, view.name, view.uid)
             logs = self.logs.get(view.uid)

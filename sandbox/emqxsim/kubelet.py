@@ -415,6 +415,17 @@ class PodKubelet:
     def wait(self, decision: StartDecision) -> None:
         self.waiting_reason, self.waiting_message = decision.reason, decision.message
 
+    def adopt(self, previous: Mapping[str, Any] | None, image: str) -> None:
+        """A pod found with a container from before this kubelet started (the simulator restarted: a
+        node reboot). That container is gone: the next one is a restart of it (restartCount + 1), and
+        its image is already on the node."""
+        if not previous or not (previous.get("state") or {}).keys() & {"running", "terminated"}:
+            return
+        self.restart_count = int(previous.get("restartCount") or 0)
+        self.ever_started = True
+        if previous.get("imageID") and previous.get("image") == normalized_image(image):
+            self.pulled_images.add(image)
+
     # ------------------------------------------------------------------ transitions
 
     def container_started(self, now: float, wall: float, container: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ from .kube import Kubelet, KubeObjectSource, PodWatcher
 from .world import World
 
 log = logging.getLogger("emqxsim")
+# The nodes' data directories (what their volumes keep) are written to the state file this often and
+# on stop, so a restarted simulator boots every node on the data it had (a reboot, not a new disk).
+SAVE_SECONDS = 5.0
 
 
 class Simulator:
@@ -27,6 +31,7 @@ class Simulator:
         log_root: Path | None = None,
         join_delay: tuple[float, float] = (0.1, 3.0),
         join_restart: float = 0.5,
+        state_file: Path | None = None,
     ):
         from kubernetes import client, config
 
@@ -42,6 +47,7 @@ class Simulator:
         self.watcher = PodWatcher(self.core, self.world)
         self.kubelet = Kubelet(api_client, self.core, self.world, self.source, timing, log_root)
         self.control = ControlServer(self.world, control_host, control_port, self.kubelet)
+        self.state_file = state_file
         self._stop = threading.Event()
         self._booter = threading.Thread(target=self._boot_loop, name="emqxsim-boot", daemon=True)
 
@@ -50,6 +56,11 @@ class Simulator:
         return self.control.url
 
     def start(self) -> None:
+        if self.state_file is not None:
+            found = self.world.load_data(self.state_file)
+            if found:
+                log.info("emqxsim: %d data directories from %s (a restart: every node reboots)", found,
+                         self.state_file)
         self.control.start()
         self.watcher.start()
         self._booter.start()
@@ -57,9 +68,13 @@ class Simulator:
         log.info("emqxsim control API on %s", self.control_url)
 
     def _boot_loop(self) -> None:
+        saved = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.world.boot_due(lambda namespace: self.source)
+                if self.state_file is not None and time.monotonic() - saved > SAVE_SECONDS:
+                    self.world.save_data(self.state_file)
+                    saved = time.monotonic()
             except Exception:
                 log.exception("boot loop failed")
             self._stop.wait(0.1)
@@ -69,6 +84,8 @@ class Simulator:
         self.watcher.stop()
         self.kubelet.stop()
         self.world.stop_all()
+        if self.state_file is not None:
+            self.world.save_data(self.state_file)
         self.control.stop()
 
     def wait(self) -> None:

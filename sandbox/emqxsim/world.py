@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import pickle
 import random
 import re
 import threading
@@ -30,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import configmodel, schema, versions
@@ -212,8 +214,11 @@ class Fault:
     path_prefix: str
     remaining: int | None
     drop: bool
+    namespace: str | None = None  # every pod of this namespace, also pods that appear later
 
     def matches(self, node_name: str, pod_key: str, path: str) -> bool:
+        if self.namespace is not None and not pod_key.startswith(self.namespace + "/"):
+            return False
         return (self.node is None or self.node in (node_name, pod_key)) and path.startswith(self.path_prefix)
 
     def as_dict(self) -> dict[str, Any]:
@@ -225,6 +230,7 @@ class Fault:
             "path_prefix": self.path_prefix,
             "remaining": self.remaining,
             "drop": self.drop,
+            "namespace": self.namespace,
         }
 
 
@@ -289,6 +295,7 @@ class World:
         self.faults: list[Fault] = []
         self.never_boot_images: set[str] = set()
         self.request_counts: dict[str, Counter[str]] = {}
+        self.namespace_requests: dict[str, Counter[str]] = {}  # the same, by the pod's namespace
         self.known_node_names: set[str] = set()
         self._joins: list[_Join] = []
         self._next_fault_id = 1
@@ -313,9 +320,11 @@ class World:
         warn = event in ("boot_failed", "crashed", "replicant_degraded")
         log.log(logging.WARNING if warn else logging.INFO, text)
 
-    def count_request(self, node_name: str, method: str, path: str) -> None:
+    def count_request(self, node_name: str, method: str, path: str, namespace: str | None = None) -> None:
         with self.lock:
             self.request_counts.setdefault(node_name, Counter())[f"{method} {path}"] += 1
+            if namespace is not None:
+                self.namespace_requests.setdefault(namespace, Counter())[f"{method} {path}"] += 1
 
     @staticmethod
     def _print(record: PodRecord, lines: Iterable[str]) -> None:
@@ -1039,16 +1048,41 @@ class World:
         path_prefix: str,
         count: int | None,
         drop: bool,
+        namespace: str | None = None,
     ) -> Fault:
         with self.lock:
-            fault = Fault(self._next_fault_id, node, status, delay, path_prefix, count, drop)
+            fault = Fault(self._next_fault_id, node, status, delay, path_prefix, count, drop, namespace)
             self._next_fault_id += 1
             self.faults.append(fault)
             return fault
 
-    def clear_faults(self, node: str | None = None) -> None:
+    def clear_faults(self, node: str | None = None, namespace: str | None = None) -> None:
+        """Remove every fault, those targeted at `node`, or those scoped to `namespace`."""
         with self.lock:
-            self.faults = [fault for fault in self.faults if node is not None and fault.node != node]
+            if namespace is not None:
+                self.faults = [fault for fault in self.faults if fault.namespace != namespace]
+            else:
+                self.faults = [fault for fault in self.faults if node is not None and fault.node != node]
+
+    # ------------------------------------------------------------------ data directories across restarts
+
+    def save_data(self, path: Path) -> None:
+        """Write the nodes' data directories (what a volume keeps) so that a new simulator finds them."""
+        with self.lock:
+            payload = pickle.dumps(self.data_dirs)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(payload)
+        tmp.replace(path)
+
+    def load_data(self, path: Path) -> int:
+        """Take the data directories a previous simulator saved; returns how many."""
+        try:
+            data_dirs = pickle.loads(path.read_bytes())  # noqa: S301 - our own file, in the sandbox directory
+        except FileNotFoundError:
+            return 0
+        with self.lock:
+            self.data_dirs.update(data_dirs)
+        return len(data_dirs)
 
     def fault_list(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -80,6 +80,7 @@ class Cluster:
     crash: set[str] = field(default_factory=set)  # pods whose container crash-loops
     not_ready: set[str] = field(default_factory=set)  # pods that run but never turn Ready
     fresh: SecretValues = FRESH  # the random values a pass would generate
+    address: str = "http://10.0.0.1:18083"  # the core whose API answered this pass
     _counter: int = 0
 
     def __post_init__(self) -> None:
@@ -117,7 +118,7 @@ class Cluster:
 
     def view(self) -> EmqxView:
         if self.emqx_error is not None:
-            return EmqxView(error=self.emqx_error, address="http://10.0.0.1:18083")
+            return EmqxView(error=self.emqx_error, address=self.address)
         nodes = []
         for pod in self.pods.values():
             if not _ready(pod) and not _containers_ready(pod):
@@ -133,7 +134,7 @@ class Cluster:
         if not any(n["node_status"] == "running" and n["role"] == CORE for n in nodes):
             return EmqxView()
         evacuations = {n: s for n, s in self.evacuations.items() if any(x["node"] == n for x in nodes)}
-        return EmqxView(nodes=tuple(sorted(nodes, key=lambda n: n["node"])), address="http://10.0.0.1:18083",
+        return EmqxView(nodes=tuple(sorted(nodes, key=lambda n: n["node"])), address=self.address,
                         evacuations=evacuations, rebalances=tuple(copy.deepcopy(self.rebalances)))
 
     # --- passes --------------------------------------------------------------------------------------

@@ -228,3 +228,17 @@ def test_timing_names():
     assert kubelet.timing_named("FAST").scale == 0.1
     with pytest.raises(ValueError, match="EMQX_SIM_PROBE_TIMING"):
         kubelet.timing_named("quick")
+
+
+def test_a_pod_found_running_after_a_simulator_restart_restarts_its_container_counted():
+    image = "emqx/emqx:5.8.9"
+    pk = PodKubelet("uid", "ns", "p", HONEST)
+    pk.adopt({"name": "emqx", "restartCount": 2, "image": kubelet.normalized_image(image), "imageID": "sha",
+              "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}}}, image)
+    assert pk.pull(image, 0.0, None, None) is None, "the image is on the node already"
+    pk.container_started(1.0, 1.0, {"name": "emqx", "image": image})
+    assert pk.restart_count == 3
+    fresh = PodKubelet("uid2", "ns", "q", HONEST)
+    fresh.adopt({"name": "emqx", "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}, image)
+    fresh.container_started(1.0, 1.0, {"name": "emqx", "image": image})
+    assert fresh.restart_count == 0, "a container that never ran is no restart"

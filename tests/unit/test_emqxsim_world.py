@@ -247,3 +247,33 @@ def test_boot_log_records_order_and_failures(sim):
     assert times == sorted(times)
     sim.boot()  # a repeated identical failure is not logged again
     assert len(sim.world.events) == 3
+
+
+def test_data_directories_survive_a_new_simulator(tmp_path):
+    """A restarted simulator (every node reboots) finds what the volumes kept: cluster.hocon here."""
+    pvc = {"persistentVolumeClaim": {"claimName": "data-emqx-core-0"}}
+    core = emqx_pod("emqx-core-0", data=pvc)
+    state = tmp_path / "emqxsim-data.pickle"
+    with Harness() as first:
+        first.add(core)
+        assert first.call("ns/emqx-core-0", "PUT", "/api/v5/configs", body="log.console.level = debug\n",
+                          headers={"content-type": "text/plain"}).status == 200
+        first.world.save_data(state)
+    with Harness() as second:
+        assert second.world.load_data(state) >= 1
+        second.add(core)
+        live = second.call("ns/emqx-core-0", "GET", "/api/v5/configs").body.decode()
+        assert "debug" in live.split("console", 1)[1][:200]
+    with Harness() as fresh:
+        fresh.add(core)
+        live = fresh.call("ns/emqx-core-0", "GET", "/api/v5/configs").body.decode()
+        assert "debug" not in live.split("console", 1)[1][:200]
+
+
+def test_faults_scoped_to_a_namespace_match_its_pods_only():
+    from sandbox.emqxsim.world import Fault
+
+    fault = Fault(1, None, 503, 0.0, "/api/v5/", None, False, namespace="ns")
+    assert fault.matches("emqx@10.0.0.1", "ns/emqx-replicant-abc", "/api/v5/nodes")
+    assert not fault.matches("emqx@10.0.0.2", "other/emqx-core-0", "/api/v5/nodes")
+    assert not fault.matches("emqx@10.0.0.1", "ns/emqx-core-0", "/status")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 from emqx_operator.scheduler import FORGET, Scheduler
 
@@ -80,3 +81,30 @@ def test_requeue_delay_and_error_backoff() -> None:
     assert scheduler.errors == 1
     assert calls[1] - calls[0] >= 0.04
     assert calls[2] - calls[1] >= 0.04
+
+
+def test_an_api_server_away_is_one_warning_line_not_a_traceback(caplog: Any) -> None:
+    """An outage of the API server failed every pass with a traceback each (the fault matrix counted
+    72 in one API server restart); transient failures are now one line each, bugs keep theirs."""
+    from emqx_operator.cluster_api import ApiError
+
+    done = threading.Event()
+    calls = 0
+
+    def reconcile(namespace: str, name: str) -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ApiError(0, "Unreachable", "Cannot connect to host 127.0.0.1:6443", "GET", "/apis/x")
+        if calls == 2:
+            raise ValueError("a bug")
+        done.set()
+        return FORGET
+
+    scheduler = Scheduler(reconcile, error_backoff=0.01)
+    scheduler.trigger("ns", "demo")
+    with caplog.at_level("WARNING", logger="emqx_operator.scheduler"):
+        run_until(scheduler, done)
+    outage, bug = [r for r in caplog.records if r.name == "emqx_operator.scheduler"]
+    assert outage.levelname == "WARNING" and outage.exc_info is None and "Unreachable" in outage.getMessage()
+    assert bug.levelname == "ERROR" and bug.exc_info is not None

@@ -47,6 +47,8 @@ from kubectl_emqx.domain.vocabulary import (
 )
 
 C = ConditionType
+# Ready's reason in the pass that loads a configuration into EMQX, before emqx.conf holds it.
+CONFIG_FILE_PENDING = "ConfigFilePending"
 
 
 def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, Any], now: datetime.datetime,
@@ -71,7 +73,8 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     if emqx.error is not None:
         conditions.set_with_event(C.EMQX_REACHABLE, False, emqx.error.reason, emqx.error.message)
     elif emqx.answered:
-        conditions.set_with_event(C.EMQX_REACHABLE, True, "APIAnswered", f"EMQX answered at {emqx.address}")
+        # Not which core answered: that changes with load and rollouts, and is no news worth a write.
+        conditions.set_with_event(C.EMQX_REACHABLE, True, "APIAnswered", "EMQX's API answers")
 
     # --- guard rails before anything moves ---------------------------------------------------------
     live_sts = world.first("StatefulSet")
@@ -92,9 +95,6 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         conditions.set(C.UPGRADE_ALLOWED, False, "UpgradePolicy", message)
         core_image = pods.container_image(live_sts) or current_image
     else:
-        conditions.set(C.UPGRADE_ALLOWED, True, "PolicyPassed",
-                       "no upgrade pending" if current_image == spec.image
-                       else f"{current_image} -> {spec.image} passes the version policy")
         core_image = spec.image
 
     # --- what runs -----------------------------------------------------------------------------------
@@ -119,7 +119,12 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     image_changing = current_image != spec.image
     # A replicant spec.restart names is not current while it runs (its Deployment is settled meanwhile).
     ready = (emqx.answered and core.done and replicants_ready and not replicant.rolling and extra_running <= 0
-             and not violations and not core.departed and config_ok and not blocked)
+             and not violations and not core.departed and config_ok and not config_plan.file_pending
+             and not blocked)
+    if not violations:  # judged once `ready` is known: the pass that reaches Ready says no upgrade is pending
+        conditions.set(C.UPGRADE_ALLOWED, True, "PolicyPassed",
+                       "no upgrade pending" if current_image == spec.image or ready
+                       else f"{current_image} -> {spec.image} passes the version policy")
     target_version = versions.format_version(versions.parse_image(core_image).version)
     conditions.set(C.CORES_READY, core.done, "CoresRunning" if core.done else "CoresNotReady",
                    f"{len(core.on_target)}/{desired_cores} cores running {core_image}")
@@ -141,7 +146,8 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         conditions.set(C.PROGRESSING, False, "Settled", "nothing to do")
     else:
         reason, message = _why_not_ready(facts, violations, stalled, blocked, core, replicant, extra_running,
-                                         core_image, config_ok, config_reason, config_message, target_version)
+                                         core_image, config_ok, config_reason, config_message, target_version,
+                                         config_plan.file_pending)
         conditions.set(C.READY, False, reason, message)
         if blocked:
             conditions.set_with_event(C.PROGRESSING, False, _kube_reason(blocked[0]),
@@ -223,7 +229,8 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
     the_phase = phase(ready=ready, stalled=bool(stalled or blocked), refused=bool(violations),
                       creating=not previous, upgrading=bool(previous) and image_changing,
                       scaling=len(world.core_pods) != desired_cores or replicant.count != desired_replicants,
-                      rolling=core.rolling or replicant.rolling or restart_running, config_pending=not config_ok,
+                      rolling=core.rolling or replicant.rolling or restart_running,
+                      config_pending=not config_ok or config_plan.file_pending,
                       emqx_ok=emqx.answered)
     events.extend(conditions.events)
     status.update(phase=str(the_phase), message=message, conditions=conditions.items)
@@ -301,7 +308,9 @@ def _config_failed(status: dict[str, Any], events: list[Event], put: ConfigPut, 
     conditions = Conditions(old_status.get("conditions") or [], generation, now)
     conditions.items = [dict(c) for c in status.get("conditions") or []]
     conditions.set(C.CONFIG_APPLIED, False, reason, message)
-    if conditions.value(C.READY):
+    ready = next((c for c in conditions.items if c.get("type") == C.READY), {})
+    # Ready, or held back only by this configuration (emqx.conf next, a restart next): it is this failure.
+    if conditions.value(C.READY) or ready.get("reason") in (CONFIG_FILE_PENDING, "RollingRestart"):
         conditions.set(C.READY, False, reason, f"configuration not applied: {message}")
         conditions.set(C.PROGRESSING, reason != "ConfigRejected", reason, f"configuration not applied: {message}")
         status.update(phase=str(Phase.CONFIG_PENDING), message=f"configuration not applied: {message}",
@@ -394,7 +403,8 @@ def _kube_reason(text: str) -> str:
 
 def _why_not_ready(facts: Facts, violations: list[Any], stalled: str, blocked: list[str], core: cores.CoreResult,
                    replicant: replicants.ReplicantResult, extra_running: int, image: str, config_ok: bool,
-                   config_reason: str, config_message: str, target_version: str) -> tuple[str, str]:
+                   config_reason: str, config_message: str, target_version: str, file_pending: bool = False
+                   ) -> tuple[str, str]:
     spec, emqx = facts.spec, facts.emqx
     if violations:
         return "UpgradeRefused", "the image change breaks the version policy: see the UpgradeAllowed condition"
@@ -420,6 +430,8 @@ def _why_not_ready(facts: Facts, violations: list[Any], stalled: str, blocked: l
         return "WaitingForScaleDown", f"removing departed cores from the EMQX cluster: {', '.join(core.departed)}"
     if not config_ok:
         return config_reason, f"configuration not applied: {config_message}"
+    if file_pending:
+        return CONFIG_FILE_PENDING, f"{config_message}; emqx.conf gets it next"
     return "Progressing", "waiting for the cluster to settle"
 
 

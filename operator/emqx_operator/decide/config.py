@@ -68,6 +68,9 @@ class ConfigPlan:
     events: tuple[Event, ...] = ()
     omitted_roots: tuple[str, ...] = ()
     live_part_empty: bool = False
+    # emqx.conf keeps older text this pass (until EMQX accepts the new one): not Ready yet, whatever
+    # EMQX runs, so that nothing is left to write once the resource says it is.
+    file_pending: bool = False
 
 
 def spec_hash(spec: EmqxSpec) -> str:
@@ -122,12 +125,14 @@ def plan(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, Any
     body = hocon.dump(live_part)
     body_hash = hocon.stable_hash([body, mode])
     rejected = old.get("rejected") or {}
+    pending = kept_text != desired_text
     if rejected.get("hash") == body_hash and rejected.get("target") == release.label:
         message = str(rejected.get("message") or "EMQX rejected the configuration")
-        return ConfigPlan(kept_text, restart, None, status, (False, "ConfigRejected", message), omitted_roots=omitted)
+        return ConfigPlan(kept_text, restart, None, status, (False, "ConfigRejected", message), omitted_roots=omitted,
+                          file_pending=pending)
     waiting = _why_not_now(spec, emqx)
     if waiting is not None:
-        return ConfigPlan(kept_text, restart, None, status, waiting, omitted_roots=omitted)
+        return ConfigPlan(kept_text, restart, None, status, waiting, omitted_roots=omitted, file_pending=pending)
     put = ConfigPut(
         text=body, mode=mode,
         ignore_readonly=True if versions.supports_ignore_readonly(release.version) else None,
@@ -139,8 +144,14 @@ def plan(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, Any
     message = f"configuration of generation {generation} loaded into the cluster ({mode} mode)"
     if omitted:
         message += _omitted_note(omitted, release)
-    return ConfigPlan(kept_text, restart, put, status, (True, "Applied", message),
-                      events=(Event("Normal", "ConfigApplied", message),), omitted_roots=omitted)
+    condition = (True, "Applied", message)
+    if restart != builders.config_restart_hash(spec):
+        # Restart keys changed too: they reach the nodes by a rolling restart, which starts once EMQX
+        # took the rest (the next pass writes the new file and restart hash).
+        condition = (False, "RollingRestart", f"{message}; node, rpc, cluster or dashboard port settings restart "
+                     "the nodes next")
+    return ConfigPlan(kept_text, restart, put, status, condition, events=(Event("Normal", "ConfigApplied", message),),
+                      omitted_roots=omitted, file_pending=pending)
 
 
 def _why_not_now(spec: EmqxSpec, emqx: EmqxView) -> tuple[bool, str, str] | None:
