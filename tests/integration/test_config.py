@@ -167,4 +167,9 @@ def test_dashboard_port_change_rolls_nodes_and_moves_the_service(
     assert not set(before.values()) & set(after.values()), "the dashboard port needs every node restarted"
     svc = client.CoreV1Api(api_client).read_namespaced_service("dash-dashboard", namespace)
     assert [p.port for p in svc.spec.ports] == [18084]
-    assert condition(get_emqx(api_client, namespace, "dash"), "EMQXReachable")["message"].endswith(":18084")
+    # The operator reads EMQX on the new port: after the roll only 18084 answers, and the status lists the
+    # new pods' nodes as EMQX reported them (the condition's message names no address: that would be a write).
+    resource = get_emqx(api_client, namespace, "dash")
+    assert condition(resource, "EMQXReachable")["status"] == "True"
+    wait_for(lambda: {n.get("podName") for n in get_emqx(api_client, namespace, "dash")["status"].get("emqxNodes")
+                      or []} == set(after), 60, "emqxNodes name the new pods")
