@@ -9,6 +9,7 @@ stdout, stderr) of `kubectl emqx status demo -n ns`; .complete("emqx", "status",
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,14 @@ import pytest
 
 # The venv holding the editable install of this working tree (its console scripts).
 VENV_BIN = Path(sys.executable).parent
+
+
+def as_from_a_terminal() -> None:
+    """preexec_fn for a plugin process a test interrupts with SIGINT: Ctrl-C's default action, as a
+    terminal's child has it. A runner started in the background by a non-interactive shell (`cmd &`)
+    ignores SIGINT, the ignore is inherited across exec, and Python then installs no KeyboardInterrupt
+    handler: the plugin would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

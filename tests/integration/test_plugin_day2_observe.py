@@ -25,7 +25,7 @@ from kubectl_emqx.domain import install, redact
 from tests.emqx_helpers import cr, create_emqx, get_emqx, patch_emqx, pods, wait_condition, wait_ready
 from tests.helpers import wait_for
 from tests.install_helpers import service_account_kubeconfig
-from tests.plugin_helpers import PluginRunner, assert_one_line_error
+from tests.plugin_helpers import PluginRunner, as_from_a_terminal, assert_one_line_error
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,8 @@ class Running:
     def __init__(self, plugin: PluginRunner, *args: str, env: dict[str, str] | None = None) -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen([str(plugin.kubectl), "emqx", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env={**plugin.env, **(env or {})})
+                                     stderr=subprocess.PIPE, text=True, env={**plugin.env, **(env or {})},
+                                     preexec_fn=as_from_a_terminal)
         self.stdout: queue.Queue[str] = queue.Queue()
         self.lines: list[str] = []
         self.stderr: list[str] = []

@@ -15,7 +15,7 @@ from kubectl_emqx.view import render, status_model
 from sandbox import cluster
 from tests.emqx_helpers import custom_api, emqx_nodes, get_emqx, patch_emqx, ready_pods, wait_ready
 from tests.helpers import wait_for
-from tests.plugin_helpers import PluginRunner
+from tests.plugin_helpers import PluginRunner, as_from_a_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +194,8 @@ def test_status_watch_follows_changes(plugin: PluginRunner, api_client: Any, nam
         "apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX", "metadata": {"name": "watched"},
         "spec": {"image": "emqx/emqx:5.7.2"}})
     process = subprocess.Popen([str(plugin.kubectl), "emqx", "status", "watched", "-n", namespace, "-w", "-o", "json"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin.env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin.env,
+                               preexec_fn=as_from_a_terminal)
     chunks: queue.Queue[str] = queue.Queue()
     stdout = process.stdout
     assert stdout is not None

@@ -350,7 +350,7 @@ BAD_FLAGS = [
     (("scale", "cores", "demo", "0"), ("a cluster needs at least 1 core", "kubectl emqx scale --help")),
     (("scale", "replicants", "demo", "many"), ("'many' is not a valid integer",)),
     (("create", "demo", "--cores", "abc"), ("'--cores'", "'abc' is not a valid integer")),
-    (("create", "Bad_Name"), ("use lowercase letters, digits and '-'",)),
+    (("create", "Bad_Name"), ("'Bad_Name'", "lower-case letters, digits and '-'")),
     (("create", "demo", "--storage-size", "lots"), ("'lots' is not a size",)),
     (("status", "demo", "-o", "xml"), ("'xml' is not one of 'json', 'yaml'",)),
     (("list", "--request-timeout", "soon"), ("'soon' is not a duration",)),
