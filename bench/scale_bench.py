@@ -99,10 +99,17 @@ class ReadyTracker:
                 self.cond.wait(1.0)
 
 
+# --trace-memory: the operator runs with tracemalloc on (PYTHONTRACEMALLOC) and logs where its memory is
+# (by source file) on SIGUSR2 at the end of each idle window. Tracing inflates RSS: such a run's RSS
+# figures are not the budget's.
+TRACE_MEMORY = {"on": False}
+
+
 def start_operator(state: Any, name: str, extra: list[str] | None = None) -> Operator:
     from sandbox import operator_process
 
-    proc, comp, live_port = operator_process.spawn(state, name=name, extra_args=extra or [])
+    env = {"PYTHONTRACEMALLOC": "1"} if TRACE_MEMORY["on"] else None
+    proc, comp, live_port = operator_process.spawn(state, name=name, extra_args=extra or [], env=env)
     op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
     op.code = source_hash()
     try:
@@ -324,6 +331,7 @@ def idle_window(env: Env, clusters: int, seconds: float) -> dict[str, Any]:
     window = time.monotonic() - started
     changes = delta(before, counters(env.op))
     per_min = 60.0 / window / max(clusters, 1)
+    traced = memory_report(env.op) if TRACE_MEMORY["on"] else None
     writes = {k[6:]: v for k, v in changes.items() if k.startswith("write")}
     reads = {k[5:]: v for k, v in changes.items() if k.startswith("read")}
     return {
@@ -336,7 +344,28 @@ def idle_window(env: Env, clusters: int, seconds: float) -> dict[str, Any]:
         "lists_per_cluster_min": round(sum(v for k, v in reads.items() if k.startswith("LIST")) * per_min, 3),
         "emqx_per_cluster_min": round((env.sim_requests() - emqx_before) * per_min, 3),
         "reconciles_per_cluster_min": round(changes.get("reconciles", 0) * per_min, 3),
+        **({"traced": traced} if traced is not None else {}),
     }
+
+
+def memory_report(op: Operator, timeout: float = 60) -> list[str]:
+    """SIGUSR2 to the operator; the lines of the memory report it logs (main._memory_report_on_signal)."""
+    import signal
+
+    offset = op.log.stat().st_size
+    op.proc.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(op.log, encoding="utf-8", errors="replace") as log:
+            log.seek(offset)
+            text = log.read()
+        if "traced " in text and "largest:" in text:
+            lines = text[text.index("traced "):].splitlines()
+            body = [line for line in lines[1:41] if "MiB" in line]
+            if len(body) >= 5:
+                return [lines[0], *body]
+        time.sleep(0.5)
+    raise BenchError(f"no memory report in {op.log} within {timeout:.0f}s of SIGUSR2")
 
 
 def phase_many(sizes: list[int], idle_seconds: float) -> dict[str, Any]:
@@ -384,6 +413,19 @@ def phase_many(sizes: list[int], idle_seconds: float) -> dict[str, Any]:
         env.close()
 
 
+def render_traced(results: dict[str, Any]) -> list[str]:
+    """The --trace-memory reports: traced total and the 15 largest files per idle window."""
+    many = results.get("many") or {}
+    windows = [("one 3+3 cluster", many.get("one") or {})]
+    windows += [(f"{size} clusters", row.get("idle") or {}) for size, row in (many.get("sizes") or {}).items()]
+    lines: list[str] = []
+    for label, idle in windows:
+        if idle.get("traced"):
+            lines += ["", f"tracemalloc, {label} (RSS inflated by tracing: {idle['rss_mib']['end']} MiB):",
+                      *idle["traced"][:16]]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     lines = [f"bench/scale_bench.py, {results['meta']['at']}, code {results['meta']['code']}, "
              f"{results['meta']['cpus']} CPUs, load at start {results['meta']['load'][0]}", "",
@@ -424,7 +466,7 @@ def render(results: dict[str, Any]) -> str:
             lines.append(f"| operator restarted with {size} settled clusters: writes in {restart['window_s']:.0f} s "
                          f"(every cluster passed after {restart['first_pass_all_s']} s) | "
                          f"{sum(restart['writes'].values()):g} | |")
-    return "\n".join(lines)
+    return "\n".join(lines + render_traced(results))
 
 
 def main() -> int:
@@ -434,7 +476,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,100,500")
     parser.add_argument("--idle-seconds", type=float, default=120)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="operator under tracemalloc; its memory by source file after each idle window "
+                             "(RSS inflated by tracing)")
     args = parser.parse_args()
+    TRACE_MEMORY["on"] = args.trace_memory
     phases = args.phases.split(",")
     results: dict[str, Any] = {"meta": {
         "at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": source_hash(),
