@@ -54,6 +54,9 @@ def test_patch_upgrade_cores_first_each_pod_once_capacity_kept(
     create_emqx(api_client, namespace, _cluster("up", "emqx/emqx:5.0.6", 3, 3, takeover=1))
     wait_ready(api_client, namespace, "up")
     before = pod_uids(api_client, namespace, "up")
+    # Clients on every core: waitTakeover (1 s) applies only to a replaced node that had clients.
+    for i in range(3):
+        emqx_sim.set_connections(f"emqx@up-core-{i}.up-headless.{namespace}.svc.cluster.local", 5)
     mark = emqx_sim.last_seq()
     core_api = client.CoreV1Api(api_client)
     patch_emqx(api_client, namespace, "up", {"spec": {"image": "emqx/emqx:5.0.7"}})
