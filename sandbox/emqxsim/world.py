@@ -486,7 +486,7 @@ class World:
         record.boot_seconds = max(0.0, self.boot_seconds * self.boot_scale(record))
         if record.boot_seconds <= 0:
             return False
-        record.state, record.reason, record.waiting_reason = "starting", "booting", ""
+        record.state, record.reason, record.waiting_reason = "starting", "", ""
         record.started_at = time.time()
         record.boot_at = now + record.boot_seconds * BOOT_PREPARE_SHARE
         self.record_event("booting", record, seconds=round(record.boot_seconds, 3))
@@ -539,7 +539,7 @@ class World:
                 if apps > 0:
                     # counted from the end of bin/emqx's share, or from now after a wait or a hang
                     since = record.boot_at if entry[0] == "starting" else self.monotonic()
-                    record.state, record.reason, record.boot_spec = "starting", "booting", spec
+                    record.state, record.reason, record.boot_spec = "starting", "", spec
                     record.boot_at = since + apps
                     return
         with self.lock:
