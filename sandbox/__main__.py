@@ -10,6 +10,16 @@ import time
 from sandbox import build, cluster
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0 (e.g. 5 or 0.5)")
+    return value
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     links = build.build_all(args.only or None)
@@ -22,7 +32,9 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if not args.no_build:
         build.build_all(sandbox_only=True)
     ready_at = time.monotonic()
-    state = cluster.up(with_simulator=not args.no_simulator, probe_timing=args.probe_timing)
+    state = cluster.up(
+        with_simulator=not args.no_simulator, probe_timing=args.probe_timing, boot_seconds=args.boot_seconds
+    )
     print(
         f"sandbox: cluster ready in {time.monotonic() - ready_at:.1f}s "
         f"(total {time.monotonic() - started:.1f}s); kubeconfig {state.kubeconfig}",
@@ -84,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument(
         "--probe-timing", choices=["honest", "fast"], default=None,
         help="the simulated kubelet's probe and back-off timing (default: $EMQX_SIM_PROBE_TIMING, else honest)",
+    )
+    p_up.add_argument(
+        "--boot-seconds", type=_seconds, default=None, metavar="S",
+        help="seconds a simulated EMQX node takes from its container's start to answering, honest (fast timing: "
+        "a tenth; default: $EMQX_SIM_BOOT_SECONDS, else 5)",
     )
     p_up.set_defaults(func=_cmd_up)
     sub.add_parser("down", help="stop everything and remove the state").set_defaults(func=_cmd_down)

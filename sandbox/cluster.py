@@ -532,10 +532,13 @@ def up(
     directory: Path | None = None,
     probe_timing: str | None = None,
     audit: bool = False,
+    boot_seconds: float | None = None,
 ) -> SandboxState:
     """Start a sandbox (or return the running one). `probe_timing` is the simulated kubelet's timing
     (honest|fast); None: $EMQX_SIM_PROBE_TIMING, else honest. `audit`: the API server logs every write
-    to logs/audit.log (AUDIT_POLICY)."""
+    to logs/audit.log (AUDIT_POLICY). `boot_seconds`: how long a simulated EMQX node takes from its
+    container's start to answering, in honest seconds (fast timing: a tenth); None:
+    $EMQX_SIM_BOOT_SECONDS, else the simulator's default (5)."""
     directory = directory or state_dir()
     existing = SandboxState.load(directory)
     if existing is not None:
@@ -560,6 +563,8 @@ def up(
             port = free_port()
             state.sim_control_url = f"http://127.0.0.1:{port}"
             timing = ["--probe-timing", probe_timing] if probe_timing else []
+            if boot_seconds is not None:
+                timing += ["--boot-seconds", repr(float(boot_seconds))]
             start_helper(state, "emqx-simulator", "sandbox.emqxsim", "--control-addr", f"127.0.0.1:{port}",
                          "--pod-logs", str(directory / "podlogs"), "--state-file", str(directory / SIM_STATE_FILE),
                          *timing)

@@ -90,9 +90,10 @@ class SimClient:
         return result
 
     def boot_log(self, since: int = 0) -> list[dict[str, Any]]:
-        """Events after sequence number `since`: dicts with seq, time (unix seconds), event (booted |
-        stopped | crashed | boot_failed | boot_waiting | boot_hung | joined | replicant_degraded |
-        replicant_recovered), pod, node, image, and version, role, reason, exit_code where they apply."""
+        """Events after sequence number `since`: dicts with seq, time (unix seconds), event (booting |
+        booted | stopped | crashed | boot_failed | boot_waiting | boot_hung | boot_aborted | joined |
+        replicant_degraded | replicant_recovered), pod, node, image, and version, role, reason, exit_code,
+        seconds (booting: the boot duration), stage (boot_aborted: starting | waiting | hung) where they apply."""
         result: list[dict[str, Any]] = self._call("GET", "/boot-log", params={"since": since})
         return result
 

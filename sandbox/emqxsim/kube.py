@@ -342,6 +342,7 @@ class Kubelet:
         self._probes: dict[tuple[str, str], Future[bool]] = {}
         self._last_patch: dict[str, tuple[str, float]] = {}
         world.container_gate = self._gate
+        world.boot_scale = self._boot_scale
 
     def start(self) -> None:
         self._thread.start()
@@ -369,6 +370,12 @@ class Kubelet:
             self.waits_logged.pop(record.uid, None)
             self.looks.pop(record.uid, None)
             return True
+
+    def _boot_scale(self, record: PodRecord) -> float:
+        """The boot duration follows the timing of the pod's kubelet (fast: a tenth), like its probes."""
+        with self._lock:
+            pk = self.pods.get(record.uid)
+            return (pk.timing if pk is not None else self.timing).scale
 
     # ------------------------------------------------------------------ loop
 
@@ -598,7 +605,7 @@ class Kubelet:
                 return []
             servers = self.world._stop_record(record, "crashed", "killed by the kubelet: liveness probe failed")
             record.state, record.reason = "crashed", "killed by the kubelet: liveness probe failed"
-            record.restart_at = time.monotonic()
+            record.restart_at = self.world.monotonic()
             return servers
 
     # ------------------------------------------------------------------ status

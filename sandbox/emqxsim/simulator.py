@@ -32,6 +32,7 @@ class Simulator:
         join_delay: tuple[float, float] = (0.1, 3.0),
         join_restart: float = 0.5,
         state_file: Path | None = None,
+        boot_seconds: float = 0.0,
     ):
         from kubernetes import client, config
 
@@ -42,6 +43,7 @@ class Simulator:
             server_factory=NodeHttpServer,
             join_delay=join_delay,
             join_restart=join_restart,
+            boot_seconds=boot_seconds,
         )
         self.source = KubeObjectSource(self.core)
         self.watcher = PodWatcher(self.core, self.world)

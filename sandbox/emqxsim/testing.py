@@ -266,7 +266,8 @@ def cluster_manifests(
 
 class Harness:
     """A World fed directly with pod dicts; `call` goes through the node's API without sockets
-    unless `listen=True` (then nodes serve on their pod IPs)."""
+    unless `listen=True` (then nodes serve on their pod IPs). Nodes boot in the round their container
+    starts unless `boot_seconds` is given (then set `world.monotonic` to drive the boot stages)."""
 
     def __init__(
         self,
@@ -274,6 +275,7 @@ class Harness:
         listen: bool = False,
         retry_interval: float = 0.0,
         join_delay: tuple[float, float] = (0.0, 0.0),
+        boot_seconds: float = 0.0,
     ):
         from .api import NodeHttpServer
         from .world import World
@@ -283,6 +285,7 @@ class Harness:
             retry_interval=retry_interval,
             server_factory=NodeHttpServer if listen else None,
             join_delay=join_delay,
+            boot_seconds=boot_seconds,
         )
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ timers (a fresh core joining its cluster, a replicant losing its upstream).
 
 The container of a pod is in one of these situations (PodRecord.state):
 - pending: not tried yet;
+- starting: the container runs and EMQX boots; nothing answers yet (see "Boot duration" below);
 - failed + `waiting_reason` (CreateContainerConfigError, ErrImagePull): the kubelet cannot start it;
 - failed + `termination`: the EMQX process exited (bin/emqx refused the config, an app failed to
   start); `termination` holds the exit code and the last lines EMQX printed, `restart_count` counts
@@ -16,6 +17,14 @@ The container of a pod is in one of these situations (PodRecord.state):
 - running: EMQX is up (possibly still alone before joining its cluster: `joining`);
 - stopped / crashed: stopped through the control API.
 `container_view` gives the kubelet side all of it as one dict.
+
+Boot duration (docs/fidelity.md, "Boot: how long it takes"): with `boot_seconds` > 0 a started container is
+`starting` for that long (times `boot_scale(record)`, the kubelet's timing) before the node answers. The
+first BOOT_PREPARE_SHARE of it is bin/emqx (short-lived BEAMs that read and check the configuration, then
+the node's VM): its refusals end the container at that point. The rest is emqx_machine_boot starting the
+applications, emqx_conf first (where a replicant waits for a core: that wait comes before this part),
+the MQTT listeners with `emqx`, the HTTP API with `emqx_dashboard`; the node is admitted at the end.
+With `boot_seconds` 0 a node boots in the round its container starts.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ log = logging.getLogger("emqxsim")
 
 INSTANCE_LABEL = "apps.emqx.io/instance"
 LOG_LINES_KEPT = 200
+
+# Share of the boot duration spent before emqx_machine_boot starts the applications (an assumption, as
+# the duration itself is): bin/emqx's config check and generate, each a short-lived BEAM, then the node's VM.
+BOOT_PREPARE_SHARE = 0.5
 
 SINGLE_NODE_LICENSE_ERROR = (
     "SINGLE_NODE_LICENSE, make sure this node and peer nodes are configured with a valid license"
@@ -152,7 +165,7 @@ class PodRecord:
     name: str
     pod: dict[str, Any]
     image: str
-    # pending | waiting | failed | hung | running | stopped | crashed
+    # pending | starting | waiting | failed | hung | running | stopped | crashed
     state: str = "pending"
     node: SimNode | None = None
     node_name: str | None = None
@@ -169,6 +182,14 @@ class PodRecord:
     started_at: float | None = None
     # What the EMQX process printed, this container run and the previous ones (capped).
     log: list[str] = field(default_factory=list)
+    # Containers started so far (a boot in flight belongs to one of them), this container's boot duration,
+    # when its next boot stage is due (monotonic) and bin/emqx's result while the applications start.
+    container_run: int = 0
+    boot_seconds: float = 0.0
+    boot_at: float = 0.0
+    boot_spec: NodeSpec | None = None
+    # (state, container_run) when the boot loop took it: a boot that no longer matches is dropped
+    boot_entry: tuple[str, int] = ("", 0)
 
     @property
     def key(self) -> str:
@@ -276,10 +297,17 @@ class World:
         server_factory: ServerFactory | None = None,
         join_delay: tuple[float, float] = (0.0, 0.0),
         join_restart: float = 0.0,
+        boot_seconds: float = 0.0,
     ):
         self.lock = threading.RLock()
         self.clock = clock or SimClock()
+        # the timers' clock (boot stages, retries, restarts, joins); tests may replace it
+        self.monotonic: Callable[[], float] = time.monotonic
         self.retry_interval = retry_interval
+        # seconds from a container's start until its node answers (honest seconds), times boot_scale(record):
+        # the kubelet side makes that its timing's scale (fast: 0.1)
+        self.boot_seconds = boot_seconds
+        self.boot_scale: Callable[[PodRecord], float] = lambda record: 1.0
         self.server_factory = server_factory
         # seconds a fresh core runs alone before joining (random in the range), and how long its
         # API is down while ekka restarts the apps for the join
@@ -422,7 +450,7 @@ class World:
                 "last_termination": record.termination.as_dict() if record.termination else None,
                 "log": list(record.log),
             }
-            if record.state in ("running", "waiting", "hung"):
+            if record.state in ("running", "starting", "waiting", "hung"):
                 view.update(phase="running", reason="", message="")
             elif record.state == "failed" and record.waiting_reason:
                 view.update(phase="waiting", reason=record.waiting_reason, message=record.reason)
@@ -437,7 +465,7 @@ class World:
     # ------------------------------------------------------------------ booting
 
     def due_records(self) -> list[PodRecord]:
-        now = time.monotonic()
+        now = self.monotonic()
         with self.lock:
             due = []
             for record in self.pods.values():
@@ -446,14 +474,32 @@ class World:
                 retry_due = record.state in ("pending", "waiting", "failed") and record.next_attempt <= now
                 unhung = record.state == "hung" and record.image not in self.never_boot_images
                 restart_due = record.state == "crashed" and record.restart_at is not None and record.restart_at <= now
+                stage_due = record.state == "starting" and record.boot_at <= now
                 container_start = (retry_due and record.state != "waiting") or restart_due
                 if container_start and self.container_gate is not None and not self.container_gate(record):
                     continue
-                if retry_due or unhung or restart_due:
+                if container_start and self._container_started(record, now):
+                    continue  # booting: its first stage is due later
+                if retry_due or unhung or restart_due or stage_due:
                     due.append(record)
             for record in due:
                 record.booting = True
+                record.boot_entry = (record.state, record.container_run)
             return due
+
+    def _container_started(self, record: PodRecord, now: float) -> bool:
+        """A new container of the pod runs: with a boot duration the node is `starting` (True) until its
+        stages are due; without, it boots in this round (False)."""
+        record.container_run += 1
+        record.boot_spec = None
+        record.boot_seconds = max(0.0, self.boot_seconds * self.boot_scale(record))
+        if record.boot_seconds <= 0:
+            return False
+        record.state, record.reason, record.waiting_reason = "starting", "", ""
+        record.started_at = time.time()
+        record.boot_at = now + record.boot_seconds * BOOT_PREPARE_SHARE
+        self.record_event("booting", record, seconds=round(record.boot_seconds, 3))
+        return True
 
     def boot_due(self, source_for: Callable[[str], ObjectSource]) -> None:
         """Boot every pod that is due; `source_for(namespace)` reads ConfigMaps/Secrets like the kubelet."""
@@ -465,40 +511,50 @@ class World:
                 with self.lock:
                     record.booting = False
 
+    def _stale(self, record: PodRecord, entry: tuple[str, int]) -> bool:
+        """The boot that started in `entry` (state, container run) no longer applies: the pod went away,
+        or its container was stopped, killed or replaced meanwhile."""
+        return record.uid not in self.pods or (record.state, record.container_run) != entry
+
     def _boot(self, record: PodRecord, source: ObjectSource) -> None:
+        """The boot stage that is due: bin/emqx (read and check the configuration; a replicant then waits
+        for a core in emqx_conf), then, after the applications' share of the boot duration, the node."""
         with self.lock:
-            if record.uid not in self.pods:
+            entry = record.boot_entry
+            if self._stale(record, entry):
                 return
-            if record.image in self.never_boot_images:
-                if record.state != "hung":
-                    record.state, record.reason = "hung", "image configured never to boot"
-                    self.record_event("boot_hung", record, reason=record.reason)
+            spec = record.boot_spec if record.state == "starting" else None
+            if spec is None:
+                if record.image in self.never_boot_images:
+                    if record.state != "hung":
+                        record.state, record.reason = "hung", "image configured never to boot"
+                        self.record_event("boot_hung", record, reason=record.reason)
+                    return
+                pod = copy.deepcopy(record.pod)
+        if spec is None:
+            spec = self._bin_emqx(record, pod, source, entry)
+            if spec is None:
                 return
-            pod = copy.deepcopy(record.pod)
-        try:
-            runtime = resolve_container(pod, source)
-            versions.parse_image(runtime.image)
-        except ContainerConfigError as error:
             with self.lock:
-                waiting = "CreateContainerConfigError" if "CreateContainerConfig" in str(error) else "ContainerCreating"
-                self._cannot_start(record, waiting, str(error))
-            return
-        except versions.ImageError as error:
-            with self.lock:
-                self._cannot_start(record, "ErrImagePull", str(error))
-            return
+                if self._stale(record, entry):
+                    return
+                record.node_name = spec.node_name
+                self.known_node_names.add(spec.node_name)
+                wait = self._replicant_wait(spec, self._cluster_for(spec))
+                if wait is not None:
+                    self._boot_waiting(record, wait)
+                    return
+                apps = record.boot_seconds * (1 - BOOT_PREPARE_SHARE)
+                if apps > 0:
+                    # counted from the end of bin/emqx's share, or from now after a wait or a hang
+                    since = record.boot_at if entry[0] == "starting" else self.monotonic()
+                    record.state, record.reason, record.boot_spec = "starting", "", spec
+                    record.boot_at = since + apps
+                    return
         with self.lock:
-            if record.state not in ("waiting",):
-                record.started_at = time.time()
-        try:
-            spec = build_node_spec(runtime)
-        except BootFailure as failure:
-            with self.lock:
-                self._exited(record, failure)
-            return
-        with self.lock:
-            if record.uid not in self.pods or record.pod.get("metadata", {}).get("uid") != pod["metadata"].get("uid"):
+            if self._stale(record, entry):
                 return
+            record.boot_spec = None
             record.node_name = spec.node_name
             self.known_node_names.add(spec.node_name)
             try:
@@ -524,10 +580,44 @@ class World:
                 joining=node.cluster.standalone,
             )
 
+    def _bin_emqx(
+        self, record: PodRecord, pod: dict[str, Any], source: ObjectSource, entry: tuple[str, int]
+    ) -> NodeSpec | None:
+        """The container's environment and image, then bin/emqx's reading of the configuration: the
+        node's spec, or None when the container cannot start or EMQX exited (recorded on `record`)."""
+        try:
+            runtime = resolve_container(pod, source)
+            versions.parse_image(runtime.image)
+        except ContainerConfigError as error:
+            with self.lock:
+                if not self._stale(record, entry):
+                    waiting = (
+                        "CreateContainerConfigError" if "CreateContainerConfig" in str(error) else "ContainerCreating"
+                    )
+                    self._cannot_start(record, waiting, str(error))
+            return None
+        except versions.ImageError as error:
+            with self.lock:
+                if not self._stale(record, entry):
+                    self._cannot_start(record, "ErrImagePull", str(error))
+            return None
+        with self.lock:
+            if self._stale(record, entry):
+                return None
+            if record.state not in ("waiting", "starting", "hung"):
+                record.started_at = time.time()
+        try:
+            return build_node_spec(runtime)
+        except BootFailure as failure:
+            with self.lock:
+                if not self._stale(record, entry):
+                    self._exited(record, failure)
+            return None
+
     def _cannot_start(self, record: PodRecord, waiting_reason: str, reason: str) -> None:
         changed = (record.state, record.reason) != ("failed", reason)
         record.state, record.reason, record.waiting_reason = "failed", reason, waiting_reason
-        record.next_attempt = time.monotonic() + self.retry_interval
+        record.next_attempt = self.monotonic() + self.retry_interval
         if changed:
             self.record_event("boot_failed", record, reason=reason, waiting=waiting_reason)
 
@@ -544,7 +634,7 @@ class World:
             finished_at=time.time(),
         )
         record.restart_count += 1
-        record.next_attempt = time.monotonic() + self.restart_delay(record.restart_count)
+        record.next_attempt = self.monotonic() + self.restart_delay(record.restart_count)
         if changed:
             self.record_event(
                 "boot_failed",
@@ -557,7 +647,7 @@ class World:
     def _boot_waiting(self, record: PodRecord, reason: str) -> None:
         changed = (record.state, record.reason) != ("waiting", reason)
         record.state, record.reason, record.waiting_reason = "waiting", reason, ""
-        record.next_attempt = time.monotonic() + self.retry_interval
+        record.next_attempt = self.monotonic() + self.retry_interval
         if changed:
             self.record_event("boot_waiting", record, reason=reason)
 
@@ -583,15 +673,27 @@ class World:
         for peer in cluster.running():
             if peer.name == spec.node_name:
                 raise BootFailure(f"node name {spec.node_name} is already used by a running node ({peer.spec.pod.key})")
-        if spec.role == "replicant":
-            cores = cluster.cores()
-            if not self._upstream_cores(spec, cluster):
-                if spec.image.at_least(versions.REPLICANT_SAME_APP_VSN) and cores:
-                    raise BootWait(
-                        f"replicant waiting for a running core of the same emqx application version "
-                        f"{spec.image.emqx_app_vsn} (running cores: {self._describe(cores)})"
-                    )
-                raise BootWait("replicant waiting for a running core node to replicate from")
+        wait = self._replicant_wait(spec, cluster)
+        if wait is not None:
+            raise BootWait(wait)
+
+    def _replicant_wait(self, spec: NodeSpec, cluster: ClusterState) -> str | None:
+        """Why a replicant cannot go on yet, or None. emqx_conf, the first application emqx_machine_boot
+        starts, waits for its tables (mria:wait_for_tables) and copies cluster.hocon from a core: a
+        replicant stops there until it has a core to replicate from, older or as old as itself."""
+        if spec.role != "replicant":
+            return None
+        cores = cluster.cores()
+        if not self._upstream_cores(spec, cluster):
+            if spec.image.at_least(versions.REPLICANT_SAME_APP_VSN) and cores:
+                return (
+                    f"replicant waiting for a running core of the same emqx application version "
+                    f"{spec.image.emqx_app_vsn} (running cores: {self._describe(cores)})"
+                )
+            return "replicant waiting for a running core node to replicate from"
+        if not any(core.version <= spec.version for core in cores):
+            return "replicant waiting for a core to copy cluster.hocon from (all running cores are newer)"
+        return None
 
     def _data_dir(self, record: PodRecord, spec: NodeSpec) -> DataDir:
         key = spec.data_storage_key or f"container:{record.uid}:{record.generation}"
@@ -626,8 +728,6 @@ class World:
             )
         # Config sync: copy cluster.hocon from the core with the highest tnx_id; never from a newer release.
         sources = [core for core in cluster.cores() if core.version <= spec.version]
-        if spec.role == "replicant" and not sources:
-            raise BootWait("replicant waiting for a core to copy cluster.hocon from (all running cores are newer)")
         if sources:
             best = max(sources, key=lambda core: (self._core_data(core).tnx_id, core.uptime_ms()))
             best_dir = self._core_data(best)
@@ -700,7 +800,7 @@ class World:
         self._persist_cluster(cluster)
         if fresh_core:
             low, high = self.join_delay
-            self._joins.append(_Join(node, record, time.monotonic() + random.uniform(low, high)))
+            self._joins.append(_Join(node, record, self.monotonic() + random.uniform(low, high)))
             if high <= 0:
                 self._join(self._joins.pop(), target)
         else:
@@ -811,7 +911,7 @@ class World:
 
     def tick(self) -> None:
         """Run what is due: fresh cores joining their cluster."""
-        now = time.monotonic()
+        now = self.monotonic()
         to_restart: list[SimNode] = []
         with self.lock:
             due = [join for join in self._joins if join.due <= now]
@@ -935,7 +1035,11 @@ class World:
     def _stop_record(self, record: PodRecord, event: str, reason: str) -> list[Any]:
         node = record.node
         record.node = None
+        record.boot_spec = None
         if node is None:
+            if record.state in ("starting", "waiting", "hung"):
+                # its container ends before EMQX came up: this boot never reports `booted`
+                self.record_event("boot_aborted", record, reason=reason, stage=record.state, stop=event)
             return []
         node.alive = False
         cluster = node.cluster
@@ -957,7 +1061,7 @@ class World:
             servers = self._stop_record(record, "crashed" if crash else "stopped", "control API")
             record.state = "crashed" if crash else "stopped"
             record.reason = "crashed by control API" if crash else "stopped by control API"
-            record.restart_at = time.monotonic() + restart_after if restart_after is not None else None
+            record.restart_at = self.monotonic() + restart_after if restart_after is not None else None
             summary = record.summary()
         self.stop_servers(servers)
         return summary
