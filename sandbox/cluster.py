@@ -153,6 +153,10 @@ class Component:
     argv: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    # Started again when it exits, as a kubelet restarts a control-plane static pod: kube-scheduler
+    # exits by design when it finds its cache corrupted (a bind that succeeded while the API server
+    # restarted, then the pod seen on another node), and KCM when it loses its informers' footing.
+    supervised: bool = False
 
 
 @dataclass
@@ -261,9 +265,9 @@ class ControlPlane:
         self.logs = directory / "logs"
         self.components: list[Component] = []
 
-    def _spawn(self, name: str, argv: list[str], port: int | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], port: int | None = None, supervised: bool = False) -> None:
         log_path = self.logs / f"{name}.log"
-        comp = Component(name, 0, str(log_path), port, argv=list(argv), cwd=str(self.dir))
+        comp = Component(name, 0, str(log_path), port, argv=list(argv), cwd=str(self.dir), supervised=supervised)
         comp.pid = _launch(comp)
         self.components.append(comp)
 
@@ -344,7 +348,7 @@ class ControlPlane:
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
             "--node-monitor-grace-period=60s", "--profiling=false",
-        ], kcm_port)
+        ], kcm_port, supervised=True)
         sched_config = self.dir / "scheduler.yaml"
         sched_config.write_text(
             "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
@@ -354,7 +358,7 @@ class ControlPlane:
         self._spawn("kube-scheduler", [
             str(bin_dir / "kube-scheduler"), f"--config={sched_config}", "--bind-address=127.0.0.1",
             f"--secure-port={sched_port}", "--profiling=false",
-        ], sched_port)
+        ], sched_port, supervised=True)
 
         kwok_dir = (bin_dir / "kwok").resolve().parent
         for name in build.KWOK_FILES:
@@ -403,12 +407,19 @@ rules:
 """
 
 
+# A supervised component runs under this loop (the session's leader, so that stopping the component's
+# process group stops the loop and the component together): it is started again 1 s after it exits.
+SUPERVISOR = ('while :; do "$@"; code=$?; echo "sandbox: $0 exited with code $code; starting it again in 1 s"; '
+              'sleep 1; done')
+
+
 def _launch(comp: Component) -> int:
     """Start a component's process (in a session of its own, output appended to its log)."""
     env = {**os.environ, **comp.env} if comp.env else None
+    argv = ["/bin/sh", "-c", SUPERVISOR, comp.name, *comp.argv] if comp.supervised else comp.argv
     with open(comp.log, "ab") as log:
         proc = subprocess.Popen(
-            comp.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=env, cwd=comp.cwd,
         )
     return proc.pid

@@ -39,6 +39,31 @@ def test_a_restarted_control_plane_component_comes_back_with_its_data(
     assert found.data == {"a": "1"}
 
 
+def test_a_scheduler_that_exits_is_started_again_and_schedules(
+    sandbox: cluster.SandboxState, api_client: Any, namespace: str
+) -> None:
+    """kube-scheduler exits by design on a corrupted cache (seen after an API server restart mid-bind);
+    a kubelet restarts such a static pod, and so does the sandbox's supervisor."""
+    import os
+    import signal
+    import subprocess
+
+    comp = next(c for c in sandbox.components if c.name == "kube-scheduler")
+    assert comp.supervised
+    children = subprocess.run(["pgrep", "-P", str(comp.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGKILL)
+    wait_for(lambda: subprocess.run(["pgrep", "-P", str(comp.pid)], capture_output=True, text=True).stdout.split()
+             not in ([], children), 30, "a new kube-scheduler process")
+    core = _core(api_client)
+    # (403 until the namespace's default ServiceAccount exists: KCM makes it)
+    wait_for(lambda: core.create_namespaced_pod(namespace, {"metadata": {"name": "after-exit"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}], "tolerations": [{"operator": "Exists"}]}}),
+        60, "the pod to be created")
+    wait_for(lambda: core.read_namespaced_pod("after-exit", namespace).spec.node_name, 60, "the pod to be scheduled")
+    assert "starting it again" in Path(comp.log).read_text()
+
+
 def test_a_restarted_simulator_reboots_every_node_on_its_data(
     sandbox: cluster.SandboxState, api_client: Any, namespace: str, operator: Any, emqx_sim: Any
 ) -> None:
