@@ -106,7 +106,7 @@ def parse(text: str, *, remember: bool = True) -> Config:
     trees would crowd out the small ones that are parsed on every pass.
     """
     if not remember:
-        return copy.deepcopy(_parse_cached.__wrapped__(text))
+        return _parse_cached.__wrapped__(text)  # a fresh tree nobody else holds
     return copy.deepcopy(_parse_cached(text))
 
 
