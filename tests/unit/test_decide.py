@@ -148,6 +148,15 @@ def test_volatile_node_counters_alone_are_not_worth_a_write() -> None:
     assert changed_key(cluster.status, dict(plan.status), much_later) == "emqxNodesObservedAt"
 
 
+def test_a_settled_cluster_without_client_changes_never_refreshes_its_counters() -> None:
+    cluster = settled()
+    plan = cluster.decide()
+    ticking = dict(plan.status, emqxNodes=[dict(n, uptime=int(n.get("uptime") or 0) + 3600, memory_used="512M",
+                                                 load1=9.9) for n in plan.status["emqxNodes"]])
+    an_hour_later = NOW + datetime.timedelta(hours=1)
+    assert changed_key(cluster.status, ticking, an_hour_later) is None
+
+
 # --- Secrets and keys the operator owns ----------------------------------------------------------------
 
 
