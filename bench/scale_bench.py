@@ -443,7 +443,7 @@ def render(results: dict[str, Any]) -> str:
         ups = honest["runs"]["upgrade_5.7"] + honest["runs"]["upgrade_5.0"]
         lines.append(f"| during upgrades: fewest Ready cores / most replicant pods | "
                      f"{min(u['min_ready_cores'] for u in ups)} of 3 / {max(u['max_replicant_pods'] for u in ups)} "
-                     f"(3 replicas, maxSurge 1) | |")
+                     f"(5 replicas when 5.7 upgrades, after the scale; 3 for 5.0; maxSurge 1) | |")
     many = results.get("many")
     if many:
         one = many["one"]
