@@ -181,6 +181,8 @@ class Env:
         from sandbox.cluster import NODE_TEMPLATE
 
         count = -(-pods // 100)
+        if count == 0:
+            return
         nodes = "".join(NODE_TEMPLATE.format(name=f"kwok-node-bench-{i}", zone=i % 3) for i in range(count))
         self.cluster._kubectl(self.state, "apply", "-f", "-", stdin=nodes)
         self.cluster._kubectl(self.state, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
