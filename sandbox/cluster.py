@@ -455,11 +455,14 @@ def _tail(path: Path, lines: int = 3) -> str:
     return ("\n  " + "\n  ".join(text)) if text else ""
 
 
-def stop_components(components: list[Component], timeout: float = 10) -> None:
+def stop_components(components: list[Component], timeout: float = 10,
+                    sig: signal.Signals = signal.SIGTERM) -> None:
+    """Stop components (each its whole process group) with `sig`, in reverse order of start; SIGKILL
+    for those still alive after `timeout` seconds, and wait until they are gone."""
     for comp in reversed(components):
         if _pid_alive(comp.pid):
             try:
-                os.killpg(comp.pid, signal.SIGTERM)
+                os.killpg(comp.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
     deadline = time.monotonic() + timeout
@@ -471,6 +474,8 @@ def stop_components(components: list[Component], timeout: float = 10) -> None:
                 os.killpg(comp.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            while _pid_alive(comp.pid):
+                time.sleep(0.05)
 
 
 def _kubectl(state: SandboxState, *args: str, stdin: str | None = None) -> str:
@@ -647,21 +652,7 @@ def status() -> list[tuple[str, str, str]]:
 
 def stop_component(state: SandboxState, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 15) -> None:
     """Stop one component (its whole process group) with `sig`, SIGKILL after `timeout` seconds."""
-    comp = _component(state, name)
-    try:
-        os.killpg(comp.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-    deadline = time.monotonic() + timeout
-    while _pid_alive(comp.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _pid_alive(comp.pid):
-        try:
-            os.killpg(comp.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        while _pid_alive(comp.pid):
-            time.sleep(0.05)
+    stop_components([_component(state, name)], timeout, sig)
 
 
 def start_component(state: SandboxState, name: str, timeout: float = 120) -> Component:
