@@ -22,7 +22,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,19 +278,9 @@ class ControlPlane:
             raise SandboxError(f"{name} exited during start-up; see {comp.log}{tail}")
 
     def _wait_http(self, name: str, url: str, timeout: float, context: ssl.SSLContext | None = None) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_alive(name)
-            try:
-                with urllib.request.urlopen(url, timeout=2, context=context) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                comp = next(c for c in self.components if c.name == name)
-                raise SandboxError(f"{name} not healthy at {url} after {timeout:.0f}s; see {comp.log}")
-            time.sleep(0.2)
+        comp = next(c for c in self.components if c.name == name)
+        _poll_http(url, context, timeout, lambda: self._check_alive(name),
+                   f"{name} not healthy at {url} after {timeout:.0f}s; see {comp.log}", interval=0.2)
 
     def start(self, bin_dir: Path, api_port: int | None = None, audit: bool = False) -> SandboxState:
         pod_cidr = os.environ.get(POD_CIDR_ENV) or f"127.{random.randint(16, 250)}.0.0/16"
@@ -705,12 +695,23 @@ def wait_healthy(state: SandboxState, name: str, timeout: float = 120) -> None:
         url = state.sim_control_url + "/healthz"
     else:
         url = ""
-    deadline = time.monotonic() + timeout
-    while True:
+    def alive() -> None:
         if not _pid_alive(comp.pid):
             raise SandboxError(f"{name} exited after a restart; see {comp.log}{_tail(Path(comp.log))}")
-        if not url:
-            return
+
+    if not url:
+        alive()
+        return
+    _poll_http(url, context, timeout, alive, f"{name} not healthy at {url} {timeout:.0f}s after a restart; see {comp.log}")
+
+
+def _poll_http(url: str, context: ssl.SSLContext | None, timeout: float, check: Callable[[], None], failure: str,
+               interval: float = 0.1) -> None:
+    """Until `url` answers 200: `check()` first each round (it raises when the process is gone), then
+    SandboxError(`failure`) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        check()
         try:
             with urllib.request.urlopen(url, timeout=2, context=context) as resp:
                 if resp.status == 200:
@@ -718,8 +719,8 @@ def wait_healthy(state: SandboxState, name: str, timeout: float = 120) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
         if time.monotonic() > deadline:
-            raise SandboxError(f"{name} not healthy at {url} {timeout:.0f}s after a restart; see {comp.log}")
-        time.sleep(0.1)
+            raise SandboxError(failure)
+        time.sleep(interval)
 
 
 def client_kubeconfig(state: SandboxState, user: str, path: Path, groups: tuple[str, ...] = ("system:masters",),
