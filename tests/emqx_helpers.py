@@ -137,8 +137,33 @@ def wait_events(api_client: Any, namespace: str, name: str, reason: str, count: 
         and len(found) >= count and found, timeout, f"{count} {reason} Event(s) on {name}")
 
 
+def patient_transport(patience: float = 30.0) -> Any:
+    """An httpx transport that tries again while a node refuses connections, up to `patience`
+    seconds: a node that has just joined its cluster restarts its apps, and its dashboard listener
+    is closed for a moment (EMQX does so too), even when the resource is already Ready. Only a
+    refused connection is retried: the request never reached EMQX."""
+    import time
+
+    from kubectl_emqx.emqx.api import TransportError, httpx_transport
+
+    send, _ = httpx_transport()
+
+    def patient(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Any:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return send(method, url, headers, body, timeout)
+            except TransportError as error:
+                if error.kind != "ConnectError" or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
+    return patient
+
+
 def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
-    """An EMQX API client for one pod, with the operator's own credentials (read from its Secret)."""
+    """An EMQX API client for one pod, with the operator's own credentials (read from its Secret),
+    patient with a node that closes its listener for a moment (patient_transport)."""
     import base64
 
     from kubernetes import client
@@ -151,9 +176,9 @@ def emqx_api(api_client: Any, namespace: str, name: str, pod: Any) -> Any:
     image = pod.spec.containers[0].image
     base = f"http://{pod.status.pod_ip}:18083"
     if versions.supports_bootstrap_api_keys(versions.parse_image(image).version):
-        return EmqxApi(base, key, api_secret)
+        return EmqxApi(base, key, api_secret, transport=patient_transport())
     password = base64.b64decode(secret.data["dashboard_password"]).decode()
-    return EmqxApi(base, "admin", password, login=True)
+    return EmqxApi(base, "admin", password, login=True, transport=patient_transport())
 
 
 def live_config(api_client: Any, namespace: str, name: str, pod: Any) -> dict[str, Any]:
