@@ -103,13 +103,15 @@ class ReadyTracker:
 # (by source file) on SIGUSR2 at the end of each idle window. Tracing inflates RSS: such a run's RSS
 # figures are not the budget's.
 TRACE_MEMORY = {"on": False}
+OPERATOR_ARGS: list[str] = []  # --operator-arg: e.g. --workers=8, to compare a setting with the defaults
 
 
 def start_operator(state: Any, name: str, extra: list[str] | None = None) -> Operator:
     from sandbox import operator_process
 
     env = {"PYTHONTRACEMALLOC": "1"} if TRACE_MEMORY["on"] else None
-    proc, comp, live_port = operator_process.spawn(state, name=name, extra_args=extra or [], env=env)
+    proc, comp, live_port = operator_process.spawn(state, name=name, extra_args=[*OPERATOR_ARGS, *(extra or [])],
+                                                   env=env)
     op = Operator(proc, comp.log, f"http://127.0.0.1:{comp.port}/metrics")
     op.code = source_hash()
     try:
@@ -481,12 +483,15 @@ def main() -> int:
     parser.add_argument("--trace-memory", action="store_true",
                         help="operator under tracemalloc; its memory by source file after each idle window "
                              "(RSS inflated by tracing)")
+    parser.add_argument("--operator-arg", action="append", default=[], metavar="ARG",
+                        help="an extra argument for every operator (repeatable), e.g. --operator-arg=--workers=8")
     args = parser.parse_args()
     TRACE_MEMORY["on"] = args.trace_memory
+    OPERATOR_ARGS[:] = args.operator_arg
     phases = args.phases.split(",")
     results: dict[str, Any] = {"meta": {
         "at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "code": source_hash(),
-        "cpus": os.cpu_count(), "load": loadavg()}}
+        "cpus": os.cpu_count(), "load": loadavg(), "operator_args": args.operator_arg}}
     if "honest" in phases:
         results["honest"] = phase_honest(args.rounds)
     if "many" in phases:

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from emqx_operator.process_env import PROCESS_ENV
+
 from sandbox.cluster import REPO_ROOT, Component, SandboxError, SandboxState, _pid_alive, _tail, free_port
 
 CRD_PATH = REPO_ROOT / "crds" / "emqx.yaml"
@@ -49,6 +51,7 @@ def spawn(state: SandboxState, name: str = "operator", extra_args: list[str] | N
     port, metrics_port = free_port(), free_port()
     log_path = Path(state.directory) / "logs" / f"{name}.log"
     child_env = dict(os.environ)
+    child_env.update(PROCESS_ENV)  # as the image runs it
     child_env.update(env or {})
     if executable:
         for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):

@@ -115,9 +115,10 @@ SOLO_PREFIX = "solo-"
 class OperatorHandle:
     """A running operator process (from the working tree) and its metrics endpoint."""
 
-    def __init__(self, log: str, metrics_url: str) -> None:
+    def __init__(self, log: str, metrics_url: str, pid: int = 0) -> None:
         self.log = log
         self.metrics_url = metrics_url
+        self.pid = pid
 
     def metrics(self) -> str:
         import urllib.request
@@ -154,7 +155,7 @@ def operator(sandbox: cluster.SandboxState) -> Iterator[OperatorHandle]:
     )
     try:
         operator_process.wait_live(comp, live_port)
-        yield OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+        yield OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics", proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -184,7 +185,7 @@ class SoloOperator:
         self.proc = proc
         self.live_port = live_port
         operator_process.wait_live(comp, live_port)
-        self.handle = OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics")
+        self.handle = OperatorHandle(comp.log, f"http://127.0.0.1:{comp.port}/metrics", proc.pid)
         return self.handle
 
     def kill(self) -> None:

@@ -62,11 +62,12 @@ class Connection:
         server = str(info.server).rstrip("/")
         context = None
         if server.startswith("https"):
-            context = ssl.create_default_context()
-            if info.ca_path:
-                context.load_verify_locations(cafile=info.ca_path)
-            elif info.ca_data:
-                context.load_verify_locations(cadata=_text(info.ca_data))
+            # The cluster's CA alone when the credentials name one (as kubectl trusts it), the
+            # system's CAs only when they do not: each context loading the system bundle holds its
+            # own parsed copy (~1 MiB, docs/internals.md "Memory").
+            ca_file = info.ca_path or None
+            ca_text = _text(info.ca_data) if info.ca_data and not ca_file else None
+            context = ssl.create_default_context(cafile=ca_file, cadata=ca_text)
             if info.insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 
-    from emqx_operator import handlers, runtime  # noqa: F401 - registers the kopf handlers
+    from emqx_operator import handlers, memory, runtime  # noqa: F401 - handlers registers kopf's handlers
     from emqx_operator.cache import ObjectCache
     from emqx_operator.cluster_api import ClusterApi
     from emqx_operator.kubeconn import Connection, login_info
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                               excluded_namespaces=tuple(args.exclude_namespace))
     cache = ObjectCache()
     reconciler = Reconciler(api, options, cache=cache)
-    scheduler = Scheduler(reconciler.reconcile, workers=args.workers)
+    scheduler = Scheduler(reconciler.reconcile, workers=args.workers, on_idle=memory.release_freed_memory)
     memo = kopf.Memo(state=runtime.OperatorState(api, scheduler, options, login=info, cache=cache))
     from emqx_operator import metrics
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 Key = tuple[str, str]
@@ -21,11 +22,20 @@ log = logging.getLogger("emqx_operator.scheduler")
 
 
 class Scheduler:
+    """`workers` passes run at once, each on a thread of the scheduler's own pool (a pass blocks on
+    the API server and EMQX). `on_idle` runs once the queue has been quiet for `idle_after` seconds
+    after some passes (the operator gives freed memory back then), never twice without a pass between."""
+
     def __init__(
         self, reconcile: Callable[[str, str], float], workers: int = 4, error_backoff: float = 5.0,
-        max_backoff: float = 120.0,
+        max_backoff: float = 120.0, on_idle: Callable[[], None] | None = None, idle_after: float = 10.0,
     ) -> None:
         self._reconcile = reconcile
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
+        self._on_idle = on_idle
+        self._idle_after = idle_after
+        self._passes_since_idle = 0
+        self._last_finished = time.monotonic()
         self._due: dict[Key, float] = {}
         self._running: set[Key] = set()
         self._retrigger: set[Key] = set()
@@ -70,19 +80,30 @@ class Scheduler:
                 task = asyncio.create_task(self._work(key))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            if self.idle_due(now):
+                self._passes_since_idle = 0
+                assert self._on_idle is not None
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._on_idle)
             waits = [due - now for due in self._due.values() if due > now]
             timeout = min(waits) if waits and self.enabled else 5.0
+            if self._on_idle is not None and self._passes_since_idle and not self._running:
+                timeout = min(timeout, self._last_finished + self._idle_after - now)
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, min(timeout, 5.0)))
             except TimeoutError:
                 pass
 
+    def idle_due(self, now: float) -> bool:
+        """Passes have run since the last idle call, none runs now, the last ended `idle_after` ago."""
+        return (self._on_idle is not None and self._passes_since_idle > 0 and not self._running
+                and now - self._last_finished >= self._idle_after)
+
     async def _work(self, key: Key) -> None:
         namespace, name = key
         delay: float
         try:
-            delay = await asyncio.to_thread(self._reconcile, namespace, name)
+            delay = await asyncio.get_running_loop().run_in_executor(self._executor, self._reconcile, namespace, name)
             self._failures.pop(key, None)
         except Exception as exc:  # a bug or an unexpected API failure must not stop the queue
             self.errors += 1
@@ -95,6 +116,8 @@ class Scheduler:
                 log.exception("reconcile of %s/%s failed; retrying in %.0fs", namespace, name, delay)
         finally:
             self.reconciles += 1
+            self._passes_since_idle += 1
+            self._last_finished = time.monotonic()
             self._running.discard(key)
             self._slots.release()
         if key in self._retrigger:

@@ -108,3 +108,51 @@ def test_an_api_server_away_is_one_warning_line_not_a_traceback(caplog: Any) -> 
     outage, bug = [r for r in caplog.records if r.name == "emqx_operator.scheduler"]
     assert outage.levelname == "WARNING" and outage.exc_info is None and "Unreachable" in outage.getMessage()
     assert bug.levelname == "ERROR" and bug.exc_info is not None
+
+
+def test_on_idle_runs_once_after_a_quiet_spell_and_again_only_after_more_passes() -> None:
+    idles: list[float] = []
+    passes: list[str] = []
+
+    def reconcile(namespace: str, name: str) -> float:
+        passes.append(name)
+        return FORGET
+
+    async def wait_until(predicate: Any, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            assert time.monotonic() < deadline, "timed out"
+            await asyncio.sleep(0.01)
+
+    async def main() -> None:
+        scheduler = Scheduler(reconcile, on_idle=lambda: idles.append(time.monotonic()), idle_after=0.3)
+        assert not scheduler.idle_due(time.monotonic())  # nothing ran yet
+        task = asyncio.create_task(scheduler.run())
+        scheduler.trigger("ns", "a")
+        scheduler.trigger("ns", "b")
+        await wait_until(lambda: len(idles) == 1, 30)
+        finished = scheduler._last_finished
+        assert len(passes) == 2 and idles[0] - finished >= 0.3
+        await asyncio.sleep(0.6)
+        assert len(idles) == 1  # quiet without passes: not again
+        scheduler.trigger("ns", "a")
+        await wait_until(lambda: len(idles) == 2, 30)
+        task.cancel()
+
+    asyncio.run(main())
+
+
+def test_idle_is_not_due_while_a_pass_runs() -> None:
+    scheduler = Scheduler(lambda namespace, name: FORGET, on_idle=lambda: None, idle_after=0.0)
+    scheduler._passes_since_idle = 1
+    scheduler._running.add(("ns", "a"))
+    assert not scheduler.idle_due(time.monotonic() + 100)
+    scheduler._running.clear()
+    assert scheduler.idle_due(time.monotonic() + 100)
+
+
+def test_release_freed_memory_is_safe_to_call_repeatedly() -> None:
+    from emqx_operator import memory
+
+    memory.release_freed_memory()
+    memory.release_freed_memory()
