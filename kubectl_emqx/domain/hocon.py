@@ -668,6 +668,85 @@ def _segment_pattern(segment: str) -> str:
     return f"(?:{re.escape(segment)}|{quoted})" if _BARE_KEY.fullmatch(segment) else quoted
 
 
+def select_roots(text: str, roots: Iterable[str]) -> str:
+    """The top-level statements of HOCON `text` whose key starts with one of `roots` (`listeners {...}`,
+    `listeners.tcp.default.bind = ...`), as text; everything else is skipped unparsed. EMQX's whole
+    configuration is large and parsing it costs far more than scanning it; the operator shows a few
+    roots. `parse(select_roots(t, r))` equals `parse(t)` restricted to `r` (tests/unit/test_hocon.py)."""
+    wanted = set(roots)
+    kept = [chunk for chunk in _top_level_statements(text) if _first_key_segment(chunk) in wanted]
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def _top_level_statements(text: str) -> list[str]:
+    """Split `text` into its depth-0 statements (skipping strings and comments while counting braces)."""
+    statements: list[str] = []
+    depth, index, length = 0, 0, len(text)
+    start: int | None = None
+    while index < length:
+        char = text[index]
+        if start is None and depth == 0:
+            if char in " \t\r\n,":
+                index += 1
+                continue
+            if char == "#" or text.startswith("//", index):
+                newline = text.find("\n", index)
+                index = length if newline < 0 else newline
+                continue
+            start = index
+        if text.startswith('"""', index):
+            end = text.find('"""', index + 3)
+            index = length if end < 0 else end + 3
+            while index < length and text[index] == '"':  # a closing """ may end in more quotes
+                index += 1
+            continue
+        if char == '"':
+            index += 1
+            while index < length and text[index] not in '"\n':
+                index += 2 if text[index] == "\\" else 1
+            index += 1
+            continue
+        if char == "#" or text.startswith("//", index):
+            newline = text.find("\n", index)
+            index = length if newline < 0 else newline
+            continue
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth = max(0, depth - 1)
+            if depth == 0 and start is not None and char == "}" and _ends_statement(text, index + 1):
+                statements.append(text[start:index + 1])
+                start = None
+        elif char in "\n," and depth == 0 and start is not None:
+            statements.append(text[start:index])
+            start = None
+        index += 1
+    if start is not None:
+        statements.append(text[start:])
+    return statements
+
+
+def _ends_statement(text: str, index: int) -> bool:
+    """After a depth-0 closing brace: only blanks, a comment or a separator until the line ends
+    (otherwise the value goes on, e.g. `a = {x = 1} {y = 2}` merges two objects)."""
+    rest = re.match(r"[ \t]*(?:[\r\n,]|#|//|$)", text[index:index + 64])
+    return rest is not None
+
+
+def _first_key_segment(statement: str) -> str:
+    stripped = statement.lstrip()
+    if stripped.startswith('"'):
+        match = re.match(r'"((?:[^"\\]|\\.)*)"', stripped)
+        if match is None:
+            return ""
+        try:
+            return str(json.loads(f'"{match.group(1)}"'))
+        except ValueError:
+            return match.group(1)
+    match = re.match(r"[^.=:{\s+\[]+", stripped)
+    return match.group(0) if match else ""
+
+
 def _depth_at_line_starts(text: str) -> list[int]:
     """Brace/bracket nesting depth at the start of every line, skipping strings and comments."""
     depths = [0]

@@ -398,3 +398,50 @@ def test_text_read_once_in_a_while_is_parsed_without_filling_the_cache() -> None
     before = hocon._parse_cached.cache_info().currsize
     assert hocon.parse(text, remember=False) == hocon.parse(text)
     assert hocon._parse_cached.cache_info().currsize == before + 1  # only the remembered parse
+
+
+# select_roots: scan EMQX's whole configuration, parse only the roots shown -------------------------
+
+SELECT_CASES = {
+    "blocks and dotted keys": (
+        'node { name = "emqx@a", cookie = "x" }\nlisteners {\n  tcp { default { bind = "0.0.0.0:1883" } }\n'
+        '  ssl.default.bind = 8883 # a comment { with a brace\n}\ndashboard.listeners.http.bind = 18083\n',
+        ["listeners", "dashboard"]),
+    "separators and comments": (
+        '// head\nlog.console.level = debug, dashboard { token_expired_time = 60m }\n# dashboard { x = 1 }\n'
+        'mqtt.max_packet_size = 1MB\n', ["dashboard", "mqtt"]),
+    "quoted keys and strings with braces": (
+        '"dashboard" { default_username = "ad}min" }\napi_key { bootstrap_file = "{" }\nlisteners = {}\n',
+        ["dashboard", "api_key"]),
+    "triple-quoted strings": (
+        'license { key = """a\nb {\n}\n""" }\nlisteners.tcp.default.bind = 1883\n', ["listeners", "license"]),
+    "object concatenation and arrays over lines": (
+        'mqtt = {max_packet_size = 1MB} {max_clientid_len = 65535}\nauthentication = [\n  {mechanism = '
+        'password_based}\n]\nlisteners { }\n', ["mqtt", "authentication", "listeners"]),
+    "a root set twice merges": (
+        'dashboard { a = 1 }\nnode.x = 2\ndashboard { b = 2 }\n', ["dashboard"]),
+    "nothing wanted": ('node.name = "a@b"\n', ["listeners"]),
+}
+
+
+@pytest.mark.parametrize("text,roots", SELECT_CASES.values(), ids=SELECT_CASES.keys())
+def test_select_roots_parses_to_the_wanted_roots_of_the_whole(text: str, roots: list[str]) -> None:
+    whole = hocon.parse(text)
+    assert hocon.parse(hocon.select_roots(text, roots)) == {k: v for k, v in whole.items() if k in roots}
+
+
+@pytest.mark.parametrize("image", ["emqx/emqx:5.1.1", "emqx/emqx:5.7.2", "emqx/emqx-enterprise:5.8.3",
+                                   "emqx/emqx:5.8"])
+def test_select_roots_on_what_emqx_prints_for_a_whole_configuration(image: str) -> None:
+    """The simulator's GET /configs text (EMQX's printer, every root of the version's schema)."""
+    from sandbox.emqxsim import configmodel, schema, versions
+
+    parsed_image = versions.parse_image(image)
+    layers = configmodel.Layers(defaults=schema.defaults(parsed_image), conf_file={}, env={}, cluster={},
+                                deprecated_order=False)
+    text = configmodel.render_hocon(configmodel.running_config(parsed_image, layers))
+    whole = hocon.parse(text)
+    for roots in (["listeners", "dashboard"], ["mqtt", "log", "listeners", "dashboard"], sorted(whole)):
+        selected = hocon.select_roots(text, roots)
+        assert hocon.parse(selected) == {k: v for k, v in whole.items() if k in roots}
+    assert len(hocon.select_roots(text, ["listeners", "dashboard"])) < len(text)

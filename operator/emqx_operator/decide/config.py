@@ -14,6 +14,7 @@ the same release twice, and a new release (an upgrade) gets it again.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,22 +234,30 @@ def live_read_due(old_status: dict[str, Any], now: Any) -> bool:
 def _record_live(spec: EmqxSpec, emqx: EmqxView, status: dict[str, Any], now: Any) -> None:
     if emqx.live_config is None:
         return
-    live = parse_live(emqx)
+    roots = set(spec.config) | set(ALWAYS_SHOWN_ROOTS)
+    live = parse_live(emqx, roots)
     if live is None:
         return
-    roots = set(spec.config) | set(ALWAYS_SHOWN_ROOTS)
     status["live"] = hocon.dump(redact_config({k: v for k, v in live.items() if k in roots}))
     status["liveObservedAt"] = format_time(now)
     status["liveHash"] = status.get("appliedHash")
 
 
-def parse_live(emqx: EmqxView) -> dict[str, Any] | None:
+def parse_live(emqx: EmqxView, roots: Iterable[str] | None = None) -> dict[str, Any] | None:
+    """EMQX's live configuration as data; with `roots`, at least those roots (HOCON text is scanned
+    and only their statements parsed: the whole text is large, and parsing it was most of the CPU a
+    pass spent on a new cluster)."""
     if emqx.live_config is None:
         return None
     try:
         if emqx.live_config_format == "json":
             data = json.loads(emqx.live_config)
             return dict(data) if isinstance(data, dict) else None
+        if roots is not None:
+            try:
+                return hocon.parse(hocon.select_roots(emqx.live_config, roots), remember=False)
+            except hocon.HoconError:
+                pass  # the scan misread the text: parse it whole
         return hocon.parse(emqx.live_config, remember=False)
     except (ValueError, hocon.HoconError):
         return None
@@ -256,7 +265,7 @@ def parse_live(emqx: EmqxView) -> dict[str, Any] | None:
 
 def overridden(spec: EmqxSpec, emqx: EmqxView, status: dict[str, Any]) -> list[str]:
     """Paths the resource sets that EMQX runs with another value (read back from GET /configs)."""
-    live = parse_live(emqx)
+    live = parse_live(emqx, spec.config)
     if live is None:
         return []
     wanted = hocon.flatten({k: v for k, v in spec.config.items() if k in live})
