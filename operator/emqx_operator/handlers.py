@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +30,7 @@ MANAGED_BY_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 WATCHED: tuple[tuple[str, str] | tuple[str, str, str], ...] = (
     ("v1", "pods"), ("v1", "configmaps"), ("v1", "services"), ("apps", "v1", "statefulsets"),
     ("apps", "v1", "deployments"), ("policy", "v1", "poddisruptionbudgets"))
+log = logging.getLogger("emqx_operator.handlers")
 OWNED_CHANGE_DELAY = 0.2  # coalesces the burst of events one rollout step makes
 
 
@@ -53,7 +55,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.scanning.disabled = True
     for selector in WATCHED:  # server-side: only what the operator manages is sent
         settings.watching.label_selectors[selector] = MANAGED_BY_SELECTOR
-    memo["scheduler_task"] = asyncio.create_task(runtime.state_of(memo).scheduler.run())
+    scheduler = runtime.state_of(memo).scheduler
+    scheduler.bind()  # before any handler thread can trigger
+    task = asyncio.create_task(scheduler.run())
+    task.add_done_callback(_reconcile_loop_ended)
+    memo["scheduler_task"] = task
+
+
+def _reconcile_loop_ended(task: asyncio.Task[None]) -> None:
+    """The reconcile loop never returns: an exception that ends it is logged at once (the liveness
+    probe then fails within a minute, and the kubelet restarts the operator)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the reconcile loop stopped", exc_info=task.exception())
 
 
 @kopf.on.login()

@@ -9,7 +9,9 @@ API or keeps progress: all of that lives in the resource's status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,8 @@ class Scheduler:
         self._idle_after = idle_after
         self._passes_since_idle = 0
         self._last_finished = time.monotonic()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop run() runs on, and its thread
+        self._loop_thread = 0
         self._due: dict[Key, float] = {}
         self._running: set[Key] = set()
         self._retrigger: set[Key] = set()
@@ -51,11 +55,24 @@ class Scheduler:
         self.errors = 0
 
     def trigger(self, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Look at namespace/name again in `delay` seconds. Safe from any thread: kopf runs the
+        operator's sync handlers on its executor's threads, while the queue belongs to the loop that
+        runs `run()` (a trigger from elsewhere is handed to that loop)."""
+        if self._off_loop():
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop closed: the operator is stopping
+                self._loop.call_soon_threadsafe(self._trigger_at, namespace, name, time.monotonic() + delay)
+            return
+        self._trigger_at(namespace, name, time.monotonic() + delay)
+
+    def _off_loop(self) -> bool:
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
+    def _trigger_at(self, namespace: str, name: str, due: float) -> None:
         key = (namespace, name)
         if key in self._running:
             self._retrigger.add(key)
             return
-        due = time.monotonic() + delay
         if key not in self._due or due < self._due[key]:
             self._due[key] = due
             self._wake.set()
@@ -63,12 +80,24 @@ class Scheduler:
     def set_enabled(self, enabled: bool) -> None:
         """Start or stop taking work (leader election); triggers queued meanwhile are kept."""
         self.enabled = enabled
-        self._wake.set()
+        if self._off_loop():
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+        else:
+            self._wake.set()
 
     def known(self) -> list[Key]:
         return sorted(set(self._due) | self._running)
 
+    def bind(self) -> None:
+        """Make the running loop the queue's owner: from now on triggers from other threads are
+        handed to it. run() binds too; call this first when handler threads may trigger before
+        run() has taken its first step."""
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+
     async def run(self) -> None:
+        self.bind()
         while True:
             self.last_loop = time.monotonic()
             now = time.monotonic()

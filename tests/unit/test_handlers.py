@@ -21,6 +21,9 @@ class RecordingScheduler:
     def trigger(self, namespace: str, name: str, delay: float = 0.0) -> None:
         self.triggers.append((namespace, name, delay))
 
+    def bind(self) -> None:
+        self.bound = True
+
     async def run(self) -> None:
         await asyncio.sleep(3600)
 

@@ -156,3 +156,44 @@ def test_release_freed_memory_is_safe_to_call_repeatedly() -> None:
 
     memory.release_freed_memory()
     memory.release_freed_memory()
+
+
+def test_triggers_from_handler_threads_never_break_the_loop() -> None:
+    """kopf runs the sync handlers on its executor's threads: triggers arrive from many threads while
+    the loop scans its queue (a trigger adding a key under the scan ended the loop, silently, when
+    500 clusters were resumed at once)."""
+    import sys
+
+    seen: set[str] = set()
+    lock = threading.Lock()
+
+    def reconcile(namespace: str, name: str) -> float:
+        with lock:
+            seen.add(name)
+        return 0.01  # look again soon: the loop keeps scanning its queue
+
+    async def main() -> None:
+        scheduler = Scheduler(reconcile, workers=4)
+        scheduler.bind()
+        task = asyncio.create_task(scheduler.run())
+        for i in range(20):
+            scheduler.trigger("ns", f"near{i}")
+
+        def storm(offset: int) -> None:  # keys due in an hour: the queue grows while it is scanned
+            for i in range(6000):
+                scheduler.trigger("ns", f"far{offset}-{i}", delay=3600)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, storm, offset) for offset in range(6)))
+        await asyncio.sleep(0.2)
+        assert not task.done(), task.exception()
+        assert len(scheduler.known()) == 20 + 6 * 6000
+        task.cancel()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside the loop's scan, as on a busy machine
+    try:
+        asyncio.run(main())
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(seen) == 20
