@@ -112,7 +112,10 @@ class Scheduler:
             if self.idle_due(now):
                 self._passes_since_idle = 0
                 assert self._on_idle is not None
-                await asyncio.get_running_loop().run_in_executor(self._executor, self._on_idle)
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, self._on_idle)
+                except Exception:  # housekeeping must never end the loop
+                    log.exception("the idle hook failed")
             waits = [due - now for due in self._due.values() if due > now]
             timeout = min(waits) if waits and self.enabled else 5.0
             if self._on_idle is not None and self._passes_since_idle and not self._running:

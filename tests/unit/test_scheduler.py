@@ -197,3 +197,22 @@ def test_triggers_from_handler_threads_never_break_the_loop() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert len(seen) == 20
+
+
+def test_a_failing_idle_hook_is_logged_and_the_loop_goes_on() -> None:
+    passes: list[str] = []
+
+    def hook() -> None:
+        raise OSError("no such function")
+
+    async def main() -> None:
+        scheduler = Scheduler(lambda namespace, name: passes.append(name) or FORGET, on_idle=hook, idle_after=0.05)
+        task = asyncio.create_task(scheduler.run())
+        scheduler.trigger("ns", "a")
+        await asyncio.sleep(0.5)
+        scheduler.trigger("ns", "b")
+        await asyncio.sleep(0.3)
+        assert not task.done() and passes == ["a", "b"]
+        task.cancel()
+
+    asyncio.run(main())
