@@ -694,21 +694,9 @@ def _top_level_statements(text: str) -> list[str]:
                 index = length if newline < 0 else newline
                 continue
             start = index
-        if text.startswith('"""', index):
-            end = text.find('"""', index + 3)
-            index = length if end < 0 else end + 3
-            while index < length and text[index] == '"':  # a closing """ may end in more quotes
-                index += 1
-            continue
-        if char == '"':
-            index += 1
-            while index < length and text[index] not in '"\n':
-                index += 2 if text[index] == "\\" else 1
-            index += 1
-            continue
-        if char == "#" or text.startswith("//", index):
-            newline = text.find("\n", index)
-            index = length if newline < 0 else newline
+        skipped = _skip_string_or_comment(text, index)
+        if skipped is not None:
+            index = skipped
             continue
         if char in "{[":
             depth += 1
@@ -724,6 +712,27 @@ def _top_level_statements(text: str) -> list[str]:
     if start is not None:
         statements.append(text[start:])
     return statements
+
+
+def _skip_string_or_comment(text: str, index: int) -> int | None:
+    """Where the string (triple-quoted or quoted) or comment (# or //, up to the newline) that starts
+    at `index` ends; None when none starts there. An unterminated quoted string ends at its line's end."""
+    length = len(text)
+    if text.startswith('"""', index):
+        end = text.find('"""', index + 3)
+        index = length if end < 0 else end + 3
+        while index < length and text[index] == '"':  # a closing """ may end in more quotes
+            index += 1
+        return index
+    if text[index] == '"':
+        index += 1
+        while index < length and text[index] not in '"\n':
+            index += 2 if text[index] == "\\" else 1
+        return index + 1 if index < length and text[index] == '"' else index
+    if text[index] == "#" or text.startswith("//", index):
+        newline = text.find("\n", index)
+        return length if newline < 0 else newline
+    return None
 
 
 def _ends_statement(text: str, index: int) -> bool:
@@ -755,21 +764,10 @@ def _depth_at_line_starts(text: str) -> list[int]:
     length = len(text)
     while index < length:
         char = text[index]
-        if text.startswith('"""', index):
-            end = text.find('"""', index + 3)
-            end = length if end < 0 else end + 3
-            depths.extend([depth] * text.count("\n", index, end))
-            index = end
-            continue
-        if char == '"':
-            index += 1
-            while index < length and text[index] not in '"\n':
-                index += 2 if text[index] == "\\" else 1
-            index += 1
-            continue
-        if char == "#" or text.startswith("//", index):
-            newline = text.find("\n", index)
-            index = length if newline < 0 else newline
+        skipped = _skip_string_or_comment(text, index)
+        if skipped is not None:
+            depths.extend([depth] * text.count("\n", index, skipped))  # lines inside a """ string
+            index = skipped
             continue
         if char in "{[":
             depth += 1
