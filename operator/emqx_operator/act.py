@@ -48,7 +48,7 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
                 if not exc.conflict:
                     raise
         else:
-            api.apply(dict(write.body), lookup=False)
+            api.apply(dict(write.body))
     for obj in plan.apply:
         live = world.live(obj["kind"], obj["metadata"]["name"])
         written = api.apply(dict(obj), existing=dict(live) if live is not None else None)
@@ -106,13 +106,13 @@ def validate_first(api: ClusterApi, world: World, plan: Plan) -> None:
             if write.create:
                 api.create(dict(write.body), dry_run=True)
             else:
-                api.apply(dict(write.body), lookup=False, dry_run=True)
+                api.apply(dict(write.body), dry_run=True)
         except ApiError as exc:
             if not exc.conflict:
                 raise
     for obj in plan.apply:
         live = world.live(obj["kind"], obj["metadata"]["name"])
-        api.apply(dict(obj), existing=dict(live) if live is not None else None, lookup=False, dry_run=True)
+        api.apply(dict(obj), existing=dict(live) if live is not None else None, dry_run=True)
 
 
 def _describe(call: EmqxCall) -> str:

@@ -9,7 +9,13 @@ A cluster's objects of one kind are served from here only when
 - that kind's watch is live: kopf has delivered at least one of its events, or the operator has run
   for `watch_grace_seconds` (kopf opens every watch at start-up; a kind with no objects anywhere sends
   no event, and a watch that failed is bounded by the re-seeding), and
-- observe has seeded them with a LIST of its own, less than `reseed_seconds` ago.
+- observe has seeded them with a LIST of its own less than `reseed_seconds` ago: either a LIST of
+  that cluster's objects, or one LIST of the kind's operator-managed objects in the whole namespace
+  (paged), which seeds every cluster of the namespace at once, those not created yet included. A
+  namespace seed does not count for a cluster whose resource changed (or was deleted) after it: that
+  cluster lists its own objects again. With 500 clusters in a namespace, a start or a burst of new
+  clusters costs 6 LISTs rather than 3,000 (each of which the API server answers by scanning the
+  namespace).
 The LIST-then-events seeding covers what a watch alone cannot promise: objects that existed before
 the operator's watch started, and deletions lost when a watch restarts from a fresh listing (kopf
 re-lists after "410 Gone" without DELETED events for what vanished meanwhile). Objects are ordered
@@ -32,6 +38,7 @@ from kubectl_emqx.domain.vocabulary import LABEL_INSTANCE
 
 Key = tuple[str, str, str]  # kind, namespace, name
 Group = tuple[str, str, str]  # kind, namespace, instance
+Scope = tuple[str, str]  # kind, namespace
 CACHED_KINDS = ("Pod", "ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
 # A safety net only: kopf lists again whenever a watch stream restarts, and a change to the resource
 # re-seeds its groups at once. Every 5 min it cost 6 LISTs per cluster (600 a minute with 500 clusters).
@@ -47,6 +54,9 @@ class ObjectCache:
         self._objects: dict[Key, dict[str, Any]] = {}
         self._groups: dict[Group, set[str]] = defaultdict(set)
         self._seeded: dict[Group, float] = {}
+        self._namespace_seeded: dict[Scope, float] = {}
+        self._changed: dict[tuple[str, str], float] = {}  # (namespace, instance) -> when its resource changed
+        self._seeding: dict[Scope, threading.Lock] = defaultdict(threading.Lock)
         self._tombstones: OrderedDict[Key, int] = OrderedDict()
         self._live: set[str] = set()
         self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
@@ -110,13 +120,59 @@ class ObjectCache:
         """The cluster's objects of a kind (copies), or None when observe should LIST them."""
         group = (kind, namespace, instance)
         with self._lock:
-            seeded = self._seeded.get(group)
             now = self._clock()
             live = kind in self._live or now >= self._all_live_at
+            seeded = self._seeded.get(group)
+            scope = self._namespace_seeded.get((kind, namespace))
+            if scope is not None and scope > self._changed.get((namespace, instance), float("-inf")):
+                seeded = scope if seeded is None else max(seeded, scope)
             if not live or seeded is None or now - seeded > self._reseed:
                 return None
             names = sorted(self._groups.get(group, ()))
             return [copy.deepcopy(self._objects[(kind, namespace, name)]) for name in names]
+
+    def namespace_seed_due(self, kind: str, namespace: str) -> bool:
+        """Whether a namespace-wide LIST of `kind` would let this cache serve its clusters: the kind's
+        watch is live and the namespace has no seed of it younger than `reseed_seconds`."""
+        with self._lock:
+            now = self._clock()
+            if kind not in self._live and now < self._all_live_at:
+                return False
+            scope = self._namespace_seeded.get((kind, namespace))
+            return scope is None or now - scope > self._reseed
+
+    def seeding(self, kind: str, namespace: str) -> threading.Lock:
+        """Held while one pass lists `kind` in `namespace` for everyone; the others wait and reuse it."""
+        with self._lock:
+            return self._seeding[(kind, namespace)]
+
+    def now(self) -> float:
+        return self._clock()
+
+    def seed_namespace(self, kind: str, namespace: str, pages: Iterable[tuple[list[dict[str, Any]], int | None]],
+                       started: float) -> None:
+        """What a LIST of every operator-managed object of `kind` in `namespace`, sent at `started`
+        (`now()`), returned, page by page (items, the snapshot's resourceVersion): each page is kept
+        (trimmed) before the next is read. A resource that changed after `started` is not covered."""
+        listed = set()
+        list_rv: int | None = None
+        for items, version in pages:
+            list_rv = version
+            for item in items:
+                listed.add(str((item.get("metadata") or {}).get("name") or ""))
+                self.put(item, kind)
+        with self._lock:
+            for group in [g for g in self._groups if g[0] == kind and g[1] == namespace]:
+                for name in list(self._groups.get(group, ())):
+                    key = (kind, namespace, name)
+                    cached_rv = _rv(self._objects.get(key))
+                    if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
+                        self._unindex(key, self._objects.pop(key, None))  # gone before the LIST
+            self._namespace_seeded[(kind, namespace)] = started
+            # A change older than every kind's namespace seed no longer matters.
+            oldest = min(self._namespace_seeded.get((k, namespace), float("-inf")) for k in CACHED_KINDS)
+            for changed in [c for c, at in self._changed.items() if c[0] == namespace and at < oldest]:
+                del self._changed[changed]
 
     def seed(self, kind: str, namespace: str, instance: str, items: Iterable[dict[str, Any]],
              list_rv: int | None) -> None:
@@ -140,9 +196,12 @@ class ObjectCache:
         pass. A user's `kubectl annotate` is thus also a way to make the operator look at everything
         again (a permission restored, an object changed by hand)."""
         with self._lock:
-            if self._resources.get((namespace, name)) == marker:
+            previous = self._resources.get((namespace, name))
+            if previous == marker:
                 return
             self._resources[(namespace, name)] = marker
+            if previous is not None:  # a change, not the first sight (a namespace seed covers that)
+                self._changed[(namespace, name)] = self._clock()
             for group in [g for g in self._seeded if g[1] == namespace and g[2] == name]:
                 del self._seeded[group]
 
@@ -150,6 +209,8 @@ class ObjectCache:
         """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
         with self._lock:
             self._resources.pop((namespace, instance), None)
+            # A resource of that name created again lists its own objects (the old ones may linger).
+            self._changed[(namespace, instance)] = self._clock()
             for group in [g for g in self._seeded if g[1] == namespace and g[2] == instance]:
                 del self._seeded[group]
                 for name in self._groups.pop(group, set()):

@@ -14,6 +14,7 @@ import json
 import os
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -129,17 +130,42 @@ class ClusterApi:
             version = None
         return items, version
 
+    def list_pages(self, kind: str, namespace: str | None, label_selector: str,
+                   limit: int) -> Iterator[tuple[builtins.list[dict[str, Any]], int | None]]:
+        """A LIST `limit` objects per request, page by page: (items, the snapshot's resourceVersion).
+        Continue tokens keep one consistent snapshot; an expired token (410) starts over."""
+        token = ""
+        while True:
+            query: dict[str, Any] = {"labelSelector": label_selector, "limit": limit}
+            if token:
+                query["continue"] = token
+            try:
+                result = self.request("GET", resource_path(kind, namespace), query=query, kind=kind, verb="LIST")
+            except ApiError as exc:
+                if exc.status == 410 and token:
+                    token = ""
+                    continue
+                raise
+            metadata = result.get("metadata") or {}
+            try:
+                version: int | None = int(metadata["resourceVersion"])
+            except (KeyError, TypeError, ValueError):
+                version = None
+            yield [dict(item, kind=item.get("kind") or kind) for item in result.get("items", [])], version
+            token = metadata.get("continue") or ""
+            if not token:
+                return
+
     # writes ----------------------------------------------------------------------------------
 
-    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None, lookup: bool = True,
+    def apply(self, obj: dict[str, Any], existing: dict[str, Any] | None = None,
               dry_run: bool = False) -> dict[str, Any] | None:
-        """Server-side apply `obj` unless the live object already carries its hash. The object the
-        API server returned if written, else None (`dry_run`: validated by the API server, all
-        admission included, not written, and None)."""
+        """Server-side apply `obj` unless `existing` (the live object as observed) already carries its
+        hash. The object the API server returned if written, else None (`dry_run`: validated by the
+        API server, all admission included, not written, and None). Nothing is read first: an object
+        observed absent is created by the apply itself, and re-applying what is there changes nothing."""
         meta = obj["metadata"]
         desired_hash = object_hash(obj)
-        if existing is None and lookup:
-            existing = self.get(obj["kind"], meta.get("namespace"), meta["name"])
         if existing is not None:
             live_hash = (existing.get("metadata", {}).get("annotations") or {}).get(HASH_ANNOTATION)
             if live_hash == desired_hash:

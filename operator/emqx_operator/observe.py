@@ -32,6 +32,9 @@ from kubectl_emqx.domain.vocabulary import (
     DASHBOARD_PASSWORD_KEY,
     DASHBOARD_USERNAME,
     LABEL_DB_ROLE,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
     OPERATOR_API_KEY_NAME,
     REPLICANT,
     ConditionType,
@@ -45,6 +48,9 @@ from kubectl_emqx.emqx.api import EmqxApiError
 log = logging.getLogger("emqx_operator.observe")
 
 OWNED_KINDS = ("ConfigMap", "Service", "StatefulSet", "Deployment", "PodDisruptionBudget")
+# What the operator's watches select (handlers.py): its managed objects that belong to a cluster.
+MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}"
+NAMESPACE_PAGE = 500  # objects per page of a namespace-wide LIST: bounds what one answer holds in memory
 
 
 def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: ObjectCache | None = None) -> World:
@@ -74,11 +80,22 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: Obje
 
 
 def _owned(api: ClusterApi, cache: ObjectCache | None, kind: str, spec: EmqxSpec) -> list[dict[str, Any]]:
-    """The cluster's objects of `kind`: from the watch cache when it can serve them, else a LIST
-    (which then seeds the cache)."""
+    """The cluster's objects of `kind`: from the watch cache when it can serve them; else, once per
+    kind and namespace, a paged LIST of the namespace's managed objects that seeds the cache for
+    every cluster there; else (the resource changed since, or the kind's watch is not live yet) a
+    LIST of the cluster's own objects, which seeds the cache for it."""
     cached = cache.of_instance(kind, spec.namespace, spec.name) if cache is not None else None
     if cached is not None:
         return cached
+    if cache is not None and cache.namespace_seed_due(kind, spec.namespace):
+        with cache.seeding(kind, spec.namespace):  # one pass lists; the others wait and use its answer
+            if cache.namespace_seed_due(kind, spec.namespace):
+                started = cache.now()
+                pages = api.list_pages(kind, spec.namespace, MANAGED_SELECTOR, NAMESPACE_PAGE)
+                cache.seed_namespace(kind, spec.namespace, pages, started)
+        cached = cache.of_instance(kind, spec.namespace, spec.name)
+        if cached is not None:
+            return cached
     items, version = api.list_at(kind, spec.namespace, label_selector(spec.name))
     if cache is not None:
         cache.seed(kind, spec.namespace, spec.name, items, version)

@@ -196,3 +196,36 @@ def test_delete_removes_everything_and_settled_cluster_makes_no_writes(
         "get", "statefulset,deployment,replicaset,service,configmap,secret,pdb,pod", "-n", namespace,
         "-l", "apps.emqx.io/instance=quiet", "-o", "json",
     ).stdout)["items"], 60, "every owned object and pod to be gone")
+
+
+def test_clusters_created_together_share_one_list_per_kind_of_their_namespace(
+    api_client: Any, solo_namespace: str, solo_operator: Any
+) -> None:
+    """The operator's copy of owned objects is seeded by one LIST per kind and namespace for every
+    cluster there, not by a LIST per kind and cluster (3,000 LISTs for 500 clusters, each a scan of
+    the namespace by the API server)."""
+    from tests.helpers import parse_metrics
+
+    namespace = solo_namespace
+    op = solo_operator().handle
+
+    def lists() -> dict[str, float]:
+        prefix = "emqx_operator_api_reads_total{"
+        return {key: value for key, value in parse_metrics(op.metrics()).items()
+                if key.startswith(prefix) and 'verb="LIST"' in key}
+
+    api = custom_api(api_client)
+    api.create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes",
+                                        cr("first", cores=1, replicants=1))
+    wait_ready(api_client, namespace, "first")  # every owned kind has sent the operator an event now
+    before = lists()
+    names = [f"burst-{i}" for i in range(4)]
+    for name in names:
+        api.create_namespaced_custom_object("apps.emqx.io", "v2beta1", namespace, "emqxes",
+                                            cr(name, cores=1, replicants=1))
+    for name in names:
+        wait_ready(api_client, namespace, name)
+    after = lists()
+    grown = {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) != before.get(key, 0)}
+    assert all(count <= 1 for count in grown.values()), f"LISTs made for 4 new clusters, by kind: {grown}"
+    assert len(grown) == 6, f"one LIST of each owned kind and of pods for the namespace: {grown}"

@@ -128,3 +128,60 @@ def test_services_and_budgets_keep_their_metadata_only() -> None:
     service = obj("Service", "emqx-dashboard", 1, spec={"ports": [{"port": 18083}]}, status={"loadBalancer": {}})
     service["metadata"]["annotations"] = {"apps.emqx.io/applied-hash": "abc"}
     assert trim(service) == {"apiVersion": "v1", "kind": "Service", "metadata": service["metadata"]}
+
+
+def test_one_namespace_list_seeds_every_cluster_there_including_later_ones() -> None:
+    clock = Clock()
+    cache = ObjectCache(reseed_seconds=300, clock=clock)
+    cache.event(None, obj("Service", "x", 1, instance="x"))  # the watch is live
+    assert cache.namespace_seed_due("Service", "ns")
+    started = cache.now()
+    pages = [([obj("Service", "a-dashboard", 5, instance="a")], 20),
+             ([obj("Service", "b-dashboard", 6, instance="b")], 20)]
+    cache.seed_namespace("Service", "ns", iter(pages), started)
+    assert not cache.namespace_seed_due("Service", "ns")
+    assert names(cache.of_instance("Service", "ns", "a")) == ["a-dashboard"]
+    assert names(cache.of_instance("Service", "ns", "b")) == ["b-dashboard"]
+    assert names(cache.of_instance("Service", "ns", "x")) == [], "x's object was not in the LIST: gone before it"
+    cache.resource_seen("ns", "new", "[1, {}, {}]")  # created after the LIST: first sight is covered
+    assert cache.of_instance("Service", "ns", "new") == []
+    cache.event("ADDED", obj("Service", "new-dashboard", 30, instance="new"))
+    assert names(cache.of_instance("Service", "ns", "new")) == ["new-dashboard"]
+    assert cache.of_instance("Service", "other-ns", "a") is None, "another namespace is not seeded"
+    clock.now += 301
+    assert cache.of_instance("Service", "ns", "a") is None and cache.namespace_seed_due("Service", "ns")
+
+
+def test_a_namespace_seed_does_not_cover_a_resource_changed_or_recreated_after_it() -> None:
+    clock = Clock()
+    cache = ObjectCache(reseed_seconds=300, clock=clock)
+    cache.event(None, obj("Service", "a-dashboard", 5, instance="a"))
+    cache.resource_seen("ns", "a", "[1, {}, {}]")
+    cache.seed_namespace("Service", "ns", iter([([obj("Service", "a-dashboard", 5, instance="a")], 10)]), cache.now())
+    clock.now += 1
+    cache.resource_seen("ns", "a", "[1, {}, {}]")  # a status write: no change
+    assert names(cache.of_instance("Service", "ns", "a")) == ["a-dashboard"]
+    cache.resource_seen("ns", "a", "[2, {}, {}]")  # the spec changed: observe lists a's objects itself
+    assert cache.of_instance("Service", "ns", "a") is None
+    assert not cache.namespace_seed_due("Service", "ns"), "the other clusters keep the namespace's seed"
+    cache.seed("Service", "ns", "a", [obj("Service", "a-dashboard", 5, instance="a")], 11)
+    assert names(cache.of_instance("Service", "ns", "a")) == ["a-dashboard"]
+    cache.forget("ns", "a")  # deleted; a resource of that name created later lists its own objects
+    cache.resource_seen("ns", "a", "[1, {}, {}]")
+    assert cache.of_instance("Service", "ns", "a") is None
+
+
+def test_a_namespace_list_drops_what_vanished_before_it_and_keeps_what_came_after() -> None:
+    cache = seeded()
+    cache.event("ADDED", obj("Service", "emqx-listeners", 30))
+    pages = iter([([obj("Service", "emqx-dashboard", 5)], 20)])  # headless (rv 6) gone before the LIST at 20
+    cache.seed_namespace("Service", "ns", pages, cache.now())
+    assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard", "emqx-listeners"]
+
+
+def test_a_namespace_seed_waits_for_the_kinds_watch() -> None:
+    clock = Clock()
+    cache = ObjectCache(clock=clock, watch_grace_seconds=60)
+    assert not cache.namespace_seed_due("Deployment", "ns"), "no event of the kind yet: a LIST could go stale"
+    clock.now += 61
+    assert cache.namespace_seed_due("Deployment", "ns")

@@ -92,7 +92,7 @@ class RecordingApi:
         self._call("create", obj, dry_run)
         return obj
 
-    def apply(self, obj: dict[str, Any], existing: Any = None, lookup: bool = True, dry_run: bool = False) -> bool:
+    def apply(self, obj: dict[str, Any], existing: Any = None, dry_run: bool = False) -> bool:
         self._call("apply", obj, dry_run)
         return True
 
