@@ -6,11 +6,18 @@ them all before the first write, so a spec it refuses writes nothing), then Secr
 longer wanted, EMQX calls, pod patches, and last pod deletions (a deletion that depends on an EMQX
 call happens only when that call succeeded). The outcome of EMQX calls goes back to
 decide.settle(); Kubernetes errors propagate to the reconciler.
+
+Requests that do not depend on each other go out together (`ClusterApi.each`): the dry runs; the
+Secrets; then the ConfigMap, Services and budgets; then the workloads, whose pods need the ConfigMap
+and Secrets. A new cluster's first pass thus waits for 4 round trips of writes instead of 18.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 from emqx_operator.cache import ObjectCache
 from emqx_operator.cluster_api import ApiError, ClusterApi
@@ -22,10 +29,12 @@ from emqx_operator.model import (
     EvacuationStart,
     EvacuationStop,
     ForceLeave,
+    Obj,
     Outcome,
     Plan,
     RebalanceStart,
     RebalanceStop,
+    SecretWrite,
     World,
 )
 from emqx_operator.observe import access_for
@@ -40,20 +49,11 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
     namespace = spec.namespace
     remember = cache.put if cache is not None else (lambda obj: None)
     validate_first(api, world, plan)
-    for write in plan.secrets:
-        if write.create:
-            try:
-                api.create(dict(write.body))
-            except ApiError as exc:
-                if not exc.conflict:
-                    raise
-        else:
-            api.apply(dict(write.body))
-    for obj in plan.apply:
-        live = world.live(obj["kind"], obj["metadata"]["name"])
-        written = api.apply(dict(obj), existing=dict(live) if live is not None else None)
-        if written is not None:
-            remember(written)
+    api.each([partial(_write_secret, api, write, False) for write in plan.secrets])
+    for wave in waves(plan.apply):
+        for written in api.each([partial(_apply, api, world, obj, False) for obj in wave]):
+            if written is not None:
+                remember(written)
     for kind, name in plan.delete:
         api.delete(kind, namespace, name)
         if cache is not None:
@@ -101,18 +101,36 @@ def validate_first(api: ClusterApi, world: World, plan: Plan) -> None:
     and a refusal must not leave half a cluster behind (Secrets and a ConfigMap without their
     StatefulSet). The ApiError (422) goes to the reconciler, which reports it as Valid=False. An
     object already as applied is skipped, so a settled pass costs nothing."""
-    for write in plan.secrets:
-        try:
-            if write.create:
-                api.create(dict(write.body), dry_run=True)
-            else:
-                api.apply(dict(write.body), dry_run=True)
-        except ApiError as exc:
-            if not exc.conflict:
-                raise
-    for obj in plan.apply:
-        live = world.live(obj["kind"], obj["metadata"]["name"])
-        api.apply(dict(obj), existing=dict(live) if live is not None else None, dry_run=True)
+    checks: list[Callable[[], Any]] = [partial(_write_secret, api, write, True) for write in plan.secrets]
+    checks += [partial(_apply, api, world, obj, True) for obj in plan.apply]
+    api.each(checks)
+
+
+WORKLOADS = ("StatefulSet", "Deployment")
+
+
+def waves(objects: Sequence[Obj]) -> list[list[Obj]]:
+    """The owned objects in the groups that are applied together, in order: everything but the
+    workloads, then the workloads (their pods mount the ConfigMap and read the Secrets)."""
+    first = [obj for obj in objects if obj["kind"] not in WORKLOADS]
+    then = [obj for obj in objects if obj["kind"] in WORKLOADS]
+    return [wave for wave in (first, then) if wave]
+
+
+def _write_secret(api: ClusterApi, write: SecretWrite, dry_run: bool) -> None:
+    try:
+        if write.create:
+            api.create(dict(write.body), dry_run=dry_run)
+        else:
+            api.apply(dict(write.body), dry_run=dry_run)
+    except ApiError as exc:
+        if not (write.create and exc.conflict):  # created meanwhile (by an earlier pass): nothing to do
+            raise
+
+
+def _apply(api: ClusterApi, world: World, obj: Obj, dry_run: bool) -> dict[str, Any] | None:
+    live = world.live(obj["kind"], obj["metadata"]["name"])
+    return api.apply(dict(obj), existing=dict(live) if live is not None else None, dry_run=dry_run)
 
 
 def _describe(call: EmqxCall) -> str:

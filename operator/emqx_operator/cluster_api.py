@@ -14,9 +14,10 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from emqx_operator.http import Http
@@ -27,6 +28,8 @@ from kubectl_emqx.emqx.api import TransportError
 FIELD_MANAGER = OPERATOR_FIELD_MANAGER
 HASH_ANNOTATION = ANNOTATION_APPLIED_HASH
 REQUEST_TIMEOUT = 15
+FANOUT_THREADS = 8  # requests of one pass sent at once (all passes share them; started on demand)
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +79,7 @@ class ClusterApi:
         self.writes: Counter[str] = Counter()
         self.reads: Counter[str] = Counter()
         self.dry_runs: Counter[str] = Counter()  # validated by the API server, nothing written
+        self._fanout: ThreadPoolExecutor | None = None
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str | None = None, http: Http | None = None) -> ClusterApi:
@@ -104,6 +108,28 @@ class ClusterApi:
         if reply.status >= 400:
             raise _api_error(reply.status, reply.reason, reply.text, method, path)
         return json.loads(reply.text) if reply.text else None
+
+    def each(self, calls: Sequence[Callable[[], T]]) -> builtins.list[T]:
+        """Run independent requests (each a call on this client) at once: a pass waits for one round
+        trip instead of one per object. Their results in order; once all have ended, the first
+        failure in order is raised."""
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        with self._lock:
+            if self._fanout is None:
+                self._fanout = ThreadPoolExecutor(max_workers=FANOUT_THREADS, thread_name_prefix="api-fanout")
+            pool = self._fanout
+        futures = [pool.submit(call) for call in calls]
+        results: builtins.list[T] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others have ended
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return results
 
     # reads -----------------------------------------------------------------------------------
 

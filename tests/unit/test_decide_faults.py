@@ -96,6 +96,18 @@ class RecordingApi:
         self._call("apply", obj, dry_run)
         return True
 
+    def each(self, calls: list[Any]) -> list[Any]:
+        """ClusterApi.each, one after the other: every call runs, the first failure is raised."""
+        results, failure = [], None
+        for call in calls:
+            try:
+                results.append(call())
+            except Exception as exc:  # noqa: BLE001
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return results
+
 
 def test_a_spec_kubernetes_refuses_writes_nothing_not_even_the_secrets() -> None:
     """A pod label Kubernetes refuses (the CRD keeps template labels opaque): the pass wrote the
@@ -118,7 +130,12 @@ def test_a_spec_kubernetes_refuses_writes_nothing_not_even_the_secrets() -> None
     act.carry_out(fine, ClientPool(5.0), cluster.spec, cluster.world(), "", plan)  # type: ignore[arg-type]
     written = [(verb, kind) for verb, kind, dry_run in fine.calls if not dry_run]
     checked = [(verb, kind) for verb, kind, dry_run in fine.calls if dry_run]
-    assert written == checked and ("apply", "StatefulSet") in written, "each write validated once, before all"
+    assert sorted(written) == sorted(checked) and ("apply", "StatefulSet") in written, \
+        "each write validated once, before all"
+    kinds = [kind for _, kind in written]
+    workloads = [i for i, kind in enumerate(kinds) if kind in ("StatefulSet", "Deployment")]
+    assert min(workloads) > max(i for i, kind in enumerate(kinds) if kind in ("Secret", "ConfigMap")), \
+        f"the pods' ConfigMap and Secrets are written before their workloads: {kinds}"
     first_write = next(i for i, call in enumerate(fine.calls) if not call[2])
     assert all(call[2] for call in fine.calls[:first_write]) and len(fine.calls[:first_write]) == len(written)
 

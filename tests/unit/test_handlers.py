@@ -37,17 +37,28 @@ def _memo(excluded: tuple[str, ...] = ()) -> tuple[kopf.Memo, RecordingScheduler
 
 def test_events_trigger_the_scheduler_from_the_memo() -> None:
     memo, scheduler = _memo(excluded=("solo-*",))
-    handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "prod", "name": "a"}}), memo=memo)
-    pod = {"metadata": {"namespace": "prod", "name": "a-core-0", "labels": {handlers.INSTANCE_LABEL: "a"}}}
-    handlers.owned_changed(body=kopf.Body(pod), memo=memo)
-    handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "solo-x", "name": "b"}}), memo=memo)
+
+    async def events() -> None:
+        await handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "prod", "name": "a"}}), memo=memo)
+        pod = {"metadata": {"namespace": "prod", "name": "a-core-0", "labels": {handlers.INSTANCE_LABEL: "a"}}}
+        await handlers.owned_changed(body=kopf.Body(pod), memo=memo)
+        await handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "solo-x", "name": "b"}}), memo=memo)
+
+    asyncio.run(events())
     assert scheduler.triggers == [("prod", "a", 0.0), ("prod", "a", 0.2)]
     assert 0 <= handlers.scheduler_alive(memo=memo) < 60
 
 
+def test_event_handlers_are_coroutines_run_on_the_loop() -> None:
+    """kopf runs a sync handler on its thread pool (a hop there and back per event)."""
+    assert asyncio.iscoroutinefunction(handlers.emqx_changed)
+    assert asyncio.iscoroutinefunction(handlers.owned_changed)
+
+
 def test_a_memo_without_the_state_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="no OperatorState"):
-        handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "n", "name": "a"}}), memo=kopf.Memo())
+        asyncio.run(handlers.emqx_changed(body=kopf.Body({"metadata": {"namespace": "n", "name": "a"}}),
+                                          memo=kopf.Memo()))
 
 
 def test_no_module_level_runtime_state() -> None:
@@ -56,19 +67,22 @@ def test_no_module_level_runtime_state() -> None:
 
 def test_startup_sets_no_finalizer_and_no_progress_storage() -> None:
     """Only kopf.on.event handlers exist: kopf adds finalizers and progress/diff-base annotations
-    only for change-detecting and deletion handlers; the operator keeps kopf's defaults untouched."""
+    only for change-detecting and deletion handlers; the operator keeps kopf's finalizer and progress
+    storage untouched, and its diff-base (never read without such handlers) is empty."""
     asyncio.run(_startup_and_cleanup())
 
 
 async def _startup_and_cleanup() -> None:
     settings = kopf.OperatorSettings()
-    defaults = (settings.persistence.finalizer, type(settings.persistence.progress_storage),
-                type(settings.persistence.diffbase_storage))
+    defaults = (settings.persistence.finalizer, type(settings.persistence.progress_storage))
     memo, _ = _memo()
     await handlers.configure(settings=settings, memo=memo)
     try:
-        assert (settings.persistence.finalizer, type(settings.persistence.progress_storage),
-                type(settings.persistence.diffbase_storage)) == defaults
+        assert (settings.persistence.finalizer, type(settings.persistence.progress_storage)) == defaults
+        storage = settings.persistence.diffbase_storage
+        assert isinstance(storage, handlers.NoDiffBase)
+        body = kopf.Body({"metadata": {"name": "a", "annotations": {"x": "y"}}, "spec": {"image": "i"}})
+        assert storage.build(body=body) == {} and storage.fetch(body=body) is None
         assert settings.posting.enabled is False
         registry = kopf.get_default_registry()
         assert not registry._changing.has_handlers(resource=_emqx_resource()), "no change-detecting handlers"
