@@ -354,10 +354,14 @@ def build_deployment(spec: EmqxSpec, restart_hash: str | None = None, image: str
 
 
 def build_pdbs(spec: EmqxSpec) -> list[dict[str, Any]]:
-    """One PodDisruptionBudget per role; maxUnavailable 1 unless the template says otherwise."""
+    """One PodDisruptionBudget per role that has nodes; maxUnavailable 1 unless the template says
+    otherwise. (A budget over no pods protects nothing, and the disruption controller still keeps
+    its status.)"""
     names = object_names(spec.name)
     budgets = []
     for role, name, template in ((CORE, names.core_pdb, spec.core), (REPLICANT, names.replicant_pdb, spec.replicant)):
+        if role == REPLICANT and template.replicas == 0:
+            continue
         pdb_spec: dict[str, Any] = {"selector": {"matchLabels": selector_labels(spec.name, role)}}
         if template.min_available is not None:
             pdb_spec["minAvailable"] = template.min_available

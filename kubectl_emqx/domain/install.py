@@ -119,7 +119,8 @@ WORKLOAD_RULES: tuple[Rule, ...] = (
          "headless, dashboard and listeners Services; dashboard and listeners are deleted when disabled"),
     Rule("apps", ("statefulsets", "deployments"), ("get", "list", "watch", "create", "patch"),
          "cores (StatefulSet) and replicants (Deployment)"),
-    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch"), "one PDB per node role"),
+    Rule("policy", ("poddisruptionbudgets",), ("get", "list", "watch", "create", "patch", "delete"),
+         "one PDB per node role that has nodes; the replicants' is deleted when they are scaled to none"),
     Rule("", ("pods",), ("list", "watch", "patch", "delete"),
          "kopf watches EMQX pods (labelled) into the operator's cache; rollouts replace a core by deleting it and "
          "mark the next old replicant to go (pod-deletion-cost annotation)"),

@@ -963,3 +963,14 @@ def test_a_restart_shows_as_restarting_throughout_and_stays_done_after() -> None
     plan = cluster.step()
     assert cond(plan, "Ready")["status"] == "False"
     assert plan.status["restart"]["phase"] == "Done"  # a later change is no restart request
+
+
+def test_a_role_without_nodes_has_no_disruption_budget_and_scaling_to_none_removes_it() -> None:
+    cluster = settled(replicants=2)
+    assert ("PodDisruptionBudget", "demo-replicant") in cluster.objects
+    cluster.set_spec(replicantTemplate={"spec": {"replicas": 0}})
+    cluster.converge()
+    assert ("PodDisruptionBudget", "demo-replicant") not in cluster.objects
+    assert ("PodDisruptionBudget", "demo-core") in cluster.objects and cluster.ready()
+    fresh = Cluster(replicants=0).decide()
+    assert [o["metadata"]["name"] for o in fresh.apply if o["kind"] == "PodDisruptionBudget"] == ["demo-core"]

@@ -30,7 +30,7 @@ EXPECTED_WORKLOAD_PERMISSIONS = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
-    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch", "patch", "delete"},
     ("", "pods/status"): {"patch"},
     ("", "events"): {"create"},

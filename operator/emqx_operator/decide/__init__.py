@@ -385,7 +385,12 @@ def _objects(facts: Facts, configmap_text: str, core: cores.CoreResult, replican
         objects.append(own(listeners))
     elif world.live("Service", names.listeners_service):
         deletions.append(("Service", names.listeners_service))
-    objects.extend(own(pdb) for pdb in builders.build_pdbs(spec))
+    budgets = builders.build_pdbs(spec)
+    objects.extend(own(pdb) for pdb in budgets)
+    built = {pdb["metadata"]["name"] for pdb in budgets}
+    for name in (names.core_pdb, names.replicant_pdb):
+        if name not in built and world.live("PodDisruptionBudget", name):
+            deletions.append(("PodDisruptionBudget", name))
     return objects, deletions
 
 
