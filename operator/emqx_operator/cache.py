@@ -66,39 +66,44 @@ class ObjectCache:
 
     # watch events and act's writes ------------------------------------------------------------
 
-    def event(self, event_type: str | None, obj: dict[str, Any]) -> None:
-        """A kopf watch event (type None for the watch's initial listing)."""
+    def event(self, event_type: str | None, obj: dict[str, Any]) -> bool:
+        """A kopf watch event (type None for the watch's initial listing). Whether it changed what
+        observe reads (a deletion always counts; so does an object this cache does not keep): a
+        status update of a Service or a budget (kept as metadata only), or the echo of the operator's
+        own write (already put in by act), is no reason to look at the cluster again."""
         kind = str(obj.get("kind") or "")
         if kind not in CACHED_KINDS:
-            return
+            return True
         with self._lock:
             self._live.add(kind)
         if event_type == "DELETED":
             meta = obj.get("metadata") or {}
             self.delete(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), _rv(obj))
-        else:
-            self.put(obj)
+            return True
+        return self.put(obj)
 
-    def put(self, obj: dict[str, Any], kind: str | None = None) -> None:
+    def put(self, obj: dict[str, Any], kind: str | None = None) -> bool:
+        """Keep (trimmed) a copy newer than the cached one; whether what observe reads changed."""
         kind = kind or str(obj.get("kind") or "")
         meta = obj.get("metadata") or {}
         instance = (meta.get("labels") or {}).get(LABEL_INSTANCE)
         if kind not in CACHED_KINDS or not instance:
-            return
+            return True
         key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         rv = _rv(obj)
         trimmed = trim(obj, kind)
         with self._lock:
             dead = self._tombstones.get(key)
             if dead is not None and rv is not None and rv <= dead:
-                return  # a copy older than its deletion
+                return False  # a copy older than its deletion
             old = self._objects.get(key)
             old_rv = _rv(old) if old is not None else None
             if old_rv is not None and rv is not None and old_rv > rv:
-                return  # older than what is cached
+                return False  # older than what is cached
             self._unindex(key, old)
             self._objects[key] = trimmed
             self._groups[(kind, key[1], instance)].add(key[2])
+            return old is None or _without_version(old) != _without_version(trimmed)
 
     def delete(self, kind: str, namespace: str, name: str, rv: int | None = None) -> None:
         key = (kind, namespace, name)
@@ -230,6 +235,11 @@ class ObjectCache:
             names.discard(key[2])
             if not names and group not in self._seeded:
                 del self._groups[group]
+
+
+def _without_version(trimmed: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (trimmed.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**trimmed, "metadata": meta}
 
 
 def _rv(obj: dict[str, Any] | None) -> int | None:

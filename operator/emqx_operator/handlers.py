@@ -132,10 +132,12 @@ _OWNED: dict[str, Any] = {INSTANCE_LABEL: kopf.PRESENT}  # selected server-side 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", id="owned-poddisruptionbudgets", labels=_OWNED)
 async def owned_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any) -> None:
     """A pod or owned object changed: keep its copy, and look at its cluster again (a pod turning
-    Ready is the next step of a rollout; a deleted Service is put back at once)."""
+    Ready is the next step of a rollout; a deleted Service is put back at once) unless nothing the
+    operator reads changed (a budget's status, the echo of the operator's own apply)."""
     state = runtime.state_of(memo)
-    if state.cache is not None and event is not None:
-        state.cache.event(event.get("type"), dict(event.get("object") or {}))
+    if (state.cache is not None and event is not None
+            and not state.cache.event(event.get("type"), dict(event.get("object") or {}))):
+        return
     instance = body.metadata.labels.get(INSTANCE_LABEL)
     if instance:
         _trigger(memo, body.metadata.namespace or "", instance, delay=OWNED_CHANGE_DELAY)

@@ -185,3 +185,22 @@ def test_a_namespace_seed_waits_for_the_kinds_watch() -> None:
     assert not cache.namespace_seed_due("Deployment", "ns"), "no event of the kind yet: a LIST could go stale"
     clock.now += 61
     assert cache.namespace_seed_due("Deployment", "ns")
+
+
+def test_only_a_change_to_what_observe_reads_is_a_reason_to_look_again() -> None:
+    cache = seeded()
+    budget = obj("PodDisruptionBudget", "emqx-core", 40, spec={"maxUnavailable": 1}, status={"currentHealthy": 0})
+    assert cache.event("ADDED", budget), "a new object"
+    assert not cache.event("MODIFIED", {**budget, "metadata": {**budget["metadata"], "resourceVersion": "41"},
+                                        "status": {"currentHealthy": 1}}), "a budget's status is not read"
+    assert not cache.event("MODIFIED", budget), "older than the cached copy"
+    applied = obj("StatefulSet", "emqx-core", 50, spec={"replicas": 3})
+    cache.put(applied)  # act keeps what it wrote
+    assert not cache.event("MODIFIED", applied), "the echo of the operator's own write"
+    assert cache.event("MODIFIED", obj("StatefulSet", "emqx-core", 51, spec={"replicas": 3},
+                                       status={"readyReplicas": 1})), "a workload's status is read"
+    pod = obj("Pod", "emqx-core-0", 60, status={"phase": "Pending"})
+    assert cache.event("ADDED", pod)
+    assert cache.event("MODIFIED", obj("Pod", "emqx-core-0", 61, status={"phase": "Running"}))
+    assert cache.event("DELETED", obj("Pod", "emqx-core-0", 62)), "a deletion always counts"
+    assert cache.event("ADDED", {"kind": "Pod", "metadata": {"name": "x", "namespace": "ns"}}), "not kept: look"
