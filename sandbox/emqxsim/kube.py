@@ -11,6 +11,7 @@ import base64
 import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -20,13 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from . import kubelet, scribe, versions
-from .api import PROBE_HEADER
+from .api import PROBE_HEADER, NodeHttpServer, Request
 from .podlogs import ContainerLogs, flog
 from .podspec import ContainerConfigError, emqx_container, resolve_container
 from .scribe import NodeLook
-from .world import INSTANCE_LABEL, PodRecord, World
+from .world import INSTANCE_LABEL, Fault, PodRecord, World
 
 log = logging.getLogger("emqxsim")
 
@@ -196,15 +198,104 @@ def run_probe(spec: kubelet.ProbeSpec, pod_ip: str) -> bool:
         )
     else:
         connection = http.client.HTTPConnection(host, spec.port, timeout=spec.timeout)
-    headers = {"User-Agent": PROBE_USER_AGENT, "Accept": "*/*", PROBE_HEADER: "1"}
-    headers.update(dict(spec.headers))
     try:
-        connection.request("GET", spec.path, headers=headers)
+        connection.request("GET", spec.path, headers=probe_headers(spec))
         return 200 <= connection.getresponse().status < 400
     except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
+
+
+# What http.client sends and BaseHTTPRequestHandler reads back unchanged: an RFC 9110 token as a header
+# name, printable ASCII without surrounding blanks as a value, printable ASCII as the path.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_PLAIN_VALUE = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
+_PLAIN_PATH = re.compile(r"/[!-~]*")
+# Headers that change how the server reads the request (a body to wait for, a 100-continue exchange).
+_WIRE_ONLY_HEADERS = frozenset({"content-length", "transfer-encoding", "expect"})
+
+
+def direct_request(spec: kubelet.ProbeSpec, pod_ip: str) -> Request | None:
+    """The request a node's listener reads when this HTTP probe is sent to `pod_ip` (as run_probe sends
+    it: http.client adds Host and Accept-Encoding), or None when only the network can tell (an unusual
+    path or header: it is sent for real)."""
+    if ":" in pod_ip or len(spec.path) > 2048 or not _PLAIN_PATH.fullmatch(spec.path):
+        return None
+    headers = probe_headers(spec)
+    names = {name.lower() for name in headers}
+    if len(headers) > 32 or names & _WIRE_ONLY_HEADERS:
+        return None
+    wire: list[tuple[str, str]] = []
+    if "host" not in names:
+        wire.append(("Host", pod_ip if spec.port == 80 else f"{pod_ip}:{spec.port}"))
+    if "accept-encoding" not in names:
+        wire.append(("Accept-Encoding", "identity"))
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or len(value) > 4096 or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        wire.append((name, value))
+    path = spec.path
+    if path.startswith("//"):  # BaseHTTPRequestHandler.parse_request reduces a leading // to /
+        path = "/" + path.lstrip("/")
+    split = urlsplit(path)
+    return Request("GET", split.path, dict(parse_qsl(split.query)), {name.lower(): value for name, value in wire})
+
+
+def _done(outcome: bool) -> Future[bool]:
+    future: Future[bool] = Future()
+    future.set_result(outcome)
+    return future
+
+
+def _answer(server: NodeHttpServer, request: Request, fault: Fault | None, timeout: float, started: float) -> bool:
+    """The rest of the request on the node's listener (fault delay, the API); False where the prober's
+    client gets no response within `timeout` seconds."""
+    response = server.respond(request, fault, patience=timeout)
+    if response is None or time.monotonic() - started >= timeout:
+        return False
+    for callback in response.after:
+        threading.Thread(target=callback, daemon=True).start()
+    return 200 <= response.status < 400
+
+
+class Prober:
+    """Runs the kubelet's probes. An HTTP probe of a pod's own node on its dashboard listener (podIP, the
+    listener's port, scheme HTTP, no host set) is answered in-process, through the listener's own
+    request path (`NodeHttpServer.receive` and `respond`: node alive, injected faults with their delay,
+    drop and status, the API; probe requests not counted), with the outcome the network would give; at
+    500 pods the network round trips (a server thread each) cost more than the nodes. Every other probe,
+    and one whose listener is not open (the port then refuses connections, or something else answers
+    there), goes over the network from the pool."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
+
+    @staticmethod
+    def direct_server(spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> NodeHttpServer | None:
+        """The node's listener when the probe would reach it over the network, else None."""
+        if spec.handler != "http" or spec.host or spec.scheme.upper() != "HTTP" or node is None:
+            return None
+        server = node.server
+        if not isinstance(server, NodeHttpServer) or not server.listening_on(pod_ip, spec.port):
+            return None
+        return server
+
+    def submit(self, spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> Future[bool]:
+        """The outcome of one probe of the pod whose node (None: none running) is `node`."""
+        if spec.handler not in ("http", "tcp"):
+            return _done(True)  # exec and gRPC: not simulated
+        server = self.direct_server(spec, pod_ip, node)
+        request = direct_request(spec, pod_ip) if server is not None else None
+        if server is None or request is None:
+            return self.pool.submit(run_probe, spec, pod_ip)
+        started = time.monotonic()
+        if not server.node.alive:
+            return _done(False)  # the listener closes the connection without a response
+        fault = server.receive(request)
+        if fault is not None and fault.delay > 0:
+            return self.pool.submit(_answer, server, request, fault, spec.timeout, started)
+        return _done(_answer(server, request, fault, spec.timeout, started))
 
 
 # ---------------------------------------------------------------------------------------------- kwok resources
@@ -368,6 +459,7 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emqxsim-kubelet", daemon=True)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="emqxsim-probe")
+        self._prober = Prober(self._pool)
         self._probes: dict[tuple[str, str], Future[bool]] = {}
         self._last_patch: dict[str, tuple[str, float]] = {}
         world.container_gate = self._gate
@@ -595,7 +687,8 @@ class Kubelet:
             key = (view.uid, spec.kind)
             if key in self._probes:
                 continue  # a probe worker runs one probe at a time
-            self._probes[key] = self._pool.submit(run_probe, spec, ip)
+            record = self.world.pods.get(view.uid)  # the node as the probe finds it now, not at the snapshot
+            self._probes[key] = self._prober.submit(spec, ip, record.node if record is not None else None)
 
     def _collect_probes(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
