@@ -8,6 +8,8 @@ console lines in scribe.py and the log files in podlogs.py.
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import http.client
 import json
 import logging
@@ -17,10 +19,10 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from . import kubelet, scribe, versions
@@ -242,10 +244,42 @@ def direct_request(spec: kubelet.ProbeSpec, pod_ip: str) -> Request | None:
     return Request("GET", split.path, dict(parse_qsl(split.query)), {name.lower(): value for name, value in wire})
 
 
-def _done(outcome: bool) -> Future[bool]:
-    future: Future[bool] = Future()
-    future.set_result(outcome)
-    return future
+# The same probe of the same pod asks the same request every period: built once (requests are not changed
+# by the API, which only reads them).
+_direct_request = functools.lru_cache(maxsize=8192)(direct_request)
+
+
+class ProbeOutcome(Protocol):
+    """A probe in flight or done: a Future from the pool, or `Answered`."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+    def result(self, timeout: float | None = None) -> bool: ...
+
+
+class Answered:
+    """A probe answered on the spot (a finished Future without its locks and condition)."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome: bool):
+        self.outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> bool:
+        return self.outcome
 
 
 def _answer(server: NodeHttpServer, request: Request, fault: Fault | None, timeout: float, started: float) -> bool:
@@ -281,21 +315,21 @@ class Prober:
             return None
         return server
 
-    def submit(self, spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> Future[bool]:
+    def submit(self, spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> ProbeOutcome:
         """The outcome of one probe of the pod whose node (None: none running) is `node`."""
         if spec.handler not in ("http", "tcp"):
-            return _done(True)  # exec and gRPC: not simulated
+            return Answered(True)  # exec and gRPC: not simulated
         server = self.direct_server(spec, pod_ip, node)
-        request = direct_request(spec, pod_ip) if server is not None else None
+        request = _direct_request(spec, pod_ip) if server is not None else None
         if server is None or request is None:
             return self.pool.submit(run_probe, spec, pod_ip)
         started = time.monotonic()
         if not server.node.alive:
-            return _done(False)  # the listener closes the connection without a response
+            return Answered(False)  # the listener closes the connection without a response
         fault = server.receive(request)
         if fault is not None and fault.delay > 0:
             return self.pool.submit(_answer, server, request, fault, spec.timeout, started)
-        return _done(_answer(server, request, fault, spec.timeout, started))
+        return Answered(_answer(server, request, fault, spec.timeout, started))
 
 
 # ---------------------------------------------------------------------------------------------- kwok resources
@@ -460,8 +494,12 @@ class Kubelet:
         self._thread = threading.Thread(target=self._run, name="emqxsim-kubelet", daemon=True)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="emqxsim-probe")
         self._prober = Prober(self._pool)
-        self._probes: dict[tuple[str, str], Future[bool]] = {}
+        self._probes: dict[str, dict[str, ProbeOutcome]] = {}  # pod uid -> probe kind -> the probe running
         self._last_patch: dict[str, tuple[str, float]] = {}
+        # What the last round computed, reused while its inputs are the same objects (see _write_status,
+        # _scribe): pod uid -> (pod, kubelet inputs, wanted status, differs, digest); uid -> (config, digest).
+        self._status_memo: dict[str, tuple[dict[str, Any], tuple[Any, ...], dict[str, Any], bool, str]] = {}
+        self._config_digests: dict[str, tuple[Any, str]] = {}
         world.container_gate = self._gate
         world.boot_scale = self._boot_scale
 
@@ -535,10 +573,10 @@ class Kubelet:
         with self._lock:
             pk = self.pods.pop(uid, None)
             logs = self.logs.pop(uid, None)
-        for key in [key for key in self._probes if key[0] == uid]:
-            self._probes.pop(key, None)
+        self._probes.pop(uid, None)
         version = self.versions.pop(uid, None)
-        for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed):
+        for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed, self._status_memo,
+                      self._config_digests):
             table.pop(uid, None)
         self.debug_ready.discard(uid)
         if pk is not None and pk.running is not None and logs is not None:
@@ -590,7 +628,7 @@ class Kubelet:
         if view.state == "running" and node is not None:
             config = node.running_config
             level = scribe.console_level(config)
-            look = NodeLook(node.evacuation_state(), scribe.config_digest(config))
+            look = NodeLook(node.evacuation_state(), self._config_digest(view.uid, config))
             seen = self.looks.get(view.uid)
             if seen is None or seen[0] != id(node):
                 with self.world.lock:
@@ -600,11 +638,23 @@ class Kubelet:
                 logs.write(scribe.boot_lines(spec.image.reported_edition.value, versions.format_version(spec.version),
                                              config, spec.dashboard_port, peers, list(spec.warnings)), wall, level)
             else:
-                logs.write(scribe.diff_lines(seen[1], look), wall, level)
+                lines = scribe.diff_lines(seen[1], look)
+                if lines:
+                    logs.write(lines, wall, level)
             self.looks[view.uid] = (id(node), look)
         elif view.state == "waiting" and self.waits_logged.get(view.uid) != view.reason:
             logs.write([flog("warning", view.reason)], wall)
             self.waits_logged[view.uid] = view.reason
+
+    def _config_digest(self, uid: str, config: Any) -> str:
+        """scribe.config_digest of a node's running config, computed again only when the config is another
+        object: the World replaces a node's running config on every change, never edits it in place."""
+        known = self._config_digests.get(uid)
+        if known is not None and known[0] is config:
+            return known[1]
+        digest = scribe.config_digest(config)
+        self._config_digests[uid] = (config, digest)
+        return digest
 
     def _lifecycle(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
@@ -677,31 +727,33 @@ class Kubelet:
     # ------------------------------------------------------------------ probes
 
     def _drop_probes(self, uid: str) -> None:
-        for key in [key for key in self._probes if key[0] == uid]:
-            future = self._probes.pop(key)
+        for future in self._probes.pop(uid, {}).values():
             future.cancel()
 
     def _run_probes(self, view: PodView, pk: kubelet.PodKubelet, now: float) -> None:
         ip = (view.pod.get("status") or {}).get("podIP") or ""
         for spec in pk.due_probes(now):
-            key = (view.uid, spec.kind)
-            if key in self._probes:
+            running = self._probes.setdefault(view.uid, {})
+            if spec.kind in running:
                 continue  # a probe worker runs one probe at a time
             record = self.world.pods.get(view.uid)  # the node as the probe finds it now, not at the snapshot
-            self._probes[key] = self._prober.submit(spec, ip, record.node if record is not None else None)
+            running[spec.kind] = self._prober.submit(spec, ip, record.node if record is not None else None)
 
     def _collect_probes(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
     ) -> None:
-        for key in [key for key in self._probes if key[0] == view.uid and self._probes[key].done()]:
-            future = self._probes.pop(key)
+        running = self._probes.get(view.uid)
+        if not running:
+            return
+        for kind in [kind for kind, future in running.items() if future.done()]:
+            future = running.pop(kind)
             if future.cancelled() or pk.running is None:
                 continue
             outcome = bool(future.result())
             with self._lock:
-                kill = pk.probe_result(key[1], outcome)
+                kill = pk.probe_result(kind, outcome)
             if kill:
-                self._kill(view, pk, logs, key[1], now, wall)
+                self._kill(view, pk, logs, kind, now, wall)
                 return
 
     def _kill(
@@ -736,15 +788,25 @@ class Kubelet:
         from kubernetes.client.exceptions import ApiException
 
         with self._lock:
-            wanted = kubelet.pod_status(pk, view.pod)
-        if not kubelet.status_differs(wanted, view.pod):
+            # pod_status reads only these of the kubelet's state, and the pod (replaced, never changed in
+            # place, by observe_pod): the same pod object and inputs give the same status as last round.
+            inputs = (pk.running, pk.terminated, pk.restart_count, pk.waiting_reason, pk.waiting_message,
+                      pk.ever_started, pk.started(), pk.ready(), view.image in pk.pulled_images)
+            memo = self._status_memo.get(view.uid)
+            if memo is not None and memo[0] is view.pod and memo[1] == inputs:
+                _, _, wanted, differs, digest = memo
+            else:
+                wanted = kubelet.pod_status(pk, view.pod)
+                differs = kubelet.status_differs(wanted, view.pod)
+                digest = json.dumps(wanted, sort_keys=True) if differs else ""
+                self._status_memo[view.uid] = (view.pod, inputs, wanted, differs, digest)
+        if not differs:
             return
-        digest = json.dumps(wanted, sort_keys=True)
         last = self._last_patch.get(view.uid)
         # The watch reports our own patch a moment later; don't send the same status again meanwhile.
         if last is not None and last[0] == digest and time.monotonic() - last[1] < 3.0:
             return
-        body = {"status": kubelet.with_transition_times(wanted, view.pod, wall)}
+        body = {"status": kubelet.with_transition_times(copy.deepcopy(wanted), view.pod, wall)}
         try:
             response = self.core.patch_namespaced_pod_status(
                 view.name, view.namespace, body,
