@@ -15,12 +15,13 @@ honest  A private sandbox whose simulated kubelet honours probe timing (no probe
 many    A private sandbox with fast probe timing (what the tests use; --many-timing honest for the
         kubelet's). For each size N: N clusters of
         1 core + 0 replicants (emqx/emqx:5.7.2) created at once in one namespace -> all Ready (the time
-        of the last); then an idle window (--idle-seconds) once the operator made no write for 10 s:
-        operator RSS (start/end/max), API writes, API reads by verb and kind, EMQX API requests (from
-        the simulator's counters), each per cluster per minute. Then the operator is restarted with the
-        N settled clusters: its writes until every cluster had a pass and --idle-seconds more (the goal
-        is zero). One 3 + 3 cluster gives the one-cluster RSS first. Namespaces are deleted between
-        sizes.
+        of the last), with the CPU seconds each sandbox process used meanwhile (simulator, operator,
+        kube-apiserver, etcd, KCM, scheduler, kwok); then an idle window (--idle-seconds) once the
+        operator made no write for 10 s: operator RSS (start/end/max), CPU % per process, API writes,
+        API reads by verb and kind, EMQX API requests (from the simulator's counters), each per cluster
+        per minute. Then the operator is restarted with the N settled clusters: its writes until every
+        cluster had a pass and --idle-seconds more (the goal is zero). One 3 + 3 cluster gives the
+        one-cluster RSS first. Namespaces are deleted between sizes.
 
 Figures for the official operator (2.2.29) are the ones measured beside ours on this sandbox and
 simulator in issue 19 (they are printed next to ours; this script does not run it).
@@ -58,6 +59,52 @@ OFFICIAL = {  # issue 19: official operator 2.2.29, honest probe timing, medians
     "create": 27.6, "scale": 12.9, "upgrade": 113.9, "rss_one_mib": 55.7, "idle_writes_per_min": 32,
     "idle_emqx_per_min": 6,
 }
+
+
+# Per-process CPU: the sandbox's processes (command line naming the bench's sandbox directory), grouped.
+CPU_GROUPS = ("simulator", "operator", "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def _cpu_group(argv: list[str]) -> str:
+    if "sandbox.emqxsim" in argv:
+        return "simulator"
+    if "emqx_operator.main" in argv or any(Path(arg).name == "emqx-operator" for arg in argv[:1]):
+        return "operator"
+    name = Path(argv[0]).name if argv else ""
+    return name if name in CPU_GROUPS else "other"
+
+
+def cpu_snapshot(directory: Path) -> dict[int, tuple[str, float]]:
+    """pid -> (group, utime + stime seconds) of every process whose command line names `directory`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    mark = str(directory).encode()
+    out: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+            if mark not in raw:
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        argv = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+        out[int(entry.name)] = (_cpu_group(argv), (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
+def cpu_by_group(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each group used between two snapshots (a process started meanwhile counts from 0;
+    one that ended meanwhile is lost)."""
+    used: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        used[group] = used.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return {group: round(used[group], 1) for group in (*CPU_GROUPS, "other") if group in used}
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{group} {seconds:g}" for group, seconds in cpu.items())
 
 
 class ReadyTracker:
@@ -328,12 +375,14 @@ def settle(env: Env, quiet: float = 10.0, timeout: float = 300.0) -> None:
 def idle_window(env: Env, clusters: int, seconds: float) -> dict[str, Any]:
     settle(env)
     before, emqx_before, started = counters(env.op), env.sim_requests(), time.monotonic()
+    cpu_start = cpu_snapshot(env.directory)
     rss = [env.op.proc_status().get("VmRSS", 0) / 1024]
     cpu_before = env.op.cpu_seconds()
     while time.monotonic() - started < seconds:
         time.sleep(1)
         rss.append(env.op.proc_status().get("VmRSS", 0) / 1024)
     window = time.monotonic() - started
+    cpu = cpu_by_group(cpu_start, cpu_snapshot(env.directory))
     changes = delta(before, counters(env.op))
     per_min = 60.0 / window / max(clusters, 1)
     traced = memory_report(env.op) if TRACE_MEMORY["on"] else None
@@ -343,6 +392,7 @@ def idle_window(env: Env, clusters: int, seconds: float) -> dict[str, Any]:
         "clusters": clusters, "window_s": round(window, 1),
         "rss_mib": {"start": round(rss[0], 1), "end": round(rss[-1], 1), "max": round(max(rss), 1)},
         "cpu_pct": round((env.op.cpu_seconds() - cpu_before) / window * 100, 2),
+        "cpu_pct_by_process": {group: round(seconds / window * 100, 1) for group, seconds in cpu.items()},
         "writes": writes, "reads": reads,
         "writes_per_cluster_min": round(sum(writes.values()) * per_min, 3),
         "gets_per_cluster_min": round(sum(v for k, v in reads.items() if k.startswith("GET")) * per_min, 3),
@@ -387,14 +437,18 @@ def phase_many(sizes: list[int], idle_seconds: float, timing: str = "fast") -> d
         env.add_nodes(max(sizes, default=0))
         for size in sizes:
             ns = env.namespace(f"many-{size}")
+            cpu_start = cpu_snapshot(env.directory)
             started = time.monotonic()
             keys = [env.create(ns, cr(f"c{i:03d}", "emqx/emqx:5.7.2", 1, 0)) for i in range(size)]
             created = time.monotonic() - started
             at = env.ready(keys, 1800)
+            cpu = cpu_by_group(cpu_start, cpu_snapshot(env.directory))
             row: dict[str, Any] = {"created_s": round(created, 1),
                                    "all_ready_s": round(max(at.values()) - started, 1),
-                                   "ready": summary([t - started for t in at.values()])}
+                                   "ready": summary([t - started for t in at.values()]),
+                                   "cpu_s": cpu}
             print(f"  {size} clusters created in {created:.1f}s, all Ready after {row['all_ready_s']}s", flush=True)
+            print(f"  CPU seconds until all Ready: {cpu_text(cpu)}", flush=True)
             row["idle"] = idle_window(env, size, idle_seconds)
             print(f"  idle: {row['idle']}", flush=True)
             env.op.stop()
@@ -464,6 +518,12 @@ def render(results: dict[str, Any]) -> str:
             idle = row["idle"]
             lines.append(f"| {size} clusters (1 core each) created at once → all Ready, {timing} timing | "
                          f"{row['all_ready_s']} s (median {row['ready']['p50']:.1f} s) | |")
+            if row.get("cpu_s"):
+                lines.append(f"| CPU seconds from the create to all Ready, {size} clusters | "
+                             f"{cpu_text(row['cpu_s'])} | |")
+            if idle.get("cpu_pct_by_process"):
+                lines.append(f"| CPU at idle, {size} clusters | "
+                             + ", ".join(f"{g} {p:g}%" for g, p in idle["cpu_pct_by_process"].items()) + " | |")
             lines.append(f"| operator RSS at idle, {size} clusters (max over {idle['window_s']:.0f} s) | "
                          f"{idle['rss_mib']['end']} MiB ({idle['rss_mib']['max']}) | |")
             lines.append(f"| per cluster per idle minute, {size} clusters: writes / EMQX requests / GETs / LISTs "

@@ -13,7 +13,9 @@ import json
 import logging
 import re
 import secrets
+import selectors
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from . import backup, configmodel, schema, versions
 from .erlterm import Atom, Binary, Charlist, best_effort_json, format_deep_0p, format_p
 from .node import SimNode
-from .world import World
+from .world import Fault, World
 
 log = logging.getLogger("emqxsim")
 
@@ -984,13 +986,42 @@ class QuietHTTPServer(ThreadingHTTPServer):
 
 
 class _TrackingServer(QuietHTTPServer):
+    """One node's listening socket and its open connections. It never runs `serve_forever`: the shared
+    `_Acceptor` accepts its connections, each then served by a thread of its own (ThreadingMixIn)."""
+
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128  # listen() backlog (socketserver's default is 5; ranch's is 1024)
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also resolves socket.getfqdn(host) (a reverse lookup per listener) for
+        # server_name, which nothing here reads.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, address = self.socket.accept()  # the listening socket is non-blocking; its connections block
+        conn.setblocking(True)
+        return conn, address
+
+    def accept_pending(self) -> None:
+        """Accept what the listener has queued (called when it is readable); each connection gets a thread."""
+        for _ in range(_ACCEPTS_PER_WAKEUP):
+            try:
+                request, client_address = self.get_request()
+            except OSError:  # nothing (more) queued, or the listener was closed meanwhile
+                return
+            try:
+                self.process_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+                self.shutdown_request(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.sockets_lock:
@@ -1013,6 +1044,71 @@ class _TrackingServer(QuietHTTPServer):
                 pass
 
 
+_ACCEPTS_PER_WAKEUP = 16
+
+
+class _Acceptor:
+    """One thread accepting the connections of every node listener of the process: a selector over their
+    listening sockets (a thread per listener polling 20 times a second cost more than the nodes did)."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wakeup_recv, self._wakeup_send = socket.socketpair()
+        self._wakeup_recv.setblocking(False)
+        self._wakeup_send.setblocking(False)
+        self._selector.register(self._wakeup_recv, selectors.EVENT_READ, None)
+        self._thread: threading.Thread | None = None
+
+    def add(self, server: _TrackingServer) -> None:
+        server.socket.setblocking(False)
+        with self._lock:
+            self._selector.register(server.socket, selectors.EVENT_READ, server)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="emqxsim-acceptor", daemon=True)
+                self._thread.start()
+        self._wake()
+
+    def remove(self, server: _TrackingServer) -> None:
+        """After this returns nothing more is accepted from `server`'s listener (the caller closes it)."""
+        with self._lock:
+            try:
+                self._selector.unregister(server.socket)
+            except (KeyError, ValueError):
+                pass
+
+    def _wake(self) -> None:
+        try:
+            self._wakeup_send.send(b"\0")
+        except OSError:  # the buffer is full: a wake-up is pending anyway
+            pass
+
+    def _run(self) -> None:
+        while True:
+            try:
+                events = self._selector.select()
+            except OSError:  # e.g. a listener closed while being polled: poll again
+                time.sleep(0.01)
+                continue
+            for key, _ in events:
+                server = key.data
+                if server is None:
+                    try:
+                        while self._wakeup_recv.recv(4096):
+                            pass
+                    except OSError:
+                        pass
+                    continue
+                with self._lock:
+                    # unregistered since select() returned (stopped): its listener is closed or closing
+                    if self._selector.get_map().get(key.fd) is not key:
+                        continue
+                    server.accept_pending()
+
+
+_ACCEPTOR = _Acceptor()
+
+
 class NodeHttpServer:
     """Binds `<podIP>:<dashboard port>` at construction (OSError if it cannot)."""
 
@@ -1022,18 +1118,19 @@ class NodeHttpServer:
         self.api = NodeApi(node, world)
         self.address = (node.spec.pod.ip, node.spec.dashboard_port)
         self._server = _TrackingServer(self.address, self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"emqxsim-node-{node.name}",
-            daemon=True,
-        )
-        self._thread.start()
+        self.closed = False
+        _ACCEPTOR.add(self._server)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Close the listener at once (new connections are refused) and drop the open connections."""
+        self.closed = True
+        _ACCEPTOR.remove(self._server)
         self._server.server_close()
         self._server.drop_connections()
+
+    def listening_on(self, host: str, port: int) -> bool:
+        """This listener is open on host:port (a connection there reaches it)."""
+        return not self.closed and self.address == (host, port)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
@@ -1054,8 +1151,7 @@ class NodeHttpServer:
         return Handler
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
-        node = self.node
-        if not node.alive:
+        if not self.node.alive:
             handler.close_connection = True
             return
         split = urlsplit(handler.path)
@@ -1068,16 +1164,37 @@ class NodeHttpServer:
             headers={name.lower(): value for name, value in handler.headers.items()},
             body=body,
         )
+        fault = self.receive(request)
+        response = self.respond(request, fault)
+        if response is None:
+            handler.close_connection = True
+            return
+        self._write(handler, response, head_only=request.method == "HEAD")
+        for callback in response.after:
+            threading.Thread(target=callback, daemon=True).start()
+
+    # A request, once read (the network path above, or a probe answered in-process by the kubelet: kube.py),
+    # goes through `receive` then `respond`.
+
+    def receive(self, request: Request) -> Fault | None:
+        """Count the request (probes are not counted) and take the fault injected on its path, if any."""
+        node = self.node
         if not request.header(PROBE_HEADER):
             self.world.count_request(node.name, request.method, request.path, node.spec.pod.namespace)
-        fault = self.world.take_fault(node, request.path)
+        return self.world.take_fault(node, request.path)
+
+    def respond(self, request: Request, fault: Fault | None, patience: float | None = None) -> Response | None:
+        """The response, or None when the connection ends without one: the node stopped meanwhile, the
+        fault drops it, or (`patience`: the client's timeout, seconds) the fault's delay outlasts the client.
+        Blocks for the fault's delay."""
+        node = self.node
         if fault is not None:
-            deadline = time.monotonic() + fault.delay
+            delay = fault.delay if patience is None else min(fault.delay, patience)
+            deadline = time.monotonic() + delay
             while node.alive and time.monotonic() < deadline:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-            if not node.alive or fault.drop:
-                handler.close_connection = True
-                return
+            if not node.alive or fault.drop or (patience is not None and fault.delay >= patience):
+                return None
         response = fault_response(node, request.path, fault.status) if fault and fault.status else None
         if response is None:
             try:
@@ -1086,11 +1203,8 @@ class NodeHttpServer:
                 log.exception("%s: error serving %s %s", node.name, request.method, request.path)
                 response = error_response(500, "INTERNAL_ERROR", "emqxsim internal error")
         if not node.alive:
-            handler.close_connection = True
-            return
-        self._write(handler, response, head_only=request.method == "HEAD")
-        for callback in response.after:
-            threading.Thread(target=callback, daemon=True).start()
+            return None
+        return response
 
     @staticmethod
     def _write(handler: BaseHTTPRequestHandler, response: Response, head_only: bool) -> None:

@@ -8,25 +8,29 @@ console lines in scribe.py and the log files in podlogs.py.
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
 
 from . import kubelet, scribe, versions
-from .api import PROBE_HEADER
+from .api import PROBE_HEADER, NodeHttpServer, Request
 from .podlogs import ContainerLogs, flog
 from .podspec import ContainerConfigError, emqx_container, resolve_container
 from .scribe import NodeLook
-from .world import INSTANCE_LABEL, PodRecord, World
+from .world import INSTANCE_LABEL, Fault, PodRecord, World
 
 log = logging.getLogger("emqxsim")
 
@@ -36,6 +40,12 @@ PROBE_USER_AGENT = "kube-probe/1.37"
 def _raw(response: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(response.data)
     return data
+
+
+def _release(response: Any) -> None:
+    """Give the connection of a `_preload_content=False` response back to the pool, its body unread."""
+    response.drain_conn()
+    response.release_conn()
 
 
 class KubeObjectSource:
@@ -119,39 +129,60 @@ class PodWatcher:
         return resource_version
 
     def _watch(self, resource_version: str) -> None:
-        from kubernetes import watch
+        """The watch read as raw JSON lines (the client's Watch would build a V1Pod model per event, which
+        cost a quarter of the simulator's CPU at 500 pods). An ERROR event (410 Gone: the resource version
+        is too old) raises, as the client's Watch does when given timeout_seconds: the loop relists after 1 s.
+        The server ends the watch after timeout_seconds: relist."""
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.watch.watch import iter_resp_lines
 
-        watcher = watch.Watch()
-        for event in watcher.stream(
-            self.core.list_pod_for_all_namespaces,
+        response = self.core.list_pod_for_all_namespaces(
             label_selector=INSTANCE_LABEL,
             resource_version=resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=60,
+            watch=True,
+            _preload_content=False,
             _request_timeout=90,
-        ):
-            if self._stop.is_set():
-                watcher.stop()
-                return
-            kind = event["type"]
-            raw = event.get("raw_object") or {}
-            if kind == "ERROR":
-                log.info("pod watch ended: %s", raw.get("message", raw))
-                return
-            if kind == "BOOKMARK":
-                continue
-            if kind == "DELETED":
-                World.stop_servers(self.world.forget_pod(raw["metadata"]["uid"]))
-            else:
-                self._apply(raw)
+        )
+        try:
+            for line in iter_resp_lines(response):
+                if self._stop.is_set():
+                    return
+                if not line or line.isspace():
+                    continue
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                kind = event.get("type")
+                raw = event.get("object") or {}
+                if kind == "ERROR":
+                    raise ApiException(status=raw.get("code"), reason=f"{raw.get('reason')}: {raw.get('message')}")
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    World.stop_servers(self.world.forget_pod(raw["metadata"]["uid"]))
+                else:
+                    self._apply(raw)
+        finally:
+            response.close()
+            response.release_conn()
 
 
 # ---------------------------------------------------------------------------------------------- probes
 
 
+def probe_headers(spec: kubelet.ProbeSpec) -> dict[str, str]:
+    """The headers an HTTP probe sends (the pod's httpHeaders replace ours of the same spelling)."""
+    headers = {"User-Agent": PROBE_USER_AGENT, "Accept": "*/*", PROBE_HEADER: "1"}
+    headers.update(dict(spec.headers))
+    return headers
+
+
 def run_probe(spec: kubelet.ProbeSpec, pod_ip: str) -> bool:
-    """One probe as the kubelet's prober runs it (HTTP: 200-399 is success; TCP: connect). exec and gRPC
-    probes are not simulated and succeed."""
+    """One probe as the kubelet's prober runs it (HTTP: 200-399 is success; TCP: connect), over the
+    network. exec and gRPC probes are not simulated and succeed."""
     host = spec.host or pod_ip
     if spec.handler == "tcp":
         try:
@@ -169,15 +200,136 @@ def run_probe(spec: kubelet.ProbeSpec, pod_ip: str) -> bool:
         )
     else:
         connection = http.client.HTTPConnection(host, spec.port, timeout=spec.timeout)
-    headers = {"User-Agent": PROBE_USER_AGENT, "Accept": "*/*", PROBE_HEADER: "1"}
-    headers.update(dict(spec.headers))
     try:
-        connection.request("GET", spec.path, headers=headers)
+        connection.request("GET", spec.path, headers=probe_headers(spec))
         return 200 <= connection.getresponse().status < 400
     except (OSError, http.client.HTTPException):
         return False
     finally:
         connection.close()
+
+
+# What http.client sends and BaseHTTPRequestHandler reads back unchanged: an RFC 9110 token as a header
+# name, printable ASCII without surrounding blanks as a value, printable ASCII as the path.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_PLAIN_VALUE = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
+_PLAIN_PATH = re.compile(r"/[!-~]*")
+# Headers that change how the server reads the request (a body to wait for, a 100-continue exchange).
+_WIRE_ONLY_HEADERS = frozenset({"content-length", "transfer-encoding", "expect"})
+
+
+def direct_request(spec: kubelet.ProbeSpec, pod_ip: str) -> Request | None:
+    """The request a node's listener reads when this HTTP probe is sent to `pod_ip` (as run_probe sends
+    it: http.client adds Host and Accept-Encoding), or None when only the network can tell (an unusual
+    path or header: it is sent for real)."""
+    if ":" in pod_ip or len(spec.path) > 2048 or not _PLAIN_PATH.fullmatch(spec.path):
+        return None
+    headers = probe_headers(spec)
+    names = {name.lower() for name in headers}
+    if len(headers) > 32 or names & _WIRE_ONLY_HEADERS:
+        return None
+    wire: list[tuple[str, str]] = []
+    if "host" not in names:
+        wire.append(("Host", pod_ip if spec.port == 80 else f"{pod_ip}:{spec.port}"))
+    if "accept-encoding" not in names:
+        wire.append(("Accept-Encoding", "identity"))
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name) or len(value) > 4096 or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        wire.append((name, value))
+    path = spec.path
+    if path.startswith("//"):  # BaseHTTPRequestHandler.parse_request reduces a leading // to /
+        path = "/" + path.lstrip("/")
+    split = urlsplit(path)
+    return Request("GET", split.path, dict(parse_qsl(split.query)), {name.lower(): value for name, value in wire})
+
+
+# The same probe of the same pod asks the same request every period: built once (requests are not changed
+# by the API, which only reads them).
+_direct_request = functools.lru_cache(maxsize=8192)(direct_request)
+
+
+class ProbeOutcome(Protocol):
+    """A probe in flight or done: a Future from the pool, or `Answered`."""
+
+    def done(self) -> bool: ...
+
+    def cancelled(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+    def result(self, timeout: float | None = None) -> bool: ...
+
+
+class Answered:
+    """A probe answered on the spot (a finished Future without its locks and condition)."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome: bool):
+        self.outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+    def result(self, timeout: float | None = None) -> bool:
+        return self.outcome
+
+
+def _answer(server: NodeHttpServer, request: Request, fault: Fault | None, timeout: float, started: float) -> bool:
+    """The rest of the request on the node's listener (fault delay, the API); False where the prober's
+    client gets no response within `timeout` seconds."""
+    response = server.respond(request, fault, patience=timeout)
+    if response is None or time.monotonic() - started >= timeout:
+        return False
+    for callback in response.after:
+        threading.Thread(target=callback, daemon=True).start()
+    return 200 <= response.status < 400
+
+
+class Prober:
+    """Runs the kubelet's probes. An HTTP probe of a pod's own node on its dashboard listener (podIP, the
+    listener's port, scheme HTTP, no host set) is answered in-process, through the listener's own
+    request path (`NodeHttpServer.receive` and `respond`: node alive, injected faults with their delay,
+    drop and status, the API; probe requests not counted), with the outcome the network would give; at
+    500 pods the network round trips (a server thread each) cost more than the nodes. Every other probe,
+    and one whose listener is not open (the port then refuses connections, or something else answers
+    there), goes over the network from the pool."""
+
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
+
+    @staticmethod
+    def direct_server(spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> NodeHttpServer | None:
+        """The node's listener when the probe would reach it over the network, else None."""
+        if spec.handler != "http" or spec.host or spec.scheme.upper() != "HTTP" or node is None:
+            return None
+        server = node.server
+        if not isinstance(server, NodeHttpServer) or not server.listening_on(pod_ip, spec.port):
+            return None
+        return server
+
+    def submit(self, spec: kubelet.ProbeSpec, pod_ip: str, node: Any) -> ProbeOutcome:
+        """The outcome of one probe of the pod whose node (None: none running) is `node`."""
+        if spec.handler not in ("http", "tcp"):
+            return Answered(True)  # exec and gRPC: not simulated
+        server = self.direct_server(spec, pod_ip, node)
+        request = _direct_request(spec, pod_ip) if server is not None else None
+        if server is None or request is None:
+            return self.pool.submit(run_probe, spec, pod_ip)
+        started = time.monotonic()
+        if not server.node.alive:
+            return Answered(False)  # the listener closes the connection without a response
+        fault = server.receive(request)
+        if fault is not None and fault.delay > 0:
+            return self.pool.submit(_answer, server, request, fault, spec.timeout, started)
+        return Answered(_answer(server, request, fault, spec.timeout, started))
 
 
 # ---------------------------------------------------------------------------------------------- kwok resources
@@ -237,17 +389,19 @@ class KwokResources:
 
         metadata = body["metadata"]
         try:
-            self.custom.create_namespaced_custom_object(
-                KWOK_GROUP, KWOK_VERSION, metadata["namespace"], plural, body, _request_timeout=10
+            response = self.custom.create_namespaced_custom_object(
+                KWOK_GROUP, KWOK_VERSION, metadata["namespace"], plural, body, _request_timeout=10,
+                _preload_content=False,
             )
         except ApiException as error:
             if error.status != 409:
                 raise
-            self.custom.patch_namespaced_custom_object(
+            response = self.custom.patch_namespaced_custom_object(
                 KWOK_GROUP, KWOK_VERSION, metadata["namespace"], plural, metadata["name"],
                 {"metadata": {"ownerReferences": metadata["ownerReferences"]}, "spec": body["spec"]},
-                _request_timeout=10,
+                _request_timeout=10, _preload_content=False,
             )
+        _release(response)
 
     def ensure_forward(self, pod: Mapping[str, Any]) -> None:
         self._create("portforwards", port_forward_body(pod))
@@ -339,8 +493,13 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emqxsim-kubelet", daemon=True)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="emqxsim-probe")
-        self._probes: dict[tuple[str, str], Future[bool]] = {}
+        self._prober = Prober(self._pool)
+        self._probes: dict[str, dict[str, ProbeOutcome]] = {}  # pod uid -> probe kind -> the probe running
         self._last_patch: dict[str, tuple[str, float]] = {}
+        # What the last round computed, reused while its inputs are the same objects (see _write_status,
+        # _scribe): pod uid -> (pod, kubelet inputs, wanted status, differs, digest); uid -> (config, digest).
+        self._status_memo: dict[str, tuple[dict[str, Any], tuple[Any, ...], dict[str, Any], bool, str]] = {}
+        self._config_digests: dict[str, tuple[Any, str]] = {}
         world.container_gate = self._gate
         world.boot_scale = self._boot_scale
 
@@ -414,10 +573,10 @@ class Kubelet:
         with self._lock:
             pk = self.pods.pop(uid, None)
             logs = self.logs.pop(uid, None)
-        for key in [key for key in self._probes if key[0] == uid]:
-            self._probes.pop(key, None)
+        self._probes.pop(uid, None)
         version = self.versions.pop(uid, None)
-        for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed):
+        for table in (self.looks, self.waits_logged, self._last_patch, self.logs_pointed, self._status_memo,
+                      self._config_digests):
             table.pop(uid, None)
         self.debug_ready.discard(uid)
         if pk is not None and pk.running is not None and logs is not None:
@@ -469,7 +628,7 @@ class Kubelet:
         if view.state == "running" and node is not None:
             config = node.running_config
             level = scribe.console_level(config)
-            look = NodeLook(node.evacuation_state(), scribe.config_digest(config))
+            look = NodeLook(node.evacuation_state(), self._config_digest(view.uid, config))
             seen = self.looks.get(view.uid)
             if seen is None or seen[0] != id(node):
                 with self.world.lock:
@@ -479,11 +638,23 @@ class Kubelet:
                 logs.write(scribe.boot_lines(spec.image.reported_edition.value, versions.format_version(spec.version),
                                              config, spec.dashboard_port, peers, list(spec.warnings)), wall, level)
             else:
-                logs.write(scribe.diff_lines(seen[1], look), wall, level)
+                lines = scribe.diff_lines(seen[1], look)
+                if lines:
+                    logs.write(lines, wall, level)
             self.looks[view.uid] = (id(node), look)
         elif view.state == "waiting" and self.waits_logged.get(view.uid) != view.reason:
             logs.write([flog("warning", view.reason)], wall)
             self.waits_logged[view.uid] = view.reason
+
+    def _config_digest(self, uid: str, config: Any) -> str:
+        """scribe.config_digest of a node's running config, computed again only when the config is another
+        object: the World replaces a node's running config on every change, never edits it in place."""
+        known = self._config_digests.get(uid)
+        if known is not None and known[0] is config:
+            return known[1]
+        digest = scribe.config_digest(config)
+        self._config_digests[uid] = (config, digest)
+        return digest
 
     def _lifecycle(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
@@ -556,30 +727,33 @@ class Kubelet:
     # ------------------------------------------------------------------ probes
 
     def _drop_probes(self, uid: str) -> None:
-        for key in [key for key in self._probes if key[0] == uid]:
-            future = self._probes.pop(key)
+        for future in self._probes.pop(uid, {}).values():
             future.cancel()
 
     def _run_probes(self, view: PodView, pk: kubelet.PodKubelet, now: float) -> None:
         ip = (view.pod.get("status") or {}).get("podIP") or ""
         for spec in pk.due_probes(now):
-            key = (view.uid, spec.kind)
-            if key in self._probes:
+            running = self._probes.setdefault(view.uid, {})
+            if spec.kind in running:
                 continue  # a probe worker runs one probe at a time
-            self._probes[key] = self._pool.submit(run_probe, spec, ip)
+            record = self.world.pods.get(view.uid)  # the node as the probe finds it now, not at the snapshot
+            running[spec.kind] = self._prober.submit(spec, ip, record.node if record is not None else None)
 
     def _collect_probes(
         self, view: PodView, pk: kubelet.PodKubelet, logs: ContainerLogs | None, now: float, wall: float
     ) -> None:
-        for key in [key for key in self._probes if key[0] == view.uid and self._probes[key].done()]:
-            future = self._probes.pop(key)
+        running = self._probes.get(view.uid)
+        if not running:
+            return
+        for kind in [kind for kind, future in running.items() if future.done()]:
+            future = running.pop(kind)
             if future.cancelled() or pk.running is None:
                 continue
             outcome = bool(future.result())
             with self._lock:
-                kill = pk.probe_result(key[1], outcome)
+                kill = pk.probe_result(kind, outcome)
             if kill:
-                self._kill(view, pk, logs, key[1], now, wall)
+                self._kill(view, pk, logs, kind, now, wall)
                 return
 
     def _kill(
@@ -614,20 +788,32 @@ class Kubelet:
         from kubernetes.client.exceptions import ApiException
 
         with self._lock:
-            wanted = kubelet.pod_status(pk, view.pod)
-        if not kubelet.status_differs(wanted, view.pod):
+            # pod_status reads only these of the kubelet's state, and the pod (replaced, never changed in
+            # place, by observe_pod): the same pod object and inputs give the same status as last round.
+            inputs = (pk.running, pk.terminated, pk.restart_count, pk.waiting_reason, pk.waiting_message,
+                      pk.ever_started, pk.started(), pk.ready(), view.image in pk.pulled_images)
+            memo = self._status_memo.get(view.uid)
+            if memo is not None and memo[0] is view.pod and memo[1] == inputs:
+                _, _, wanted, differs, digest = memo
+            else:
+                wanted = kubelet.pod_status(pk, view.pod)
+                differs = kubelet.status_differs(wanted, view.pod)
+                digest = json.dumps(wanted, sort_keys=True) if differs else ""
+                self._status_memo[view.uid] = (view.pod, inputs, wanted, differs, digest)
+        if not differs:
             return
-        digest = json.dumps(wanted, sort_keys=True)
         last = self._last_patch.get(view.uid)
         # The watch reports our own patch a moment later; don't send the same status again meanwhile.
         if last is not None and last[0] == digest and time.monotonic() - last[1] < 3.0:
             return
-        body = {"status": kubelet.with_transition_times(wanted, view.pod, wall)}
+        body = {"status": kubelet.with_transition_times(copy.deepcopy(wanted), view.pod, wall)}
         try:
-            self.core.patch_namespaced_pod_status(
+            response = self.core.patch_namespaced_pod_status(
                 view.name, view.namespace, body,
                 _content_type="application/strategic-merge-patch+json", _request_timeout=10,
+                _preload_content=False,  # the updated pod is not needed: no V1Pod model built
             )
+            _release(response)
             self._last_patch[view.uid] = (digest, time.monotonic())
             ready = next(c["status"] for c in wanted["conditions"] if c["type"] == "Ready")
             state = next(iter((wanted["containerStatuses"] or [{}])[0].get("state") or {"?": 0}))

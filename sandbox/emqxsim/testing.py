@@ -1,7 +1,8 @@
 """Builders for tests: EMQX pods and objects as the operator lays them out (docs/internals.md).
 
 `emqx_pod` makes a bound, Running pod dict for unit tests that feed a World directly;
-`cluster_manifests` makes the Secret/ConfigMap/Services/StatefulSet/Deployment to apply to the sandbox.
+`cluster_manifests` makes the Secret/ConfigMap/Services/StatefulSet/Deployment to apply to the sandbox;
+`StatusPatchApplier` stands in for the API server and the pod watch under the kubelet (kube.Kubelet).
 """
 
 from __future__ import annotations
@@ -341,3 +342,37 @@ class Harness:
             method, path, dict(query or {}), all_headers, body.encode() if isinstance(body, str) else body
         )
         return NodeApi(record.node, self.world).handle(request)
+
+
+class _Released:
+    """A `_preload_content=False` response whose body nobody reads."""
+
+    def drain_conn(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+class StatusPatchApplier:
+    """`patch_namespaced_pod_status` as the API server and the pod watch answer it, without HTTP: the
+    pod's status takes the patch (conditions merged by type, nulls dropped) and the World observes the
+    new pod. `patches` lists (namespace, name, status patch)."""
+
+    def __init__(self, world: Any):
+        self.world = world
+        self.patches: list[tuple[str, str, dict[str, Any]]] = []
+
+    def patch_namespaced_pod_status(self, name: str, namespace: str, body: dict[str, Any], **_: Any) -> _Released:
+        with self.world.lock:
+            record = next(r for r in self.world.pods.values() if (r.namespace, r.name) == (namespace, name))
+            pod = record.pod
+        patch = body["status"]
+        self.patches.append((namespace, name, patch))
+        status = dict(pod.get("status") or {})
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        for condition in patch.get("conditions") or []:
+            conditions[condition["type"]] = {k: v for k, v in condition.items() if v is not None}
+        status.update({k: v for k, v in patch.items() if k != "conditions"}, conditions=list(conditions.values()))
+        self.world.stop_servers(self.world.observe_pod({**pod, "status": status}))
+        return _Released()
