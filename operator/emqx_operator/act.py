@@ -50,10 +50,12 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
     remember = cache.put if cache is not None else (lambda obj: None)
     validate_first(api, world, plan)
     api.each([partial(_write_secret, api, write, False) for write in plan.secrets])
+    changed = bool(plan.secrets or plan.delete or plan.emqx_calls or plan.pod_patches or plan.pod_deletions)
     for wave in waves(plan.apply):
         for written in api.each([partial(_apply, api, world, obj, False) for obj in wave]):
             if written is not None:
                 remember(written)
+                changed = True
     for kind, name in plan.delete:
         api.delete(kind, namespace, name)
         if cache is not None:
@@ -92,7 +94,7 @@ def carry_out(api: ClusterApi, pool: ClientPool, spec: EmqxSpec, world: World, a
             deleted.append(deletion.name)
             if answer.get("kind") == "Pod":
                 remember(answer)  # terminating now: the next pass must not pick it again
-    return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted))
+    return Outcome(failures=tuple(failures), deleted_pods=tuple(deleted), changed=changed)
 
 
 def validate_first(api: ClusterApi, world: World, plan: Plan) -> None:

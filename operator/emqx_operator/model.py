@@ -187,6 +187,7 @@ class CallError:
 class Outcome:
     failures: tuple[tuple[EmqxCall, CallError], ...] = ()  # EMQX calls that failed, with EMQX's answer
     deleted_pods: tuple[str, ...] = ()
+    changed: bool = False  # something was written to Kubernetes or asked of EMQX
 
     def error(self, call: EmqxCall) -> CallError | None:
         return next((error for failed, error in self.failures if failed == call), None)

@@ -30,6 +30,22 @@ from kubectl_emqx.domain.vocabulary import KIND, ConditionType, Phase, utc_now
 log = logging.getLogger("emqx_operator.reconcile")
 
 
+BUSY_PATIENT_PASSES = 3  # busy passes in a row that change nothing before the look-again interval grows
+BUSY_MAX_SECONDS = 16.0
+
+
+def busy_requeue(base: float, quiet_passes: int, resync: float) -> float:
+    """When a busy resource (creating, rolling, draining) is looked at again with no event: every
+    `base` seconds while its passes change something, then, after BUSY_PATIENT_PASSES passes in a
+    row that changed nothing (no write, no status change, no EMQX call), twice as long each time up
+    to BUSY_MAX_SECONDS. Pod and resource events still trigger a pass at once; the look-again only
+    catches what has no event (EMQX's own view of its nodes, a deadline). Without the back-off,
+    hundreds of clusters waiting for slow pods were each looked at every 2 s, and that load made the
+    pods slower still."""
+    extra = max(0, quiet_passes - BUSY_PATIENT_PASSES + 1)
+    return min(base * 2 ** extra, max(base, BUSY_MAX_SECONDS), resync)
+
+
 class Reconciler:
     def __init__(self, api: ClusterApi, options: Options, pool: ClientPool | None = None,
                  cache: ObjectCache | None = None) -> None:
@@ -37,6 +53,7 @@ class Reconciler:
         self.cache = cache
         self.options = options
         self.pool = pool or ClientPool(options.emqx_timeout, getattr(api, "http", None))
+        self._idle_passes: dict[tuple[str, str], int] = {}  # busy passes in a row that changed nothing
 
     def reconcile(self, namespace: str, name: str) -> float:
         started = time.monotonic()
@@ -64,6 +81,7 @@ class Reconciler:
             METRICS.observe_reconcile(namespace, name, time.monotonic() - started, result)
 
     def forget(self, namespace: str, name: str) -> None:
+        self._idle_passes.pop((namespace, name), None)
         METRICS.forget_resource(namespace, name)
         self.pool.forget(namespace, name)
         if self.cache is not None:
@@ -84,15 +102,21 @@ class Reconciler:
         plan = decide(spec, world, emqx, old_status, now, fresh)
         outcome = act.carry_out(self.api, self.pool, spec, world, emqx.address, plan, self.cache)
         status, events = settle(plan, outcome, old_status, now)
-        self._write_status(body, old_status, status, events, now)
+        wrote_status = self._write_status(body, old_status, status, events, now)
         upgrade_phase = (status.get("upgrade") or {}).get("phase")
         METRICS.set_phase(namespace, name, status.get("phase"), upgrade_phase)
         # EMQX did not answer a call: back off to the resync period rather than retry every few seconds.
         outage = any(not error.verdict for _, error in outcome.failures)
-        return self.options.busy_requeue_seconds if plan.busy and not outage else self.options.resync_seconds
+        key = (namespace, name)
+        if not plan.busy or outage:
+            self._idle_passes.pop(key, None)
+            return self.options.resync_seconds
+        quiet = 0 if (wrote_status or events or outcome.changed) else self._idle_passes.get(key, 0) + 1
+        self._idle_passes[key] = quiet
+        return busy_requeue(self.options.busy_requeue_seconds, quiet, self.options.resync_seconds)
 
     def _write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
-                      events: tuple[Event, ...], now: datetime.datetime) -> None:
+                      events: tuple[Event, ...], now: datetime.datetime) -> bool:
         changed = changed_key(old, new, now)
         meta = body["metadata"]
         if changed is not None:
@@ -105,6 +129,7 @@ class Reconciler:
                 self.api.post_event(body, event.reason, event.message, event.type)
             except ApiError as exc:
                 log.warning("could not post Event %s: %s", event.reason, exc)
+        return changed is not None
 
     def _report_forbidden(self, namespace: str, name: str, exc: ApiError) -> None:
         message = (f"the operator is not allowed to {exc.method} {exc.path}: {exc.message} — grant it in the "

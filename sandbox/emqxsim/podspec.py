@@ -40,6 +40,28 @@ class StaticObjectSource:
         return self.secrets.get((namespace, name))
 
 
+class ReadOnce:
+    """An ObjectSource that reads each ConfigMap and Secret once: one container start's view (the
+    kubelet resolves a container's env and volumes from one read of each object it names; an object
+    named by six env vars is not fetched six times)."""
+
+    def __init__(self, source: ObjectSource) -> None:
+        self._source = source
+        self._read: dict[tuple[str, str, str], Mapping[str, str] | None] = {}
+
+    def config_map(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        key = ("ConfigMap", namespace, name)
+        if key not in self._read:
+            self._read[key] = self._source.config_map(namespace, name)
+        return self._read[key]
+
+    def secret(self, namespace: str, name: str) -> Mapping[str, str] | None:
+        key = ("Secret", namespace, name)
+        if key not in self._read:
+            self._read[key] = self._source.secret(namespace, name)
+        return self._read[key]
+
+
 class ContainerConfigError(Exception):
     """The kubelet cannot start the container (CreateContainerConfigError / FailedMount)."""
 

@@ -48,7 +48,7 @@ from .erlterm import Atom, Binary, Charlist, Tuple, format_0p
 from .hocon import ConfigDict, get_path
 from .node import SimClock, SimNode
 from .nodespec import BootFailure, NodeSpec, build_node_spec, dashboard_port, log_time
-from .podspec import ContainerConfigError, ObjectSource, emqx_container, resolve_container
+from .podspec import ContainerConfigError, ObjectSource, ReadOnce, emqx_container, resolve_container
 
 log = logging.getLogger("emqxsim")
 
@@ -586,7 +586,7 @@ class World:
         """The container's environment and image, then bin/emqx's reading of the configuration: the
         node's spec, or None when the container cannot start or EMQX exited (recorded on `record`)."""
         try:
-            runtime = resolve_container(pod, source)
+            runtime = resolve_container(pod, ReadOnce(source))
             versions.parse_image(runtime.image)
         except ContainerConfigError as error:
             with self.lock:

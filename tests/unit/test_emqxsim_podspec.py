@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from sandbox.emqxsim.podspec import (
@@ -170,3 +172,23 @@ def test_missing_volume_object_fails_the_mount():
     )
     with pytest.raises(ContainerConfigError, match="non-existent configmap key: x"):
         resolve_container(missing_item, StaticObjectSource(config_maps={("ns", "c"): {}}))
+
+
+def test_one_container_start_reads_each_object_once() -> None:
+    from sandbox.emqxsim.podspec import ReadOnce, StaticObjectSource
+
+    reads: list[tuple[str, str]] = []
+
+    class Counting(StaticObjectSource):
+        def secret(self, namespace: str, name: str) -> Any:
+            reads.append(("Secret", name))
+            return super().secret(namespace, name)
+
+        def config_map(self, namespace: str, name: str) -> Any:
+            reads.append(("ConfigMap", name))
+            return super().config_map(namespace, name)
+
+    source = ReadOnce(Counting(secrets={("ns", "s"): {"a": "1", "b": "2"}}))
+    assert source.secret("ns", "s") == {"a": "1", "b": "2"} and source.secret("ns", "s") == {"a": "1", "b": "2"}
+    assert source.config_map("ns", "missing") is None and source.config_map("ns", "missing") is None
+    assert reads == [("Secret", "s"), ("ConfigMap", "missing")]

@@ -216,3 +216,12 @@ def test_a_failing_idle_hook_is_logged_and_the_loop_goes_on() -> None:
         task.cancel()
 
     asyncio.run(main())
+
+
+def test_a_busy_resource_is_looked_at_less_often_while_its_passes_change_nothing() -> None:
+    from emqx_operator.reconcile import busy_requeue
+
+    delays = [busy_requeue(2.0, quiet, 75.0) for quiet in range(8)]
+    assert delays == [2.0, 2.0, 2.0, 4.0, 8.0, 16.0, 16.0, 16.0]
+    assert busy_requeue(2.0, 7, 10.0) == 10.0, "never later than the resync period"
+    assert busy_requeue(30.0, 0, 75.0) == 30.0, "a longer base is kept"
