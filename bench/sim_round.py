@@ -74,7 +74,7 @@ def main() -> int:
 
         def boot_loop() -> None:
             while not stop.is_set():
-                world.boot_due(lambda namespace: source)
+                world.boot_due(lambda record: source)
                 stop.wait(0.1)
 
         booter = threading.Thread(target=boot_loop, daemon=True)

@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import kubelet, scribe, versions
 from .api import PROBE_HEADER, NodeHttpServer, Request
 from .podlogs import ContainerLogs, flog
-from .podspec import ContainerConfigError, emqx_container, resolve_container
+from .podspec import ContainerConfigError, ObjectSource, ReadOnce, emqx_container, resolve_container
 from .scribe import NodeLook
 from .world import INSTANCE_LABEL, Fault, PodRecord, World
 
@@ -493,8 +493,14 @@ class Kubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="emqxsim-kubelet", daemon=True)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="emqxsim-probe")
+        # Status patches go out from threads of their own, one at a time per pod (the kubelet's status
+        # manager does not hold its pod workers up either): sent inline, 500 starting pods waited on
+        # each other's round trips to a busy API server.
+        self._status_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="emqxsim-status")
+        self._status_sending: dict[str, Future[None]] = {}
         self._prober = Prober(self._pool)
         self._probes: dict[str, dict[str, ProbeOutcome]] = {}  # pod uid -> probe kind -> the probe running
+        self._start_reads: dict[str, ReadOnce] = {}  # pod uid -> what its container was created with
         self._last_patch: dict[str, tuple[str, float]] = {}
         # What the last round computed, reused while its inputs are the same objects (see _write_status,
         # _scribe): pod uid -> (pod, kubelet inputs, wanted status, differs, digest); uid -> (config, digest).
@@ -509,6 +515,7 @@ class Kubelet:
     def stop(self) -> None:
         self._stop.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._status_pool.shutdown(wait=False, cancel_futures=True)
 
     def set_timing(self, timing: kubelet.Timing) -> None:
         """Applies to pods the kubelet sees from now on."""
@@ -570,6 +577,8 @@ class Kubelet:
                 log.exception("kubelet sync of %s/%s failed", view.namespace, view.name)
 
     def _forget(self, uid: str) -> None:
+        self._start_reads.pop(uid, None)
+        self._status_sending.pop(uid, None)
         with self._lock:
             pk = self.pods.pop(uid, None)
             logs = self.logs.pop(uid, None)
@@ -717,12 +726,19 @@ class Kubelet:
         wait = pk.pull(image, now, registry_error, invalid)
         if wait is not None:
             return wait
+        reads = ReadOnce(self.source)
         try:
-            resolve_container(view.pod, self.source)
+            resolve_container(view.pod, reads)
         except ContainerConfigError as error:
             reason, message = _config_verdict(error)
             return pk.config_error(now, reason, message)
+        self._start_reads[view.uid] = reads
         return kubelet.StartDecision(True)
+
+    def container_source(self, record: PodRecord) -> ObjectSource:
+        """What the pod's container was created with: the ConfigMaps and Secrets as read when the
+        kubelet created it (its environment is fixed then; bin/emqx reads the same at boot)."""
+        return self._start_reads.get(record.uid) or ReadOnce(self.source)
 
     # ------------------------------------------------------------------ probes
 
@@ -785,7 +801,6 @@ class Kubelet:
     # ------------------------------------------------------------------ status
 
     def _write_status(self, view: PodView, pk: kubelet.PodKubelet, wall: float) -> None:
-        from kubernetes.client.exceptions import ApiException
 
         with self._lock:
             # pod_status reads only these of the kubelet's state, and the pod (replaced, never changed in
@@ -806,7 +821,17 @@ class Kubelet:
         # The watch reports our own patch a moment later; don't send the same status again meanwhile.
         if last is not None and last[0] == digest and time.monotonic() - last[1] < 3.0:
             return
+        sending = self._status_sending.get(view.uid)
+        if sending is not None and not sending.done():
+            return  # the next round looks again, with what this one would have sent or newer
         body = {"status": kubelet.with_transition_times(copy.deepcopy(wanted), view.pod, wall)}
+        self._status_sending[view.uid] = self._status_pool.submit(
+            self._send_status, view, body, digest, wanted, pk.restart_count)
+
+    def _send_status(self, view: PodView, body: dict[str, Any], digest: str, wanted: dict[str, Any],
+                     restarts: int) -> None:
+        from kubernetes.client.exceptions import ApiException
+
         try:
             response = self.core.patch_namespaced_pod_status(
                 view.name, view.namespace, body,
@@ -818,8 +843,10 @@ class Kubelet:
             ready = next(c["status"] for c in wanted["conditions"] if c["type"] == "Ready")
             state = next(iter((wanted["containerStatuses"] or [{}])[0].get("state") or {"?": 0}))
             log.info("pod %s/%s phase=%s Ready=%s emqx=%s restarts=%d", view.namespace, view.name,
-                     wanted["phase"], ready, state, pk.restart_count)
+                     wanted["phase"], ready, state, restarts)
         except ApiException as error:
             if error.status != 404:
                 log.warning("failed to patch status of %s/%s: %s %s", view.namespace, view.name,
                             error.status, error.reason)
+        except Exception as error:  # noqa: BLE001 - the API server away: the next round sends it again
+            log.warning("failed to patch status of %s/%s: %s", view.namespace, view.name, error)

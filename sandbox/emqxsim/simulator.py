@@ -73,7 +73,7 @@ class Simulator:
         saved = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.world.boot_due(lambda namespace: self.source)
+                self.world.boot_due(self.kubelet.container_source)
                 if self.state_file is not None and time.monotonic() - saved > SAVE_SECONDS:
                     self.world.save_data(self.state_file)
                     saved = time.monotonic()

@@ -305,7 +305,7 @@ class Harness:
         self.boot()
 
     def boot(self) -> None:
-        self.world.boot_due(lambda namespace: self.source)
+        self.world.boot_due(lambda record: self.source)
 
     def delete(self, pod: dict[str, Any]) -> None:
         self.world.stop_servers(self.world.forget_pod(pod["metadata"]["uid"]))

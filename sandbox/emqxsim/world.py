@@ -48,7 +48,7 @@ from .erlterm import Atom, Binary, Charlist, Tuple, format_0p
 from .hocon import ConfigDict, get_path
 from .node import SimClock, SimNode
 from .nodespec import BootFailure, NodeSpec, build_node_spec, dashboard_port, log_time
-from .podspec import ContainerConfigError, ObjectSource, ReadOnce, emqx_container, resolve_container
+from .podspec import ContainerConfigError, ObjectSource, emqx_container, resolve_container
 
 log = logging.getLogger("emqxsim")
 
@@ -501,12 +501,13 @@ class World:
         self.record_event("booting", record, seconds=round(record.boot_seconds, 3))
         return True
 
-    def boot_due(self, source_for: Callable[[str], ObjectSource]) -> None:
-        """Boot every pod that is due; `source_for(namespace)` reads ConfigMaps/Secrets like the kubelet."""
+    def boot_due(self, source_for: Callable[[PodRecord], ObjectSource]) -> None:
+        """Boot every pod that is due; `source_for(record)` gives the ConfigMaps/Secrets its container
+        was created with."""
         self.tick()
         for record in self.due_records():
             try:
-                self._boot(record, source_for(record.namespace))
+                self._boot(record, source_for(record))
             finally:
                 with self.lock:
                     record.booting = False
@@ -586,7 +587,7 @@ class World:
         """The container's environment and image, then bin/emqx's reading of the configuration: the
         node's spec, or None when the container cannot start or EMQX exited (recorded on `record`)."""
         try:
-            runtime = resolve_container(pod, ReadOnce(source))
+            runtime = resolve_container(pod, source)
             versions.parse_image(runtime.image)
         except ContainerConfigError as error:
             with self.lock:
