@@ -801,7 +801,6 @@ class Kubelet:
     # ------------------------------------------------------------------ status
 
     def _write_status(self, view: PodView, pk: kubelet.PodKubelet, wall: float) -> None:
-
         with self._lock:
             # pod_status reads only these of the kubelet's state, and the pod (replaced, never changed in
             # place, by observe_pod): the same pod object and inputs give the same status as last round.
@@ -817,6 +816,7 @@ class Kubelet:
                 self._status_memo[view.uid] = (view.pod, inputs, wanted, differs, digest)
         if not differs:
             return
+
         last = self._last_patch.get(view.uid)
         # The watch reports our own patch a moment later; don't send the same status again meanwhile.
         if last is not None and last[0] == digest and time.monotonic() - last[1] < 3.0:
