@@ -29,7 +29,7 @@ class Scheduler:
     after some passes (the operator gives freed memory back then), never twice without a pass between."""
 
     def __init__(
-        self, reconcile: Callable[[str, str], float], workers: int = 4, error_backoff: float = 5.0,
+        self, reconcile: Callable[[str, str], float], workers: int = 8, error_backoff: float = 5.0,
         max_backoff: float = 120.0, on_idle: Callable[[], None] | None = None, idle_after: float = 10.0,
     ) -> None:
         self._reconcile = reconcile
