@@ -1,6 +1,6 @@
 """Durations under honest kubelet timing, memory and API traffic at scale, in one table (issue 19).
 
-    .venv/bin/python bench/scale_bench.py [--phases honest,many] [--rounds 3] [--sizes 50,100,500]
+    .venv/bin/python bench/scale_bench.py [--phases honest,many] [--rounds 3] [--sizes 50,100,200,500]
                                           [--idle-seconds 120] [--json out.json]
 
 honest  A private sandbox whose simulated kubelet honours probe timing (no probe before
@@ -540,7 +540,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phases", default="honest,many")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sizes", default="50,100,500")
+    parser.add_argument("--sizes", default="50,100,200,500")
     parser.add_argument("--idle-seconds", type=float, default=120)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trace-memory", action="store_true",
