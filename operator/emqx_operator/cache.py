@@ -168,11 +168,7 @@ class ObjectCache:
                 self.put(item, kind)
         with self._lock:
             for group in [g for g in self._groups if g[0] == kind and g[1] == namespace]:
-                for name in list(self._groups.get(group, ())):
-                    key = (kind, namespace, name)
-                    cached_rv = _rv(self._objects.get(key))
-                    if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
-                        self._unindex(key, self._objects.pop(key, None))  # gone before the LIST
+                self._drop_unlisted(group, listed, list_rv)
             self._namespace_seeded[(kind, namespace)] = started
             # A change older than every kind's namespace seed no longer matters.
             oldest = min(self._namespace_seeded.get((k, namespace), float("-inf")) for k in CACHED_KINDS)
@@ -188,11 +184,7 @@ class ObjectCache:
             self.put(item, kind)
         group = (kind, namespace, instance)
         with self._lock:
-            for name in list(self._groups.get(group, ())):
-                key = (kind, namespace, name)
-                cached_rv = _rv(self._objects.get(key))
-                if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
-                    self._unindex(key, self._objects.pop(key, None))  # gone before the LIST
+            self._drop_unlisted(group, listed, list_rv)
             self._seeded[group] = self._clock()
 
     def resource_seen(self, namespace: str, name: str, marker: str) -> None:
@@ -224,6 +216,16 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+    def _drop_unlisted(self, group: Group, listed: set[str], list_rv: int | None) -> None:
+        """Drop the group's objects a LIST at `list_rv` did not return and no event since has shown
+        (gone before the LIST). Called with the lock held."""
+        kind, namespace, _ = group
+        for name in list(self._groups.get(group, ())):
+            key = (kind, namespace, name)
+            cached_rv = _rv(self._objects.get(key))
+            if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
+                self._unindex(key, self._objects.pop(key, None))
 
     def _unindex(self, key: Key, old: dict[str, Any] | None) -> None:
         if old is None:

@@ -3,9 +3,11 @@ what the same probe over the network gives, in every state of the node; and the 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -40,6 +42,15 @@ def pool():
     executor = ThreadPoolExecutor(max_workers=4)
     yield executor
     executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _one_core() -> Iterator[tuple[Harness, str]]:
+    """A listening simulator with one core pod added: (the harness, the pod's IP)."""
+    with Harness(listen=True) as harness:
+        pod = emqx_pod("emqx-core-0")
+        harness.add(pod)
+        yield harness, pod["status"]["podIP"]
 
 
 def _node(harness: Harness, ident: str = CORE0):
@@ -96,10 +107,7 @@ def test_in_process_answer_equals_the_network_answer_while_booting_running_stopp
 
 def test_in_process_answer_equals_the_network_answer_under_faults(pool):
     prober = Prober(pool)
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         world = harness.world
         for status, expected in ((503, False), (500, False), (401, False), (302, True)):
             world.add_fault(CORE0, status, 0.0, "/status", None, False)
@@ -121,10 +129,7 @@ def test_in_process_answer_equals_the_network_answer_under_faults(pool):
 
 def test_a_fault_delay_is_waited_for_and_fails_the_probe_past_its_timeout(pool):
     prober = Prober(pool)
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         world = harness.world
         world.add_fault(CORE0, None, 0.3, "/status", None, False)
         for probe in (lambda: prober.submit(_spec(), ip, _node(harness)).result(timeout=10),
@@ -156,10 +161,7 @@ def test_a_fault_delay_is_waited_for_and_fails_the_probe_past_its_timeout(pool):
 
 def test_probe_requests_are_not_counted_unless_the_probe_header_is_overridden(pool):
     prober = Prober(pool)
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         node_name = _node(harness).name
         counts = harness.world.request_counts
         assert _both(prober, harness, _spec(), ip) == (True, True, True)
@@ -181,10 +183,7 @@ def test_probe_requests_are_not_counted_unless_the_probe_header_is_overridden(po
 )
 def test_the_in_process_request_is_the_one_the_listener_reads(pool, headers):
     """Same method, path, query and headers as BaseHTTPRequestHandler parses from run_probe's request."""
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         server = _node(harness).server
         seen: list[Request] = []
         handle = server.api.handle
@@ -213,10 +212,7 @@ def test_unusual_requests_go_over_the_network(spec):
 
 
 def test_only_http_probes_on_the_nodes_own_listener_are_answered_in_process(pool):
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         node = _node(harness)
         assert Prober.direct_server(_spec(), ip, node) is node.server
         assert Prober.direct_server(_spec(host=ip), ip, node) is None  # a host set in the probe
@@ -248,10 +244,7 @@ def test_every_listener_is_served_by_one_acceptor_thread():
 
 
 def test_a_stopped_listener_refuses_at_once_and_its_address_can_be_bound_again():
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         node = _node(harness)
         with pytest.raises(OSError):
             NodeHttpServer(node, harness.world)  # the address is taken
@@ -269,10 +262,7 @@ def test_a_stopped_listener_refuses_at_once_and_its_address_can_be_bound_again()
 
 
 def test_many_connections_at_once_are_all_served():
-    with Harness(listen=True) as harness:
-        pod = emqx_pod("emqx-core-0")
-        ip = pod["status"]["podIP"]
-        harness.add(pod)
+    with _one_core() as (harness, ip):
         with ThreadPoolExecutor(max_workers=16) as executor:
             outcomes = list(executor.map(lambda _: run_probe(_spec(timeout=5), ip), range(200)))
         assert all(outcomes)
