@@ -8,7 +8,9 @@ cache small.
 A cluster's objects of one kind are served from here only when
 - that kind's watch is live: kopf has delivered at least one of its events, or the operator has run
   for `watch_grace_seconds` (kopf opens every watch at start-up; a kind with no objects anywhere sends
-  no event, and a watch that failed is bounded by the re-seeding), and
+  no event, and a watch that failed is bounded by the re-seeding), or a namespace LIST sent before
+  then found none of the kind's objects in the namespace (nothing there could vanish unseen before
+  the watch's own listing: what is created later, that listing or an event brings), and
 - observe has seeded them with a LIST of its own less than `reseed_seconds` ago: either a LIST of
   that cluster's objects, or one LIST of the kind's operator-managed objects in the whole namespace
   (paged), which seeds every cluster of the namespace at once, those not created yet included. A
@@ -23,6 +25,14 @@ by resourceVersion, so an event or LIST older than what is cached never replaces
 leaves a tombstone so that a late copy of the object (act's own write racing its DELETED event)
 does not bring it back. act.py puts what it applied in at once, so the next pass never re-applies
 an object only because its watch event has not arrived yet.
+
+The operator's own two Secrets (the cookie, the API keys) are not watched: a watch or LIST of
+Secrets would need RBAC to read every Secret of a namespace. What a GET or the operator's own write
+answered is kept for `SECRET_MEMO_SECONDS` instead, so the passes of a cluster being created or
+rolled (every few seconds) do not read both again each time: 2 GETs per pass were two thirds of the
+operator's reads while 500 clusters were created. A Secret deleted by hand is therefore noticed
+within that time; a change to the resource (a `kubectl annotate` too) drops its copies at once.
+Only found Secrets are kept: a pass that found one missing reads it again.
 """
 
 from __future__ import annotations
@@ -45,6 +55,8 @@ CACHED_KINDS = ("Pod", "ConfigMap", "Service", "StatefulSet", "Deployment", "Pod
 RESEED_SECONDS = 1800.0
 WATCH_GRACE_SECONDS = 60.0
 TOMBSTONES = 2048
+SECRET_MEMO_SECONDS = 60.0
+SECRETS_KEPT = 4096
 
 
 class ObjectCache:
@@ -58,8 +70,10 @@ class ObjectCache:
         self._changed: dict[tuple[str, str], float] = {}  # (namespace, instance) -> when its resource changed
         self._seeding: dict[Scope, threading.Lock] = defaultdict(threading.Lock)
         self._tombstones: OrderedDict[Key, int] = OrderedDict()
-        self._live: set[str] = set()
+        self._live: dict[str, float] = {}  # kind -> when its watch's first event came
+        self._early: set[Scope] = set()  # namespaces listed once before the kind's watch was live
         self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
+        self._secrets: OrderedDict[tuple[str, str], tuple[str, float, dict[str, str]]] = OrderedDict()
         self._reseed = reseed_seconds
         self._clock = clock
         self._all_live_at = clock() + watch_grace_seconds
@@ -75,7 +89,7 @@ class ObjectCache:
         if kind not in CACHED_KINDS:
             return True
         with self._lock:
-            self._live.add(kind)
+            self._live.setdefault(kind, self._clock())
         if event_type == "DELETED":
             meta = obj.get("metadata") or {}
             self.delete(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), _rv(obj))
@@ -126,25 +140,28 @@ class ObjectCache:
         group = (kind, namespace, instance)
         with self._lock:
             now = self._clock()
-            live = kind in self._live or now >= self._all_live_at
-            seeded = self._seeded.get(group)
+            # A cluster's own LIST counts once the watch is live; a namespace seed is only kept when
+            # it can be trusted (seed_namespace).
+            seeded = self._seeded.get(group) if self._live_at(kind, now) else None
             scope = self._namespace_seeded.get((kind, namespace))
             if scope is not None and scope > self._changed.get((namespace, instance), float("-inf")):
                 seeded = scope if seeded is None else max(seeded, scope)
-            if not live or seeded is None or now - seeded > self._reseed:
+            if seeded is None or now - seeded > self._reseed:
                 return None
             names = sorted(self._groups.get(group, ()))
             return [copy.deepcopy(self._objects[(kind, namespace, name)]) for name in names]
 
     def namespace_seed_due(self, kind: str, namespace: str) -> bool:
-        """Whether a namespace-wide LIST of `kind` would let this cache serve its clusters: the kind's
-        watch is live and the namespace has no seed of it younger than `reseed_seconds`."""
+        """Whether a namespace-wide LIST of `kind` is due: the namespace has no seed of it younger than
+        `reseed_seconds`. Before the kind's watch is live, once per namespace only: the LIST counts if
+        it finds none of the kind's objects (a kind nobody uses, such as Deployments while no cluster
+        has replicants), and otherwise the clusters list their own objects until the watch is live."""
         with self._lock:
             now = self._clock()
-            if kind not in self._live and now < self._all_live_at:
-                return False
             scope = self._namespace_seeded.get((kind, namespace))
-            return scope is None or now - scope > self._reseed
+            if scope is not None and now - scope <= self._reseed:
+                return False
+            return self._live_at(kind, now) or (kind, namespace) not in self._early
 
     def seeding(self, kind: str, namespace: str) -> threading.Lock:
         """Held while one pass lists `kind` in `namespace` for everyone; the others wait and reuse it."""
@@ -158,7 +175,9 @@ class ObjectCache:
                        started: float) -> None:
         """What a LIST of every operator-managed object of `kind` in `namespace`, sent at `started`
         (`now()`), returned, page by page (items, the snapshot's resourceVersion): each page is kept
-        (trimmed) before the next is read. A resource that changed after `started` is not covered."""
+        (trimmed) before the next is read. A resource that changed after `started` is not covered.
+        A LIST sent before the kind's watch was live seeds nothing unless it found nothing: an object
+        it returned might be deleted before the watch's own listing, and no event would say so."""
         listed = set()
         list_rv: int | None = None
         for items, version in pages:
@@ -169,6 +188,9 @@ class ObjectCache:
         with self._lock:
             for group in [g for g in self._groups if g[0] == kind and g[1] == namespace]:
                 self._drop_unlisted(group, listed, list_rv)
+            if not self._live_at(kind, started) and listed:
+                self._early.add((kind, namespace))
+                return
             self._namespace_seeded[(kind, namespace)] = started
             # A change older than every kind's namespace seed no longer matters.
             oldest = min(self._namespace_seeded.get((k, namespace), float("-inf")) for k in CACHED_KINDS)
@@ -187,6 +209,33 @@ class ObjectCache:
             self._drop_unlisted(group, listed, list_rv)
             self._seeded[group] = self._clock()
 
+    # the operator's Secrets ----------------------------------------------------------------------
+
+    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A managed Secret's data (decoded) as last read or written, if that was less than
+        SECRET_MEMO_SECONDS ago; else None (observe reads it)."""
+        with self._lock:
+            kept = self._secrets.get((namespace, name))
+            if kept is None:
+                return None
+            if self._clock() - kept[1] > SECRET_MEMO_SECONDS:
+                del self._secrets[(namespace, name)]
+                return None
+            return dict(kept[2])
+
+    def put_secret(self, namespace: str, name: str, instance: str, data: dict[str, str]) -> None:
+        """Keep what a GET or the operator's own write of the Secret answered (found: never an absence)."""
+        with self._lock:
+            self._secrets[(namespace, name)] = (instance, self._clock(), dict(data))
+            self._secrets.move_to_end((namespace, name))
+            while len(self._secrets) > SECRETS_KEPT:
+                self._secrets.popitem(last=False)
+
+    def _drop_secrets(self, namespace: str, instance: str) -> None:
+        """Called with the lock held."""
+        for key in [k for k, kept in self._secrets.items() if k[0] == namespace and kept[0] == instance]:
+            del self._secrets[key]
+
     def resource_seen(self, namespace: str, name: str, marker: str) -> None:
         """The EMQX resource's watch event: when its spec or metadata changed (`marker`: generation,
         labels and annotations; status-only changes keep it), its objects are listed afresh on the next
@@ -199,6 +248,7 @@ class ObjectCache:
             self._resources[(namespace, name)] = marker
             if previous is not None:  # a change, not the first sight (a namespace seed covers that)
                 self._changed[(namespace, name)] = self._clock()
+                self._drop_secrets(namespace, name)
             for group in [g for g in self._seeded if g[1] == namespace and g[2] == name]:
                 del self._seeded[group]
 
@@ -206,6 +256,7 @@ class ObjectCache:
         """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
         with self._lock:
             self._resources.pop((namespace, instance), None)
+            self._drop_secrets(namespace, instance)
             # A resource of that name created again lists its own objects (the old ones may linger).
             self._changed[(namespace, instance)] = self._clock()
             for group in [g for g in self._seeded if g[1] == namespace and g[2] == instance]:
@@ -216,6 +267,10 @@ class ObjectCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._objects)
+
+    def _live_at(self, kind: str, when: float) -> bool:
+        """Whether the kind's watch was live at `when`. Called with the lock held."""
+        return self._live.get(kind, float("inf")) <= when or when >= self._all_live_at
 
     def _drop_unlisted(self, group: Group, listed: set[str], list_rv: int | None) -> None:
         """Drop the group's objects a LIST at `list_rv` did not return and no event since has shown

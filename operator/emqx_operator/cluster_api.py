@@ -111,17 +111,22 @@ class ClusterApi:
 
     def each(self, calls: Sequence[Callable[[], T]]) -> builtins.list[T]:
         """Run independent requests (each a call on this client) at once: a pass waits for one round
-        trip instead of one per object. Their results in order; once all have ended, the first
-        failure in order is raised."""
+        trip instead of one per object. The first runs in the calling thread, the others in a pool
+        shared by every worker. Their results in order; once all have ended, the first failure in
+        order is raised."""
         if len(calls) <= 1:
             return [call() for call in calls]
         with self._lock:
             if self._fanout is None:
                 self._fanout = ThreadPoolExecutor(max_workers=FANOUT_THREADS, thread_name_prefix="api-fanout")
             pool = self._fanout
-        futures = [pool.submit(call) for call in calls]
+        futures = [pool.submit(call) for call in calls[1:]]
         results: builtins.list[T] = []
         failure: BaseException | None = None
+        try:
+            results.append(calls[0]())
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others have ended
+            failure = exc
         for future in futures:
             try:
                 results.append(future.result())

@@ -53,7 +53,10 @@ MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}"
 NAMESPACE_PAGE = 500  # objects per page of a namespace-wide LIST: bounds what one answer holds in memory
 
 
-def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: ObjectCache | None = None) -> World:
+def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: ObjectCache | None = None,
+          secrets: dict[str, dict[str, str]] | None = None) -> World:
+    """`secrets`: the managed Secrets as `managed_secret` read them (the reconciler reads them beside
+    the resource); read here when not given."""
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for kind in OWNED_KINDS:
         for obj in _owned(api, cache, kind, spec):
@@ -63,20 +66,39 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: Obje
                   key=_by_ordinal)
     replicant = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == REPLICANT),
                        key=lambda p: p["metadata"]["name"])
-    names = object_names(spec.name)
-    secrets: dict[str, dict[str, str]] = {}
-    for secret_name in (names.cookie_secret, names.api_key_secret):
-        found = api.get("Secret", spec.namespace, secret_name)
-        if found is not None:
-            secrets[secret_name] = _decoded(found)
+    if secrets is None:
+        secrets = {}
+        for secret_name in managed_secret_names(spec.name):
+            data = managed_secret(api, cache, spec.namespace, spec.name, secret_name)
+            if data is not None:
+                secrets[secret_name] = data
     referenced: dict[tuple[str, str], str | None] = {}
     read: dict[str, dict[str, str] | None] = {}
     for secret_name, key in sorted(secret_rules.referenced_names(spec)):
         if secret_name not in read:
             found = api.get("Secret", spec.namespace, secret_name)
-            read[secret_name] = _decoded(found) if found is not None else None
+            read[secret_name] = decoded(found) if found is not None else None
         referenced[(secret_name, key)] = (read[secret_name] or {}).get(key)
     return World(resource, objects, tuple(core), tuple(replicant), secrets, referenced)
+
+
+def managed_secret_names(instance: str) -> tuple[str, str]:
+    names = object_names(instance)
+    return names.cookie_secret, names.api_key_secret
+
+
+def managed_secret(api: ClusterApi, cache: ObjectCache | None, namespace: str, instance: str,
+                   secret_name: str) -> dict[str, str] | None:
+    """One of the operator's Secrets (decoded), from the cache's short-lived copy or a GET; None when
+    it does not exist."""
+    data = cache.secret(namespace, secret_name) if cache is not None else None
+    if data is None:
+        found = api.get("Secret", namespace, secret_name)
+        if found is not None:
+            data = decoded(found)
+            if cache is not None:
+                cache.put_secret(namespace, secret_name, instance, data)
+    return data
 
 
 def _owned(api: ClusterApi, cache: ObjectCache | None, kind: str, spec: EmqxSpec) -> list[dict[str, Any]]:
@@ -107,14 +129,14 @@ def _by_ordinal(pod: dict[str, Any]) -> int:
     return ordinal if ordinal is not None else 1 << 30
 
 
-def _decoded(secret: dict[str, Any]) -> dict[str, str]:
-    decoded = {}
+def decoded(secret: dict[str, Any]) -> dict[str, str]:
+    values = {}
     for key, value in (secret.get("data") or {}).items():
         try:
-            decoded[key] = base64.b64decode(value).decode()
+            values[key] = base64.b64decode(value).decode()
         except (ValueError, UnicodeDecodeError):
-            decoded[key] = ""
-    return decoded
+            values[key] = ""
+    return values
 
 
 def emqx(spec: EmqxSpec, world_: World, old_status: dict[str, Any], now: datetime.datetime, options: Options,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from emqx_operator import act, observe
@@ -88,14 +89,24 @@ class Reconciler:
             self.cache.forget(namespace, name)
 
     def _reconcile(self, namespace: str, name: str) -> float:
-        body = self.api.get(KIND, namespace, name)
+        # The resource and those of the operator's Secrets (named after it) not kept by the cache are
+        # read at once.
+        kept = {secret_name: self.cache.secret(namespace, secret_name) if self.cache is not None else None
+                for secret_name in observe.managed_secret_names(name)}
+        unread = [secret_name for secret_name, data in kept.items() if data is None]
+        body, *found = self.api.each(
+            [partial(self.api.get, KIND, namespace, name)]
+            + [partial(observe.managed_secret, self.api, self.cache, namespace, name, secret_name)
+               for secret_name in unread])
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
             return FORGET
+        kept.update(zip(unread, found, strict=True))
+        secrets = {secret_name: data for secret_name, data in kept.items() if data is not None}
         old_status = dict(body.get("status") or {})
         now = utc_now()
         spec = spec_mod.normalize(body, namespace)
-        world = observe.world(self.api, spec, body, self.cache)
+        world = observe.world(self.api, spec, body, self.cache, secrets)
         valid = not validation.validate(spec)
         emqx = observe.emqx(spec, world, old_status, now, self.options, self.pool) if valid else EmqxView()
         fresh = builders.new_secret_values(spec) if secret_rules.missing(spec, world) else None

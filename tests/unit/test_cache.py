@@ -179,12 +179,37 @@ def test_a_namespace_list_drops_what_vanished_before_it_and_keeps_what_came_afte
     assert names(cache.of_instance("Service", "ns", "emqx")) == ["emqx-dashboard", "emqx-listeners"]
 
 
-def test_a_namespace_seed_waits_for_the_kinds_watch() -> None:
+def test_before_the_kinds_watch_is_live_a_namespace_list_counts_only_when_it_found_nothing() -> None:
     clock = Clock()
     cache = ObjectCache(clock=clock, watch_grace_seconds=60)
-    assert not cache.namespace_seed_due("Deployment", "ns"), "no event of the kind yet: a LIST could go stale"
-    clock.now += 61
     assert cache.namespace_seed_due("Deployment", "ns")
+    cache.seed_namespace("Deployment", "ns", iter([([], 20)]), cache.now())
+    assert cache.of_instance("Deployment", "ns", "a") == [], "no Deployment there: nothing can vanish unseen"
+    assert not cache.namespace_seed_due("Deployment", "ns")
+
+    assert cache.namespace_seed_due("StatefulSet", "ns")
+    cache.seed_namespace("StatefulSet", "ns", iter([([obj("StatefulSet", "a-core", 5, instance="a")], 20)]),
+                         cache.now())
+    assert cache.of_instance("StatefulSet", "ns", "a") is None, "a-core may be deleted before the watch lists"
+    assert not cache.namespace_seed_due("StatefulSet", "ns"), "one early LIST per namespace, not one per pass"
+    clock.now += 1
+    cache.event(None, obj("StatefulSet", "a-core", 5, instance="a"))  # the watch's own listing: live now
+    assert cache.namespace_seed_due("StatefulSet", "ns")
+    started = cache.now()
+    cache.seed_namespace("StatefulSet", "ns", iter([([obj("StatefulSet", "a-core", 5, instance="a")], 21)]),
+                         started)
+    assert names(cache.of_instance("StatefulSet", "ns", "a")) == ["a-core"]
+
+
+def test_a_list_sent_before_the_watch_went_live_is_not_trusted_by_an_event_during_it() -> None:
+    clock = Clock()
+    cache = ObjectCache(clock=clock, watch_grace_seconds=60)
+    started = cache.now()
+    clock.now += 1
+    cache.event(None, obj("Pod", "b-core-0", 7, instance="b"))  # arrives while the LIST is under way
+    cache.seed_namespace("Pod", "ns", iter([([obj("Pod", "a-core-0", 5, instance="a")], 6)]), started)
+    assert cache.of_instance("Pod", "ns", "a") is None
+    assert cache.namespace_seed_due("Pod", "ns"), "live now: the next LIST counts"
 
 
 def test_only_a_change_to_what_observe_reads_is_a_reason_to_look_again() -> None:
@@ -204,3 +229,26 @@ def test_only_a_change_to_what_observe_reads_is_a_reason_to_look_again() -> None
     assert cache.event("MODIFIED", obj("Pod", "emqx-core-0", 61, status={"phase": "Running"}))
     assert cache.event("DELETED", obj("Pod", "emqx-core-0", 62)), "a deletion always counts"
     assert cache.event("ADDED", {"kind": "Pod", "metadata": {"name": "x", "namespace": "ns"}}), "not kept: look"
+
+
+def test_the_operators_secrets_are_kept_briefly_and_dropped_when_the_resource_changes() -> None:
+    clock = Clock()
+    cache = ObjectCache(clock=clock)
+    cache.resource_seen("ns", "emqx", "[1, {}, {}]")
+    assert cache.secret("ns", "emqx-cookie") is None, "never read: observe GETs it"
+    cache.put_secret("ns", "emqx-cookie", "emqx", {"cookie": "c1"})
+    kept = cache.secret("ns", "emqx-cookie")
+    assert kept == {"cookie": "c1"}
+    kept["cookie"] = "changed by a reader"
+    clock.now += 59
+    assert cache.secret("ns", "emqx-cookie") == {"cookie": "c1"}
+    clock.now += 2
+    assert cache.secret("ns", "emqx-cookie") is None, "older than a minute: read again (deleted by hand?)"
+    cache.put_secret("ns", "emqx-cookie", "emqx", {"cookie": "c1"})
+    cache.put_secret("ns", "other-cookie", "other", {"cookie": "c2"})
+    cache.resource_seen("ns", "emqx", "[1, {}, {}]")  # a status write: kept
+    assert cache.secret("ns", "emqx-cookie") is not None
+    cache.resource_seen("ns", "emqx", "[1, {}, {\"a\": \"1\"}]")  # annotated: read everything again
+    assert cache.secret("ns", "emqx-cookie") is None and cache.secret("ns", "other-cookie") is not None
+    cache.forget("ns", "other")
+    assert cache.secret("ns", "other-cookie") is None

@@ -52,3 +52,20 @@ def test_the_first_failure_is_raised_once_every_request_has_ended() -> None:
 def test_a_single_request_needs_no_thread() -> None:
     api = _api(SlowHttp(1))
     assert api.each([lambda: 7]) == [7] and api._fanout is None
+
+
+def test_the_first_request_runs_in_the_calling_thread_and_a_failure_there_waits_for_the_others() -> None:
+    """The pool is shared by every worker: the first request of a group does not queue for it."""
+    http = SlowHttp(3)
+    api = _api(http)
+    threads: list[str] = []
+
+    def get(name: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return api.get("ConfigMap", "ns", name)
+
+    answers = api.each([lambda name=name: get(name) for name in ("a", "b", "c")])
+    assert len(answers) == 3 and threads.count(threading.current_thread().name) == 1
+    with pytest.raises(ApiError) as raised:
+        api.each([lambda name=name: api.get("ConfigMap", "ns", name) for name in ("bad", "b", "c")])
+    assert raised.value.status == 422 and len(http.seen) == 6
