@@ -236,21 +236,23 @@ class ObjectCache:
         for key in [k for k, kept in self._secrets.items() if k[0] == namespace and kept[0] == instance]:
             del self._secrets[key]
 
-    def resource_seen(self, namespace: str, name: str, marker: str) -> None:
+    def resource_seen(self, namespace: str, name: str, marker: str) -> bool:
         """The EMQX resource's watch event: when its spec or metadata changed (`marker`: generation,
         labels and annotations; status-only changes keep it), its objects are listed afresh on the next
         pass. A user's `kubectl annotate` is thus also a way to make the operator look at everything
-        again (a permission restored, an object changed by hand)."""
+        again (a permission restored, an object changed by hand). Whether it is the first sight or a
+        change."""
         with self._lock:
             previous = self._resources.get((namespace, name))
             if previous == marker:
-                return
+                return False
             self._resources[(namespace, name)] = marker
             if previous is not None:  # a change, not the first sight (a namespace seed covers that)
                 self._changed[(namespace, name)] = self._clock()
                 self._drop_secrets(namespace, name)
             for group in [g for g in self._seeded if g[1] == namespace and g[2] == name]:
                 del self._seeded[group]
+            return True
 
     def forget(self, namespace: str, instance: str) -> None:
         """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
@@ -309,6 +311,8 @@ def _rv(obj: dict[str, Any] | None) -> int | None:
 
 
 _CONTAINER_KEYS = ("name", "image", "ports")
+_WORKLOAD_STATUS = {"StatefulSet": ("observedGeneration", "updateRevision"),
+                    "Deployment": ("observedGeneration", "updatedReplicas")}
 
 
 def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
@@ -340,6 +344,15 @@ def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
                                         for c in (template.get("spec") or {}).get("containers") or []]},
             },
         }
+        # What decide reads of a workload's status: the controller has seen the template (and which
+        # revision), the Deployment's updated replicas and progress deadline. Its replica counts change
+        # with every pod and would make a pass each (the pods' own events already do).
+        status = obj.get("status") or {}
+        trimmed["status"] = {key: copy.deepcopy(status[key]) for key in _WORKLOAD_STATUS[kind] if key in status}
+        if kind == "Deployment" and status.get("conditions"):
+            trimmed["status"]["conditions"] = [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                                               for c in status["conditions"]]
+        return trimmed
     elif kind in ("Service", "PodDisruptionBudget"):
         return trimmed  # the operator reads their existence and the applied-hash annotation only
     else:

@@ -113,6 +113,26 @@ def test_trim_keeps_what_the_operator_reads_only() -> None:
     assert small["status"] == {"phase": "Running"}
 
 
+def test_a_workloads_replica_counts_are_no_reason_to_look_again() -> None:
+    """The StatefulSet controller rewrites the status as each pod is created and turns Ready: each
+    was a pass (the pods' own events say as much). decide reads the revision and observed generation
+    of a StatefulSet, and of a Deployment also its updated replicas and progress deadline."""
+    cache = seeded()
+    sts = obj("StatefulSet", "emqx-core", 60, spec={"replicas": 1},
+              status={"observedGeneration": 1, "updateRevision": "r1", "replicas": 0})
+    assert cache.event("MODIFIED", sts)
+    sts = {**sts, "metadata": {**sts["metadata"], "resourceVersion": "61"},
+           "status": {**sts["status"], "replicas": 1, "currentReplicas": 1, "readyReplicas": 1}}
+    assert not cache.event("MODIFIED", sts)
+    assert trim(sts)["status"] == {"observedGeneration": 1, "updateRevision": "r1"}
+    deployment = obj("Deployment", "emqx-replicant", 70, spec={"replicas": 2}, status={
+        "observedGeneration": 2, "updatedReplicas": 1, "readyReplicas": 1, "conditions": [
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "progressing",
+             "lastUpdateTime": "2026-12-02T00:00:01Z", "lastTransitionTime": "2026-12-02T00:00:00Z"}]})
+    assert trim(deployment)["status"] == {"observedGeneration": 2, "updatedReplicas": 1, "conditions": [
+        {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": "progressing"}]}
+
+
 def test_a_change_to_the_resource_but_not_its_status_makes_the_next_pass_list_again() -> None:
     cache = seeded()
     cache.resource_seen("ns", "emqx", '[1, {}, {}]')
@@ -223,7 +243,7 @@ def test_only_a_change_to_what_observe_reads_is_a_reason_to_look_again() -> None
     cache.put(applied)  # act keeps what it wrote
     assert not cache.event("MODIFIED", applied), "the echo of the operator's own write"
     assert cache.event("MODIFIED", obj("StatefulSet", "emqx-core", 51, spec={"replicas": 3},
-                                       status={"readyReplicas": 1})), "a workload's status is read"
+                                       status={"updateRevision": "r2"})), "a workload's revision is read"
     pod = obj("Pod", "emqx-core-0", 60, status={"phase": "Pending"})
     assert cache.event("ADDED", pod)
     assert cache.event("MODIFIED", obj("Pod", "emqx-core-0", 61, status={"phase": "Running"}))
