@@ -80,6 +80,32 @@ def _wait_pod(api_client: Any, namespace: str, name: str, check: Any, timeout: f
     return wait_for(lambda: (p := _pod(api_client, namespace, name)) and check(p) and p, timeout, f"{name}: {what}")
 
 
+def _watch_pod(api_client: Any, namespace: str, name: str, check: Any, timeout: float, what: str) -> dict[str, Any]:
+    """Like _wait_pod, but sees every status the pod had, not only those a poll happens to catch: for
+    short-lived states (ErrImagePull lasts until the next sync, about a second)."""
+    from kubernetes import watch
+
+    listed = _core(api_client).list_namespaced_pod(namespace, field_selector=f"metadata.name={name}",
+                                                   _preload_content=False)
+    import json
+    answer = json.loads(listed.data)
+    for item in answer["items"]:
+        if check(item):
+            return dict(item)
+    version = answer["metadata"]["resourceVersion"]
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        stream = watch.Watch().stream(_core(api_client).list_namespaced_pod, namespace,
+                                      field_selector=f"metadata.name={name}", resource_version=version,
+                                      timeout_seconds=max(1, int(left)))
+        for event in stream:
+            item = event["raw_object"]
+            version = item["metadata"]["resourceVersion"]
+            if event["type"] != "DELETED" and check(item):
+                return dict(item)
+    raise AssertionError(f"timed out after {timeout:.0f}s watching {name}: {what}")
+
+
 # ---------------------------------------------------------------------------------------------- logs, port-forward
 
 
@@ -149,8 +175,8 @@ def test_kubectl_logs_follow_previous_and_port_forward(api_client, namespace, em
 def test_unknown_tag_shows_err_image_pull_then_image_pull_back_off(api_client, namespace, emqx_sim, kubectl):
     created = time.monotonic()
     _apply(api_client, namespace, _one_pod_manifests(namespace, image="emqx/emqx:5.7.3"))
-    pod = _wait_pod(api_client, namespace, "emqx-core-0", lambda p: _waiting(p).get("reason") == "ErrImagePull", 30,
-                    "ErrImagePull")
+    pod = _watch_pod(api_client, namespace, "emqx-core-0", lambda p: _waiting(p).get("reason") == "ErrImagePull", 60,
+                     "ErrImagePull")
     print(f"ErrImagePull visible {time.monotonic() - created:.1f}s after the pod was created")
     assert "manifest for emqx/emqx:5.7.3 not found" in _waiting(pod)["message"]
     assert pod["status"]["phase"] == "Pending" and pod["status"]["podIP"]
