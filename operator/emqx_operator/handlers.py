@@ -113,9 +113,8 @@ def _trigger(memo: kopf.Memo, namespace: str, name: str, delay: float = 0.0) -> 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def emqx_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_: Any) -> None:
     """The resource was seen first, changed (spec, labels, annotations) or is going: look at it. A
-    change of its status alone is no reason: that is the operator's own write (a pass that leaves
-    work to do asks to be looked at again itself), and it made one extra pass per status write — half
-    of all passes while 500 clusters were created."""
+    change of its status alone is no reason: that is the operator's own write, and a pass that leaves
+    work to do asks to be looked at again itself."""
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     cache = runtime.state_of(memo).cache
     changed = True

@@ -53,10 +53,10 @@ MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_INSTANCE}"
 NAMESPACE_PAGE = 500  # objects per page of a namespace-wide LIST: bounds what one answer holds in memory
 
 
-def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: ObjectCache | None = None,
-          secrets: dict[str, dict[str, str]] | None = None) -> World:
-    """`secrets`: the managed Secrets as `managed_secret` read them (the reconciler reads them beside
-    the resource); read here when not given."""
+def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], secrets: dict[str, dict[str, str]],
+          cache: ObjectCache | None = None) -> World:
+    """`secrets`: the managed Secrets found, as `managed_secret` read them (the reconciler reads them
+    beside the resource)."""
     objects: dict[tuple[str, str], dict[str, Any]] = {}
     for kind in OWNED_KINDS:
         for obj in _owned(api, cache, kind, spec):
@@ -66,12 +66,6 @@ def world(api: ClusterApi, spec: EmqxSpec, resource: dict[str, Any], cache: Obje
                   key=_by_ordinal)
     replicant = sorted((p for p in all_pods if (p["metadata"].get("labels") or {}).get(LABEL_DB_ROLE) == REPLICANT),
                        key=lambda p: p["metadata"]["name"])
-    if secrets is None:
-        secrets = {}
-        for secret_name in managed_secret_names(spec.name):
-            data = managed_secret(api, cache, spec.namespace, spec.name, secret_name)
-            if data is not None:
-                secrets[secret_name] = data
     referenced: dict[tuple[str, str], str | None] = {}
     read: dict[str, dict[str, str] | None] = {}
     for secret_name, key in sorted(secret_rules.referenced_names(spec)):

@@ -106,7 +106,7 @@ class Reconciler:
         old_status = dict(body.get("status") or {})
         now = utc_now()
         spec = spec_mod.normalize(body, namespace)
-        world = observe.world(self.api, spec, body, self.cache, secrets)
+        world = observe.world(self.api, spec, body, secrets, self.cache)
         valid = not validation.validate(spec)
         emqx = observe.emqx(spec, world, old_status, now, self.options, self.pool) if valid else EmqxView()
         fresh = builders.new_secret_values(spec) if secret_rules.missing(spec, world) else None

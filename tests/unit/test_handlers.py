@@ -50,8 +50,7 @@ def test_events_trigger_the_scheduler_from_the_memo() -> None:
 
 
 def test_only_a_change_beyond_the_status_of_a_resource_makes_a_pass() -> None:
-    """Each status write of the operator came back as an event and made a pass that found nothing to
-    do: half of all passes while 500 clusters were created."""
+    """Each status write of the operator came back as an event and made a pass of its own."""
     from emqx_operator.cache import ObjectCache
 
     memo, scheduler = _memo()
