@@ -44,7 +44,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from kubectl_emqx.domain.vocabulary import LABEL_INSTANCE
+from kubectl_emqx.domain.vocabulary import LABEL_INSTANCE, READINESS_GATE
 
 Key = tuple[str, str, str]  # kind, namespace, name
 Group = tuple[str, str, str]  # kind, namespace, instance
@@ -311,6 +311,12 @@ def _rv(obj: dict[str, Any] | None) -> int | None:
 
 
 _CONTAINER_KEYS = ("name", "image", "ports")
+_CONDITION_KEYS = ("type", "status", "reason", "message")
+_EXIT_KEYS = ("exitCode", "reason", "message")
+# The pod conditions decide/pods.py reads: Ready and the replicants' readiness gate, PodScheduled when
+# it is False (the scheduler's reason). ContainersReady is kept too: a replicant whose containers turn
+# ready is the moment to ask EMQX whether its gate can open.
+_POD_CONDITIONS = frozenset({"Ready", "ContainersReady", READINESS_GATE})
 _WORKLOAD_STATUS = {"StatefulSet": ("observedGeneration", "updateRevision"),
                     "Deployment": ("observedGeneration", "updatedReplicas")}
 
@@ -334,6 +340,9 @@ def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
             "readinessGates": copy.deepcopy(spec.get("readinessGates") or []),
             "nodeName": spec.get("nodeName"),
         }
+        if "status" in obj:
+            trimmed["status"] = _pod_status(obj.get("status") or {})
+        return trimmed
     elif kind in ("StatefulSet", "Deployment"):
         template = spec.get("template") or {}
         trimmed["spec"] = {
@@ -360,4 +369,35 @@ def trim(obj: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
     for field in ("data", "status"):
         if field in obj:
             trimmed[field] = copy.deepcopy(obj[field])
+    return trimmed
+
+
+def _pod_status(status: dict[str, Any]) -> dict[str, Any]:
+    """What decide/pods.py reads of a pod's status: its phase and IP, the conditions above without
+    their times, and per container its name, readiness, restarts, the waiting reason or the exit
+    (current and last). The kubelet rewrites the rest as a pod starts (start times, container and
+    image IDs, PodScheduled, Initialized...): none of that was reason for a pass of its own."""
+    trimmed: dict[str, Any] = {key: status[key] for key in ("phase", "podIP") if key in status}
+    conditions = [{k: c[k] for k in _CONDITION_KEYS if c.get(k) is not None}
+                  for c in status.get("conditions") or []
+                  if c.get("type") in _POD_CONDITIONS or (c.get("type") == "PodScheduled" and c.get("status") != "True")]
+    if conditions:
+        trimmed["conditions"] = conditions
+    containers = []
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        kept: dict[str, Any] = {"name": container.get("name"), "ready": bool(container.get("ready")),
+                                "restartCount": int(container.get("restartCount") or 0), "state": {}}
+        if state.get("waiting") is not None:
+            kept["state"]["waiting"] = {k: state["waiting"][k] for k in ("reason", "message") if k in state["waiting"]}
+        elif state.get("terminated") is not None:
+            kept["state"]["terminated"] = {k: state["terminated"][k] for k in _EXIT_KEYS if k in state["terminated"]}
+        elif state.get("running") is not None:
+            kept["state"]["running"] = {}
+        last = (container.get("lastState") or {}).get("terminated")
+        if last:
+            kept["lastState"] = {"terminated": {k: last[k] for k in _EXIT_KEYS if k in last}}
+        containers.append(kept)
+    if containers:
+        trimmed["containerStatuses"] = containers
     return trimmed

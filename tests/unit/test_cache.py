@@ -113,6 +113,53 @@ def test_trim_keeps_what_the_operator_reads_only() -> None:
     assert small["status"] == {"phase": "Running"}
 
 
+def test_a_pods_start_times_and_ids_are_no_reason_to_look_again() -> None:
+    """The kubelet rewrites a starting pod's status several times; decide/pods.py reads the phase,
+    the IP, Ready / ContainersReady / the readiness gate / an unmet PodScheduled, and per container
+    the readiness, restarts, waiting reason and exits. Only a change of those makes a pass."""
+    cache = seeded()
+    cache.seed("Pod", "ns", "emqx", [], 10)
+    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-12-02T00:00:00Z"}
+    pod = obj("Pod", "emqx-core-0", 80, spec={"containers": [{"name": "emqx", "image": "emqx:5.8.6"}]},
+              status={"phase": "Pending", "conditions": [scheduled]})
+    assert cache.event("ADDED", pod)
+
+    def step(rv: int, status: dict[str, Any]) -> bool:
+        return cache.event("MODIFIED", {**pod, "metadata": {**pod["metadata"], "resourceVersion": str(rv)},
+                                        "status": status})
+
+    initialized = {"type": "Initialized", "status": "True", "lastTransitionTime": "2026-12-02T00:00:01Z"}
+    assert not step(81, {"phase": "Pending", "conditions": [scheduled, initialized], "hostIP": "127.0.0.9",
+                         "startTime": "2026-12-02T00:00:01Z"})
+    waiting = {"name": "emqx", "ready": False, "restartCount": 0, "image": "emqx:5.8.6", "imageID": "",
+               "state": {"waiting": {"reason": "ContainerCreating"}}}
+    assert step(82, {"phase": "Pending", "conditions": [scheduled, initialized], "containerStatuses": [waiting]})
+    running = {**waiting, "containerID": "containerd://1", "started": True,
+               "state": {"running": {"startedAt": "2026-12-02T00:00:03Z"}}}
+    assert step(83, {"phase": "Running", "podIP": "127.0.0.9", "conditions": [scheduled, initialized],
+                     "containerStatuses": [running]})
+    assert not step(84, {"phase": "Running", "podIP": "127.0.0.9", "conditions": [scheduled, initialized],
+                         "containerStatuses": [{**running, "imageID": "docker.io/emqx@sha256:1"}]})
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-02T00:00:09Z"}
+    assert step(85, {"phase": "Running", "podIP": "127.0.0.9", "conditions": [scheduled, initialized, ready],
+                     "containerStatuses": [{**running, "ready": True}]})
+    kept = cache.of_instance("Pod", "ns", "emqx")
+    assert kept is not None and kept[0]["status"] == {
+        "phase": "Running", "podIP": "127.0.0.9", "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{"name": "emqx", "ready": True, "restartCount": 0, "state": {"running": {}}}]}
+    unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}
+    assert trim({**pod, "status": {"phase": "Pending", "conditions": [unschedulable]}})["status"] == {
+        "phase": "Pending", "conditions": [unschedulable]}
+    crashed = {"name": "emqx", "ready": False, "restartCount": 2, "containerID": "containerd://2",
+               "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+               "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "boom",
+                                            "startedAt": "2026-12-02T00:00:03Z"}}}
+    assert trim({**pod, "status": {"containerStatuses": [crashed]}})["status"]["containerStatuses"] == [
+        {"name": "emqx", "ready": False, "restartCount": 2,
+         "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+         "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": "boom"}}}]
+
+
 def test_a_workloads_replica_counts_are_no_reason_to_look_again() -> None:
     """The StatefulSet controller rewrites the status as each pod is created and turns Ready: each
     was a pass (the pods' own events say as much). decide reads the revision and observed generation
