@@ -134,6 +134,10 @@ API: list[BadInput] = [
     BadInput("an API key from a Secret that does not exist", "spec.bootstrapAPIKeys[0].secretRef.secret",
              "operator", cr({"bootstrapAPIKeys": [{"key": "ci", "secretRef": {
                  "secret": {"secretName": "nowhere", "secretKey": "s"}}}]})),
+    BadInput("a budget of half the cores, in words", "spec.coreTemplate.spec.minAvailable", "operator",
+             cr({"coreTemplate": {"spec": {"replicas": 1, "minAvailable": "half"}}})),
+    BadInput("a budget of more than 100%", "spec.coreTemplate.spec.maxUnavailable", "operator",
+             cr({"coreTemplate": {"spec": {"replicas": 1, "maxUnavailable": "150%"}}})),
     BadInput("a pod label Kubernetes refuses (the CRD keeps labels opaque)", "spec.template.labels",
              "operator", cr({"coreTemplate": {"metadata": {"labels": {"bad key!": "x"}}, "spec": {"replicas": 1}}})),
     BadInput("a probe Kubernetes refuses (opaque in the CRD)", "readinessProbe", "operator",

@@ -380,6 +380,17 @@ def build_pdbs(spec: EmqxSpec) -> list[dict[str, Any]]:
     return budgets
 
 
+def refusable(spec: EmqxSpec, obj: Mapping[str, Any]) -> bool:
+    """Whether Kubernetes could refuse this owned object of a spec that passed validation: the
+    workloads carry the pod templates and the dashboard and listeners Services the Service templates,
+    which the CRD keeps opaque. The ConfigMap (HOCON within the CRD's length limit), the headless
+    Service and the PodDisruptionBudgets are built from the validated name and fields only."""
+    kind = obj.get("kind")
+    if kind in ("ConfigMap", "PodDisruptionBudget"):
+        return False
+    return not (kind == "Service" and (obj.get("metadata") or {}).get("name") == object_names(spec.name).headless_service)
+
+
 def with_owner(obj: Mapping[str, Any], owner_body: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `obj` owned (controller reference) by the EMQX resource `owner_body`."""
     owner_metadata = owner_body["metadata"]

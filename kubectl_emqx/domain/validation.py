@@ -346,6 +346,17 @@ def _topology_errors(spec: EmqxSpec) -> list[SpecError]:
                 )
                 break
     for template_name, template in (("coreTemplate", spec.core), ("replicantTemplate", spec.replicant)):
+        for key, value in (("minAvailable", template.min_available), ("maxUnavailable", template.max_unavailable)):
+            if value is not None and not budget_value_ok(value):
+                errors.append(
+                    SpecError(
+                        f"spec.{template_name}.spec.{key}",
+                        value,
+                        "a PodDisruptionBudget takes a whole number of nodes (0 or more) or a percentage "
+                        "of at most 100%",
+                        f'set spec.{template_name}.spec.{key} to e.g. 1 or "50%"',
+                    )
+                )
         if template.min_available is not None and template.max_unavailable is not None:
             errors.append(
                 SpecError(
@@ -356,6 +367,20 @@ def _topology_errors(spec: EmqxSpec) -> list[SpecError]:
                 )
             )
     return errors
+
+
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+def budget_value_ok(value: object) -> bool:
+    """A PodDisruptionBudget's minAvailable/maxUnavailable as Kubernetes takes it
+    (ValidatePositiveIntOrPercent and IsNotMoreThan100Percent): an integer of 0 or more, or digits
+    followed by % of at most 100."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, str) and _PERCENT.fullmatch(value) is not None and int(value[:-1]) <= 100
 
 
 def _api_key_errors(spec: EmqxSpec) -> list[SpecError]:

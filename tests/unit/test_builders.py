@@ -636,3 +636,26 @@ def test_probes_of_the_users_own_keep_their_timing() -> None:
     probes = builders.build_statefulset(old)["spec"]["template"]["spec"]["containers"][0]
     assert {probes[k]["httpGet"]["path"] for k in ("startupProbe", "readinessProbe", "livenessProbe")} == {
         "/api/v5/status"}  # 5.0.0-5.0.4 have no /status
+
+
+def test_only_objects_carrying_opaque_templates_are_refusable() -> None:
+    """act dry-runs what Kubernetes could refuse of a valid spec: the workloads (pod templates) and the
+    dashboard and listeners Services (Service templates); the rest is built from validated fields."""
+    the_spec = spec.normalize(cr({"image": "emqx/emqx-enterprise:5.8.9"}))
+    built = [builders.build_configmap(the_spec), builders.build_headless_service(the_spec),
+             builders.build_dashboard_service(the_spec), builders.build_listeners_service(the_spec, [], True),
+             *builders.build_pdbs(the_spec), builders.build_statefulset(the_spec), builders.build_deployment(the_spec)]
+    refusable = {(o["kind"], o["metadata"]["name"]) for o in built if o and builders.refusable(the_spec, o)}
+    assert refusable == {("Service", "demo-dashboard"), ("Service", "demo-listeners"),
+                         ("StatefulSet", "demo-core"), ("Deployment", "demo-replicant")}
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    (0, True), (3, True), ("0%", True), ("50%", True), ("100%", True),
+    (-1, False), ("101%", False), ("50", False), ("half", False), ("5.5%", False), (" 5%", False), (True, False),
+])
+def test_budget_values_as_kubernetes_takes_them(value: object, ok: bool) -> None:
+    assert validation.budget_value_ok(value) is ok
+    errors = validation.validate(spec.normalize(cr({"image": "emqx/emqx-enterprise:5.8.9",
+                                                    "coreTemplate": {"spec": {"minAvailable": value}}})))
+    assert any(e.field == "spec.coreTemplate.spec.minAvailable" for e in errors) is not ok, errors

@@ -130,8 +130,10 @@ def test_a_spec_kubernetes_refuses_writes_nothing_not_even_the_secrets() -> None
     act.carry_out(fine, ClientPool(5.0), cluster.spec, cluster.world(), "", plan)  # type: ignore[arg-type]
     written = [(verb, kind) for verb, kind, dry_run in fine.calls if not dry_run]
     checked = [(verb, kind) for verb, kind, dry_run in fine.calls if dry_run]
-    assert sorted(checked) == sorted(call for call in written if call[1] != "Secret"), \
-        "each owned object validated once, before all; the Secrets, written first, are not"
+    assert sorted(checked) == [("apply", "Service"), ("apply", "Service"), ("apply", "StatefulSet")], \
+        "each object Kubernetes could refuse validated once, before all; the Secrets, written first, are not"
+    assert sorted(call for call in written if call[1] not in ("Secret", "ConfigMap", "PodDisruptionBudget")) == \
+        [("apply", "Service")] * 3 + [("apply", "StatefulSet")], "the headless Service is built from the name only"
     assert ("apply", "StatefulSet") in written and ("create", "Secret") in written
     kinds = [kind for _, kind in written]
     workloads = [i for i, kind in enumerate(kinds) if kind in ("StatefulSet", "Deployment")]
