@@ -164,6 +164,8 @@ class Plan:
     status: Mapping[str, Any] = field(default_factory=dict)  # the whole status, assuming every call succeeds
     events: tuple[Event, ...] = ()
     busy: bool = False  # something is in motion: look again soon
+    # ... and all of it is pods a controller or the kubelet has still to move: their events say when
+    waits_on_pods: bool = False
 
 
 # What act achieved ---------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ log = logging.getLogger("emqx_operator.reconcile")
 
 BUSY_PATIENT_PASSES = 3  # busy passes in a row that change nothing before the look-again interval grows
 BUSY_MAX_SECONDS = 16.0
+# A cluster that waits only for pods to be created, scheduled, started or to pass their readiness
+# probe is looked at again by those pods' events; without one, this late. At 200 clusters created at
+# once, the 2 s look-again of such clusters was a fifth of all passes and changed nothing.
+PODS_WAIT_SECONDS = BUSY_MAX_SECONDS
 
 
 def busy_requeue(base: float, quiet_passes: int, resync: float) -> float:
@@ -124,7 +128,10 @@ class Reconciler:
             return self.options.resync_seconds
         quiet = 0 if (wrote_status or events or outcome.changed) else self._idle_passes.get(key, 0) + 1
         self._idle_passes[key] = quiet
-        return busy_requeue(self.options.busy_requeue_seconds, quiet, self.options.resync_seconds)
+        delay = busy_requeue(self.options.busy_requeue_seconds, quiet, self.options.resync_seconds)
+        if plan.waits_on_pods:  # their events trigger the next pass: the look-again is a safety net
+            delay = max(delay, min(PODS_WAIT_SECONDS, self.options.resync_seconds))
+        return delay
 
     def _write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                       events: tuple[Event, ...], now: datetime.datetime) -> bool:

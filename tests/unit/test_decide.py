@@ -91,6 +91,55 @@ def test_a_new_resource_gets_its_secrets_and_core_objects_but_no_replicants_yet(
     assert cond(plan, "ConfigApplied")["reason"] == "NodesStarting", "nothing is restarted on creation"
 
 
+def _starting(pod: dict[str, Any], reason: str = "ContainerCreating") -> None:
+    pod["status"] = {"phase": "Pending", "podIP": pod["status"].get("podIP"), "conditions": [],
+                     "containerStatuses": [{"name": "emqx", "ready": False, "restartCount": 0,
+                                            "state": {"waiting": {"reason": reason}}}]}
+
+
+def test_a_cluster_waiting_only_for_its_pods_to_start_is_woken_by_their_events() -> None:
+    """Nodes still to be created, scheduled, started, or booting with their containers not ready:
+    each next step is a pod event, so the 2 s look-again is only a safety net (waits_on_pods). A
+    node whose containers are ready waits for EMQX instead, which no event announces."""
+    import dataclasses
+
+    from emqx_operator.decide import decide
+
+    cluster = Cluster(replicants=0)
+    assert not cluster.decide().waits_on_pods, "the first pass: nothing exists yet to wait for"
+    cluster.step()
+    for name in cluster.core_pods():
+        _starting(cluster.pod(name))
+    plan = cluster.decide()
+    assert plan.busy and plan.waits_on_pods, plan.status.get("pendingNodes")
+    first = cluster.pod(cluster.core_pods()[0])
+    first["status"].update(phase="Running", conditions=[{"type": "ContainersReady", "status": "False"},
+                                                        {"type": "Ready", "status": "False"}],
+                           containerStatuses=[{"name": "emqx", "ready": False, "restartCount": 0,
+                                               "state": {"running": {}}}])
+    assert cluster.decide().waits_on_pods, "booting: the readiness probe's pass is a pod event"
+    cluster.controllers()  # every pod runs and is Ready
+    unseen = decide(cluster.spec, cluster.world(), EmqxView(), copy.deepcopy(cluster.status), NOW, cluster.fresh)
+    assert unseen.busy and not unseen.waits_on_pods, "Ready pods EMQX does not report yet: look again soon"
+    _starting(cluster.pod(cluster.core_pods()[2]), "CrashLoopBackOff")
+    assert not decide(cluster.spec, cluster.world(), EmqxView(), copy.deepcopy(cluster.status), NOW,
+                      cluster.fresh).waits_on_pods, "one node waits for EMQX: that decides"
+
+    with_replicants = Cluster(replicants=2)
+    with_replicants.converge()
+    replicant = with_replicants.pod(with_replicants.replicant_pods()[0])
+    replicant["status"]["conditions"] = [c for c in replicant["status"]["conditions"]
+                                         if c["type"] != "apps.emqx.io/on-serving"]
+    for condition in replicant["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            condition["status"] = "False"
+    view = with_replicants.view()
+    cores_only = dataclasses.replace(view, nodes=tuple(n for n in view.nodes or () if n["role"] == "core"))
+    gate = decide(with_replicants.spec, with_replicants.world(), cores_only, copy.deepcopy(with_replicants.status),
+                  NOW, with_replicants.fresh)
+    assert gate.busy and not gate.waits_on_pods, "containers ready, gate closed: EMQX's word opens it"
+
+
 def test_a_settled_cluster_decides_nothing_new() -> None:
     cluster = settled()
     plan = cluster.decide()

@@ -234,21 +234,50 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
                       emqx_ok=emqx.answered)
     events.extend(conditions.events)
     status.update(phase=str(the_phase), message=message, conditions=conditions.items)
+    busy = (not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"
+                               or emqx.error is not None)) or balance.busy
+    calls = tuple(core.calls + replicant.calls + ([config_plan.put] if config_plan.put else []) + balance.calls)
     return Plan(
         secrets=secret_plan.writes,
         apply=tuple(objects),
         delete=tuple(deletions),
-        emqx_calls=tuple(core.calls + replicant.calls + ([config_plan.put] if config_plan.put else [])
-                         + balance.calls),
+        emqx_calls=calls,
         pod_patches=tuple(replicant.patches),
         pod_deletions=tuple(core.deletions + replicant.deletions),
         status=status,
         events=tuple(events),
         # Look again soon while things move; a verdict (stall, refusal, rejected config) waits for a
         # new spec, and an EMQX outage for the resync period (pod events still trigger passes).
-        busy=(not ready and not (stalled or blocked or violations or config_reason == "ConfigRejected"
-                                 or emqx.error is not None)) or balance.busy,
+        busy=busy,
+        waits_on_pods=(busy and not balance.busy and not calls and not core.deletions and not replicant.deletions
+                       and not replicant.patches and not config_plan.file_pending
+                       and core.evacuation is None and replicant.evacuation is None and not core.departed
+                       and extra_running <= 0 and _waits_on_pods(world, waiting)),
     )
+
+
+# Pod states that end with a pod event: the pod is created, scheduled, its container started (or
+# restarted), or its readiness probe passes. A node whose containers are ready waits for EMQX instead
+# (a core's view of it, a replicant's gate), which no event announces.
+_KUBE_WAITS = frozenset({"Creating", "Scheduling", "Starting", "CrashLooping"})
+
+
+def _waits_on_pods(world: World, waiting: dict[str, tuple[str, str]]) -> bool:
+    """Whether every node the cluster waits for is a pod still to be created, scheduled or started,
+    or booting with its containers not ready yet. The pass that sees the next change is then
+    triggered by that pod's event, and the look-again of a busy cluster is only a safety net."""
+    if not waiting:
+        return False
+    by_name = {pods.name(p): p for p in world.core_pods + world.replicant_pods}
+    for name in waiting:
+        pod = by_name.get(name)
+        state = pods.state(pod).state
+        if state in _KUBE_WAITS:
+            continue
+        if state == "Booting" and pod is not None and not pods.condition_true(pod, "ContainersReady"):
+            continue
+        return False
+    return True
 
 
 def settle(plan: Plan, outcome: Outcome, old_status: dict[str, Any], now: datetime.datetime
