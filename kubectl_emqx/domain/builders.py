@@ -388,7 +388,8 @@ def refusable(spec: EmqxSpec, obj: Mapping[str, Any]) -> bool:
     kind = obj.get("kind")
     if kind in ("ConfigMap", "PodDisruptionBudget"):
         return False
-    return not (kind == "Service" and (obj.get("metadata") or {}).get("name") == object_names(spec.name).headless_service)
+    name = (obj.get("metadata") or {}).get("name")
+    return not (kind == "Service" and name == object_names(spec.name).headless_service)
 
 
 def with_owner(obj: Mapping[str, Any], owner_body: Mapping[str, Any]) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class ObjectCache:
         self._live: dict[str, float] = {}  # kind -> when its watch's first event came
         self._early: set[Scope] = set()  # namespaces listed once before the kind's watch was live
         self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
+        self._bodies: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> the newest resource
         self._secrets: OrderedDict[tuple[str, str], tuple[str, float, dict[str, str]]] = OrderedDict()
         self._reseed = reseed_seconds
         self._clock = clock
@@ -92,7 +93,7 @@ class ObjectCache:
             self._live.setdefault(kind, self._clock())
         if event_type == "DELETED":
             meta = obj.get("metadata") or {}
-            self.delete(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), _rv(obj))
+            self.delete(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""), resource_version(obj))
             return True
         return self.put(obj)
 
@@ -104,14 +105,14 @@ class ObjectCache:
         if kind not in CACHED_KINDS or not instance:
             return True
         key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-        rv = _rv(obj)
+        rv = resource_version(obj)
         trimmed = trim(obj, kind)
         with self._lock:
             dead = self._tombstones.get(key)
             if dead is not None and rv is not None and rv <= dead:
                 return False  # a copy older than its deletion
             old = self._objects.get(key)
-            old_rv = _rv(old) if old is not None else None
+            old_rv = resource_version(old) if old is not None else None
             if old_rv is not None and rv is not None and old_rv > rv:
                 return False  # older than what is cached
             self._unindex(key, old)
@@ -123,7 +124,7 @@ class ObjectCache:
         key = (kind, namespace, name)
         with self._lock:
             old = self._objects.get(key)
-            old_rv = _rv(old) if old is not None else None
+            old_rv = resource_version(old) if old is not None else None
             if old_rv is not None and rv is not None and old_rv > rv:
                 return  # a newer object of that name exists already
             self._unindex(key, self._objects.pop(key, None))
@@ -254,10 +255,45 @@ class ObjectCache:
                 del self._seeded[group]
             return True
 
+    def put_resource(self, obj: dict[str, Any]) -> None:
+        """The newest copy of an EMQX resource (without managedFields): what its watch event carried or
+        what the operator's own status write answered, ordered by resourceVersion (a late event never
+        replaces a newer write, nor brings back a deleted resource). A pass reads it instead of a GET."""
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        rv = resource_version(obj)
+        kept = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        kept = copy.deepcopy(kept)
+        with self._lock:
+            dead = self._tombstones.get(("EMQX", *key))
+            if dead is not None and (rv is None or rv <= dead):
+                return
+            old_rv = resource_version(self._bodies.get(key))
+            if old_rv is not None and (rv is None or old_rv > rv):
+                return
+            self._bodies[key] = kept
+
+    def resource(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The newest copy of the EMQX resource the watch or the operator's write brought (a copy), or
+        None: not seen yet, or deleted (the pass then reads it)."""
+        with self._lock:
+            kept = self._bodies.get((namespace, name))
+            return copy.deepcopy(kept) if kept is not None else None
+
+    def resource_deleted(self, namespace: str, name: str, rv: int | None) -> None:
+        with self._lock:
+            self._bodies.pop((namespace, name), None)
+            if rv is not None:
+                self._tombstones[("EMQX", namespace, name)] = rv
+                self._tombstones.move_to_end(("EMQX", namespace, name))
+                while len(self._tombstones) > TOMBSTONES:
+                    self._tombstones.popitem(last=False)
+
     def forget(self, namespace: str, instance: str) -> None:
         """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
         with self._lock:
             self._resources.pop((namespace, instance), None)
+            self._bodies.pop((namespace, instance), None)
             self._drop_secrets(namespace, instance)
             # A resource of that name created again lists its own objects (the old ones may linger).
             self._changed[(namespace, instance)] = self._clock()
@@ -280,7 +316,7 @@ class ObjectCache:
         kind, namespace, _ = group
         for name in list(self._groups.get(group, ())):
             key = (kind, namespace, name)
-            cached_rv = _rv(self._objects.get(key))
+            cached_rv = resource_version(self._objects.get(key))
             if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
                 self._unindex(key, self._objects.pop(key, None))
 
@@ -301,7 +337,7 @@ def _without_version(trimmed: dict[str, Any]) -> dict[str, Any]:
     return {**trimmed, "metadata": meta}
 
 
-def _rv(obj: dict[str, Any] | None) -> int | None:
+def resource_version(obj: dict[str, Any] | None) -> int | None:
     """An object's resourceVersion as a number. resourceVersions are opaque to clients, but the
     API server's are etcd revisions; anything else makes ordering unknown (None)."""
     try:
@@ -380,7 +416,8 @@ def _pod_status(status: dict[str, Any]) -> dict[str, Any]:
     trimmed: dict[str, Any] = {key: status[key] for key in ("phase", "podIP") if key in status}
     conditions = [{k: c[k] for k in _CONDITION_KEYS if c.get(k) is not None}
                   for c in status.get("conditions") or []
-                  if c.get("type") in _POD_CONDITIONS or (c.get("type") == "PodScheduled" and c.get("status") != "True")]
+                  if c.get("type") in _POD_CONDITIONS
+                  or (c.get("type") == "PodScheduled" and c.get("status") != "True")]
     if conditions:
         trimmed["conditions"] = conditions
     containers = []

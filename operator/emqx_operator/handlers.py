@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 
 from emqx_operator import runtime
+from emqx_operator.cache import resource_version
 from kubectl_emqx.domain.vocabulary import GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
 
 INSTANCE_LABEL = LABEL_INSTANCE
@@ -118,11 +119,17 @@ async def emqx_changed(body: kopf.Body, memo: kopf.Memo, event: Any = None, **_:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     cache = runtime.state_of(memo).cache
     changed = True
+    deleted = (event or {}).get("type") == "DELETED"
     if cache is not None:
+        raw = (event or {}).get("object") or dict(body)
+        if deleted:
+            cache.resource_deleted(namespace, name, resource_version(raw))
+        else:
+            cache.put_resource(dict(raw))  # the pass reads this copy instead of a GET
         marker = json.dumps([body.metadata.get("generation"), dict(body.metadata.labels),
                              dict(body.metadata.annotations)], sort_keys=True)
         changed = cache.resource_seen(namespace, name, marker)
-    going = (event or {}).get("type") == "DELETED" or bool(body.metadata.get("deletionTimestamp"))
+    going = deleted or bool(body.metadata.get("deletionTimestamp"))
     if changed or going:
         _trigger(memo, namespace, name)
 

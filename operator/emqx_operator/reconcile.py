@@ -93,13 +93,15 @@ class Reconciler:
             self.cache.forget(namespace, name)
 
     def _reconcile(self, namespace: str, name: str) -> float:
-        # The resource and those of the operator's Secrets (named after it) not kept by the cache are
-        # read at once.
+        # The resource as its watch or the operator's own last status write brought it, and those of
+        # the operator's Secrets (named after it) the cache does not keep; what is not at hand is read
+        # at once, together.
         kept = {secret_name: self.cache.secret(namespace, secret_name) if self.cache is not None else None
                 for secret_name in observe.managed_secret_names(name)}
         unread = [secret_name for secret_name, data in kept.items() if data is None]
+        watched = self.cache.resource(namespace, name) if self.cache is not None else None
         body, *found = self.api.each(
-            [partial(self.api.get, KIND, namespace, name)]
+            [(lambda: watched) if watched is not None else partial(self.api.get, KIND, namespace, name)]
             + [partial(observe.managed_secret, self.api, self.cache, namespace, name, secret_name)
                for secret_name in unread])
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -139,7 +141,10 @@ class Reconciler:
         meta = body["metadata"]
         if changed is not None:
             log.debug("%s/%s: status changed: %s", meta["namespace"], meta["name"], changed)
-            self.api.patch_status(meta["namespace"], meta["name"], merge_patch(old, new, removable=OWNED_STATUS_KEYS))
+            written = self.api.patch_status(meta["namespace"], meta["name"],
+                                            merge_patch(old, new, removable=OWNED_STATUS_KEYS))
+            if self.cache is not None and written:
+                self.cache.put_resource(written)  # the next pass starts from it, not from a late event
         # Events come from condition changes (which change status) and from one-off actions (a node
         # replaced, a Secret recreated), which may not.
         for event in events:
@@ -174,8 +179,10 @@ class Reconciler:
             conditions.set(ConditionType.READY, False, reason, message)
             conditions.set(kind, value, reason, message)
             if without_times(conditions.items) != without_times(status.get("conditions") or []):
-                self.api.patch_status(namespace, name, {"conditions": conditions.items, "phase": str(phase),
-                                                        "message": message})
+                written = self.api.patch_status(namespace, name, {"conditions": conditions.items,
+                                                                  "phase": str(phase), "message": message})
+                if self.cache is not None and written:
+                    self.cache.put_resource(written)
                 self.api.post_event(body, reason, message, "Warning")
         except ApiError as nested:
             log.error("%s/%s: cannot report the %s error either: %s", namespace, name, reason, nested)

@@ -319,3 +319,31 @@ def test_the_operators_secrets_are_kept_briefly_and_dropped_when_the_resource_ch
     assert cache.secret("ns", "emqx-cookie") is None and cache.secret("ns", "other-cookie") is not None
     cache.forget("ns", "other")
     assert cache.secret("ns", "other-cookie") is None
+
+
+def test_the_resource_is_the_newest_copy_a_watch_event_or_the_operators_write_brought() -> None:
+    """A pass starts from this copy instead of a GET: ordered by resourceVersion, so the event of an
+    earlier change arriving after the operator's own status write never takes the pass back, and a
+    deletion is not undone by a late copy."""
+    cache = ObjectCache()
+
+    def emqx(rv: int, phase: str) -> dict[str, Any]:
+        return {"apiVersion": "apps.emqx.io/v2beta1", "kind": "EMQX",
+                "metadata": {"namespace": "ns", "name": "emqx", "resourceVersion": str(rv),
+                             "managedFields": [{"manager": "kubectl"}]}, "status": {"phase": phase}}
+
+    assert cache.resource("ns", "emqx") is None
+    cache.put_resource(emqx(10, "Creating"))
+    cache.put_resource(emqx(12, "Ready"))  # the operator's status write
+    cache.put_resource(emqx(11, "Creating"))  # the event of the change before it, late
+    kept = cache.resource("ns", "emqx")
+    assert kept is not None and kept["status"] == {"phase": "Ready"} and "managedFields" not in kept["metadata"]
+    kept["status"]["phase"] = "changed by a pass"
+    assert cache.resource("ns", "emqx")["status"] == {"phase": "Ready"}, "a copy"  # type: ignore[index]
+    cache.resource_deleted("ns", "emqx", 13)
+    cache.put_resource(emqx(12, "Ready"))
+    assert cache.resource("ns", "emqx") is None
+    cache.put_resource(emqx(20, "Creating"))  # created again
+    assert cache.resource("ns", "emqx")["status"] == {"phase": "Creating"}  # type: ignore[index]
+    cache.forget("ns", "emqx")
+    assert cache.resource("ns", "emqx") is None

@@ -79,6 +79,24 @@ def test_only_a_change_beyond_the_status_of_a_resource_makes_a_pass() -> None:
     assert asyncio.run(events()) == [1, 1, 1, 2, 3, 4, 5]
 
 
+def test_each_event_of_the_resource_keeps_its_body_for_the_next_pass() -> None:
+    from emqx_operator.cache import ObjectCache
+
+    memo, _ = _memo()
+    cache = runtime.state_of(memo).cache = ObjectCache()
+    raw = {"metadata": {"namespace": "prod", "name": "a", "resourceVersion": "7", "generation": 1},
+           "status": {"phase": "Ready"}}
+
+    async def events() -> None:
+        await handlers.emqx_changed(body=kopf.Body(raw), memo=memo, event={"type": "MODIFIED", "object": raw})
+        assert cache.resource("prod", "a") == raw
+        gone = {**raw, "metadata": {**raw["metadata"], "resourceVersion": "8"}}
+        await handlers.emqx_changed(body=kopf.Body(gone), memo=memo, event={"type": "DELETED", "object": gone})
+        assert cache.resource("prod", "a") is None
+
+    asyncio.run(events())
+
+
 def test_event_handlers_are_coroutines_run_on_the_loop() -> None:
     """kopf runs a sync handler on its thread pool (a hop there and back per event)."""
     assert asyncio.iscoroutinefunction(handlers.emqx_changed)
