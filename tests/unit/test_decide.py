@@ -139,6 +139,18 @@ def test_a_cluster_waiting_only_for_its_pods_to_start_is_woken_by_their_events()
                   NOW, with_replicants.fresh)
     assert gate.busy and not gate.waits_on_pods, "containers ready, gate closed: EMQX's word opens it"
 
+    rolling = Cluster(cores=1, replicants=0)
+    rolling.converge()
+    rolling.set_image("emqx/emqx-enterprise:5.7.3")
+    for _ in range(10):
+        if rolling.step().pod_deletions:
+            break
+    assert (rolling.status.get("upgrade") or {}).get("step"), rolling.status.get("upgrade")
+    replaced = str(rolling.status["upgrade"]["step"]["pod"])
+    _starting(rolling.pod(replaced))
+    in_flight = rolling.decide()
+    assert in_flight.busy and not in_flight.waits_on_pods, "a core in flight has a deadline no event announces"
+
 
 def test_a_settled_cluster_decides_nothing_new() -> None:
     cluster = settled()

@@ -252,6 +252,7 @@ def decide(spec: EmqxSpec, world: World, emqx: EmqxView, old_status: dict[str, A
         waits_on_pods=(busy and not balance.busy and not calls and not core.deletions and not replicant.deletions
                        and not replicant.patches and not config_plan.file_pending
                        and core.evacuation is None and replicant.evacuation is None and not core.departed
+                       and not upgrade.get("step")  # a core in flight stalls at nodeReadyTimeoutSeconds
                        and extra_running <= 0 and _waits_on_pods(world, waiting)),
     )
 
@@ -265,7 +266,8 @@ _KUBE_WAITS = frozenset({"Creating", "Scheduling", "Starting", "CrashLooping"})
 def _waits_on_pods(world: World, waiting: dict[str, tuple[str, str]]) -> bool:
     """Whether every node the cluster waits for is a pod still to be created, scheduled or started,
     or booting with its containers not ready yet. The pass that sees the next change is then
-    triggered by that pod's event, and the look-again of a busy cluster is only a safety net."""
+    triggered by that pod's event, and the look-again of a busy cluster is only a safety net. (The
+    caller leaves out a core replacement in flight: it has a deadline, which no event announces.)"""
     if not waiting:
         return False
     by_name = {pods.name(p): p for p in world.core_pods + world.replicant_pods}
