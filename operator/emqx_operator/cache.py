@@ -38,6 +38,7 @@ Only found Secrets are kept: a pass that found one missing reads it again.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -73,7 +74,9 @@ class ObjectCache:
         self._live: dict[str, float] = {}  # kind -> when its watch's first event came
         self._early: set[Scope] = set()  # namespaces listed once before the kind's watch was live
         self._resources: dict[tuple[str, str], str] = {}  # (namespace, name) -> what resource_seen got
-        self._bodies: dict[tuple[str, str], dict[str, Any]] = {}  # (namespace, name) -> the newest resource
+        # (namespace, name) -> the newest resource, as (resourceVersion, its JSON): a few KB of text
+        # rather than a tree of Python objects several times that size
+        self._bodies: dict[tuple[str, str], tuple[int | None, str]] = {}
         self._secrets: OrderedDict[tuple[str, str], tuple[str, float, dict[str, str]]] = OrderedDict()
         self._reseed = reseed_seconds
         self._clock = clock
@@ -262,23 +265,23 @@ class ObjectCache:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         rv = resource_version(obj)
-        kept = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
-        kept = copy.deepcopy(kept)
+        text = json.dumps({**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}},
+                          separators=(",", ":"))
         with self._lock:
             dead = self._tombstones.get(("EMQX", *key))
             if dead is not None and (rv is None or rv <= dead):
                 return
-            old_rv = resource_version(self._bodies.get(key))
-            if old_rv is not None and (rv is None or old_rv > rv):
+            old = self._bodies.get(key)
+            if old is not None and old[0] is not None and (rv is None or old[0] > rv):
                 return
-            self._bodies[key] = kept
+            self._bodies[key] = (rv, text)
 
     def resource(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The newest copy of the EMQX resource the watch or the operator's write brought (a copy), or
-        None: not seen yet, or deleted (the pass then reads it)."""
+        """The newest copy of the EMQX resource the watch or the operator's write brought (a copy of
+        its own), or None: not seen yet, or deleted (the pass then reads it)."""
         with self._lock:
             kept = self._bodies.get((namespace, name))
-            return copy.deepcopy(kept) if kept is not None else None
+        return json.loads(kept[1]) if kept is not None else None
 
     def resource_deleted(self, namespace: str, name: str, rv: int | None) -> None:
         with self._lock:
