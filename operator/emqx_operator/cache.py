@@ -131,11 +131,7 @@ class ObjectCache:
             if old_rv is not None and rv is not None and old_rv > rv:
                 return  # a newer object of that name exists already
             self._unindex(key, self._objects.pop(key, None))
-            if rv is not None:
-                self._tombstones[key] = rv
-                self._tombstones.move_to_end(key)
-                while len(self._tombstones) > TOMBSTONES:
-                    self._tombstones.popitem(last=False)
+            self._bury(key, rv)
 
     # observe ------------------------------------------------------------------------------------
 
@@ -286,11 +282,7 @@ class ObjectCache:
     def resource_deleted(self, namespace: str, name: str, rv: int | None) -> None:
         with self._lock:
             self._bodies.pop((namespace, name), None)
-            if rv is not None:
-                self._tombstones[("EMQX", namespace, name)] = rv
-                self._tombstones.move_to_end(("EMQX", namespace, name))
-                while len(self._tombstones) > TOMBSTONES:
-                    self._tombstones.popitem(last=False)
+            self._bury(("EMQX", namespace, name), rv)
 
     def forget(self, namespace: str, instance: str) -> None:
         """Drop a deleted cluster's groups (its objects go with their DELETED events)."""
@@ -322,6 +314,15 @@ class ObjectCache:
             cached_rv = resource_version(self._objects.get(key))
             if name not in listed and (list_rv is None or cached_rv is None or cached_rv <= list_rv):
                 self._unindex(key, self._objects.pop(key, None))
+
+    def _bury(self, key: Key, rv: int | None) -> None:
+        """A deletion's tombstone: no copy of `key` at or before `rv` comes back. Called with the lock held."""
+        if rv is None:
+            return
+        self._tombstones[key] = rv
+        self._tombstones.move_to_end(key)
+        while len(self._tombstones) > TOMBSTONES:
+            self._tombstones.popitem(last=False)
 
     def _unindex(self, key: Key, old: dict[str, Any] | None) -> None:
         if old is None:
