@@ -135,16 +135,18 @@ class Reconciler:
             delay = max(delay, min(PODS_WAIT_SECONDS, self.options.resync_seconds))
         return delay
 
+    def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        written = self.api.patch_status(namespace, name, status)
+        if self.cache is not None and written:
+            self.cache.put_resource(written)  # the next pass starts from it, not from a late event
+
     def _write_status(self, body: dict[str, Any], old: dict[str, Any], new: dict[str, Any],
                       events: tuple[Event, ...], now: datetime.datetime) -> bool:
         changed = changed_key(old, new, now)
         meta = body["metadata"]
         if changed is not None:
             log.debug("%s/%s: status changed: %s", meta["namespace"], meta["name"], changed)
-            written = self.api.patch_status(meta["namespace"], meta["name"],
-                                            merge_patch(old, new, removable=OWNED_STATUS_KEYS))
-            if self.cache is not None and written:
-                self.cache.put_resource(written)  # the next pass starts from it, not from a late event
+            self._patch_status(meta["namespace"], meta["name"], merge_patch(old, new, removable=OWNED_STATUS_KEYS))
         # Events come from condition changes (which change status) and from one-off actions (a node
         # replaced, a Secret recreated), which may not.
         for event in events:
@@ -179,10 +181,8 @@ class Reconciler:
             conditions.set(ConditionType.READY, False, reason, message)
             conditions.set(kind, value, reason, message)
             if without_times(conditions.items) != without_times(status.get("conditions") or []):
-                written = self.api.patch_status(namespace, name, {"conditions": conditions.items,
-                                                                  "phase": str(phase), "message": message})
-                if self.cache is not None and written:
-                    self.cache.put_resource(written)
+                self._patch_status(namespace, name, {"conditions": conditions.items, "phase": str(phase),
+                                                     "message": message})
                 self.api.post_event(body, reason, message, "Warning")
         except ApiError as nested:
             log.error("%s/%s: cannot report the %s error either: %s", namespace, name, reason, nested)
